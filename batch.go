@@ -1,0 +1,171 @@
+package eventbus
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dddbus/eventbus/ddd"
+)
+
+// batchPhase reads the next events after the offset, handles them and
+// commits the offset with any new retry rows. It reports whether a full
+// batch was finished (more may be waiting).
+func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
+	rows, err := b.sqlDB.QueryContext(ctx, b.q.fetchEvents, l.offset, b.opts.LimitPerRun)
+	if err != nil {
+		return false, fmt.Errorf("fetch events: %w", err)
+	}
+	recs, err := scanRecords(rows)
+	if err != nil {
+		return false, fmt.Errorf("fetch events: %w", err)
+	}
+	if len(recs) == 0 {
+		return false, nil
+	}
+	blocked, err := b.blockedFIFOSenders(ctx, recs)
+	if err != nil {
+		return false, err
+	}
+	results := b.runLeased(ctx, l, recs, nil, blocked)
+
+	// Commit only the finished prefix: the offset must not pass an event
+	// that did not finish (stopping, or lease lost).
+	end := 0
+	for end < len(recs) && results[end].verdict != unfinished {
+		end++
+	}
+	if end == 0 {
+		return false, nil
+	}
+	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := b.commitBatch(dbCtx, l, recs[:end], results[:end]); err != nil {
+		return false, b.dropLease(err)
+	}
+	return end == len(recs) && len(recs) == b.opts.LimitPerRun, nil
+}
+
+// runLeased runs recs while a heartbeat keeps the lease; it stops starting
+// records when ctx is cancelled or the lease is lost. Handlers get a context
+// that outlives ctx, so a graceful stop lets them finish.
+func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, attempts []int, blocked map[string]bool) []result {
+	b.mu.Lock()
+	h := b.handler
+	b.mu.Unlock()
+	stop := make(chan struct{})
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop) }) }
+	defer context.AfterFunc(ctx, halt)()
+	done := make(chan struct{})
+	go b.heartbeat(context.WithoutCancel(ctx), l, done, halt)
+	defer close(done)
+	return b.runBySender(context.WithoutCancel(ctx), h, recs, attempts, blocked, stop)
+}
+
+// dropLease forgets the lease after a failed commit: it was lost, or the
+// commit's outcome is unknown. Taking it again re-reads the stored offset.
+func (b *EventBus) dropLease(err error) error {
+	b.lease = nil
+	if errors.Is(err, ErrLeaseLost) {
+		b.log.Warn("eventbus: lease lost before commit; the new owner redoes the batch")
+		return nil
+	}
+	return err
+}
+
+// blockedFIFOSenders returns the senders of FIFO records in recs that have
+// a FIFO event waiting in the retry store.
+func (b *EventBus) blockedFIFOSenders(ctx context.Context, recs []*record) (map[string]bool, error) {
+	seen := map[string]bool{}
+	var args []any
+	args = append(args, b.service)
+	for _, r := range recs {
+		if r.evt.SendType == ddd.SendFIFO && !seen[r.evt.Sender] {
+			seen[r.evt.Sender] = true
+			args = append(args, r.evt.Sender)
+		}
+	}
+	if len(args) == 1 {
+		return nil, nil
+	}
+	senders, err := queryStrings(ctx, b.sqlDB, b.q.blockedSenders(len(args)-1), args...)
+	if err != nil {
+		return nil, fmt.Errorf("blocked FIFO senders: %w", err)
+	}
+	blocked := make(map[string]bool, len(senders))
+	for _, s := range senders {
+		blocked[s] = true
+	}
+	return blocked, nil
+}
+
+// commitBatch moves the offset past recs and stores the failed and parked
+// ones in the retry store, in one fenced transaction.
+func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, results []result) error {
+	newOffset := recs[len(recs)-1].seq
+	start := time.Now()
+	var retryArgs []any
+	nRetry, nDead := 0, 0
+	for i, res := range results {
+		var state, attempts int
+		var delay time.Duration
+		errText := ""
+		switch res.verdict {
+		case parked:
+		case failed:
+			attempts, errText, delay = res.attempts, errorText(res.err), res.delay
+			if !res.retry {
+				state = stateDead
+				nDead++
+			}
+		default:
+			continue
+		}
+		r := recs[i]
+		fifo := 0
+		if r.evt.SendType == ddd.SendFIFO {
+			fifo = 1
+		}
+		retryArgs = append(retryArgs, b.service, r.pk, r.seq, r.evt.ID, r.evt.Sender, fifo, state, attempts, delay.Milliseconds(), errText)
+		nRetry++
+	}
+	err := b.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, b.q.commitOffset, newOffset, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch, newOffset)
+		if err != nil {
+			return fmt.Errorf("commit offset: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrLeaseLost
+		}
+		return b.insertRetries(ctx, tx, retryArgs, nRetry)
+	})
+	if err != nil {
+		return err
+	}
+	l.offset = newOffset
+	l.renewed(start)
+	b.stats.dead.Add(int64(nDead))
+	return nil
+}
+
+const (
+	stateRetry = 0 // waiting for its next attempt (or parked behind its sender's FIFO head)
+	stateDead  = 1 // dead letter
+	retryCols  = 10
+)
+
+func (b *EventBus) insertRetries(ctx context.Context, tx *sql.Tx, args []any, n int) error {
+	for start := 0; start < n; start += insertChunk {
+		end := min(start+insertChunk, n)
+		if _, err := tx.ExecContext(ctx, b.q.insertRetries(end-start), args[start*retryCols:end*retryCols]...); err != nil {
+			return fmt.Errorf("store retries: %w", err)
+		}
+	}
+	return nil
+}

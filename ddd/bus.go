@@ -1,0 +1,26 @@
+package ddd
+
+import "context"
+
+// EventBus delivers domain events to the services that consume them.
+type EventBus interface {
+	// Dispatch stores events, in the transaction carried by ctx if there is one.
+	Dispatch(ctx context.Context, events ...*DomainEvent) error
+	// RegisterEventHandler sets the handler the bus calls for each event.
+	RegisterEventHandler(h DomainEventHandler) error
+}
+
+// TXEventBus adds RocketMQ-style transactional (half) messages.
+type TXEventBus interface {
+	EventBus
+	// RegisterEventTXChecker sets the checker that resolves transactions
+	// whose producer never called Commit or Rollback.
+	RegisterEventTXChecker(c DomainEventTXChecker) error
+	// DispatchBegin durably records events as a pending transaction, invisible
+	// to consumers, and returns a context that carries it.
+	DispatchBegin(ctx context.Context, events ...*DomainEvent) (context.Context, error)
+	// Commit publishes the pending transaction carried by ctx.
+	Commit(ctx context.Context) error
+	// Rollback discards it.
+	Rollback(ctx context.Context) error
+}

@@ -1,0 +1,165 @@
+package ddd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// ErrNoEventBus is returned when a command raises events but the engine has
+// no bus to dispatch them to (or, for SendTransaction events, no TXEventBus).
+var ErrNoEventBus = errors.New("no event bus configured")
+
+// Option configures an Engine.
+type Option func(*Engine) error
+
+// WithEventBus sets the bus the engine dispatches events through.
+func WithEventBus(bus EventBus) Option {
+	return func(e *Engine) error {
+		if bus == nil {
+			return errors.New("ddd: WithEventBus: nil bus")
+		}
+		e.bus = bus
+		return nil
+	}
+}
+
+// WithPostCommitHook adds a hook run after each successful commit that
+// dispatched events (for example to wake the bus's poller).
+func WithPostCommitHook(hook func(ctx context.Context)) Option {
+	return func(e *Engine) error {
+		if hook == nil {
+			return errors.New("ddd: WithPostCommitHook: nil hook")
+		}
+		e.postCommit = append(e.postCommit, hook)
+		return nil
+	}
+}
+
+// Engine runs commands as units of work: one GORM transaction per command,
+// whose events are dispatched inside that same transaction.
+type Engine struct {
+	db         *gorm.DB
+	bus        EventBus
+	postCommit []func(ctx context.Context)
+}
+
+// NewEngine returns an engine on db. Wire a bus in with NewEngine(db, bus.Options()...).
+func NewEngine(db *gorm.DB, opts ...Option) (*Engine, error) {
+	if db == nil {
+		return nil, errors.New("ddd: NewEngine: nil db")
+	}
+	e := &Engine{db: db}
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("ddd: NewEngine: nil option")
+		}
+		if err := o(e); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// UnitOfWork is what a command sees: the transaction and the event sources
+// whose events the engine collects when the command returns.
+type UnitOfWork struct {
+	tx      *gorm.DB
+	sources []EventSource
+	events  []*DomainEvent
+}
+
+// Tx returns the command's transaction.
+func (u *UnitOfWork) Tx() *gorm.DB { return u.tx }
+
+// Track registers aggregates whose buffered events are collected after the command.
+func (u *UnitOfWork) Track(sources ...EventSource) { u.sources = append(u.sources, sources...) }
+
+// Raise adds events directly.
+func (u *UnitOfWork) Raise(events ...*DomainEvent) { u.events = append(u.events, events...) }
+
+func (u *UnitOfWork) collect() []*DomainEvent {
+	out := u.events
+	for _, s := range u.sources {
+		out = append(out, s.PopEvents()...)
+	}
+	return out
+}
+
+// Command is the business logic of one unit of work. ctx carries the
+// transaction (see TxFromContext); it is also uow.Tx().
+type Command func(ctx context.Context, uow *UnitOfWork) error
+
+// Run executes cmd in one transaction. Events of send type normal or FIFO are
+// dispatched inside it, so they exist if and only if it commits. Events of
+// send type transaction use the two-phase flow: DispatchBegin before the
+// commit, Commit after it succeeds, Rollback after it fails. Post-commit
+// hooks run only after a successful commit.
+func (e *Engine) Run(ctx context.Context, cmd Command) error {
+	if cmd == nil {
+		return errors.New("ddd: Run: nil command")
+	}
+	var txCtx context.Context
+	var dispatched bool
+	err := e.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		cctx := ContextWithTx(ctx, tx)
+		uow := &UnitOfWork{tx: tx}
+		if err := cmd(cctx, uow); err != nil {
+			return err
+		}
+		var plain, twoPhase []*DomainEvent
+		for _, evt := range uow.collect() {
+			if evt != nil && evt.SendType == SendTransaction {
+				twoPhase = append(twoPhase, evt)
+			} else {
+				plain = append(plain, evt)
+			}
+		}
+		if len(plain) > 0 {
+			if e.bus == nil {
+				return ErrNoEventBus
+			}
+			if err := e.bus.Dispatch(cctx, plain...); err != nil {
+				return fmt.Errorf("dispatch events: %w", err)
+			}
+			dispatched = true
+		}
+		if len(twoPhase) > 0 {
+			txBus, ok := e.bus.(TXEventBus)
+			if !ok {
+				return fmt.Errorf("%w: SendTransaction events need a TXEventBus", ErrNoEventBus)
+			}
+			c, err := txBus.DispatchBegin(cctx, twoPhase...)
+			if err != nil {
+				return fmt.Errorf("begin transactional events: %w", err)
+			}
+			txCtx = c
+		}
+		return nil
+	})
+	if txCtx != nil {
+		txBus := e.bus.(TXEventBus)
+		if err != nil {
+			if rbErr := txBus.Rollback(txCtx); rbErr != nil {
+				return errors.Join(err, fmt.Errorf("rollback transactional events: %w", rbErr))
+			}
+			return err
+		}
+		if cErr := txBus.Commit(txCtx); cErr != nil {
+			// The business change is committed; the TX checker resolves the rest.
+			return fmt.Errorf("commit transactional events (the TX checker will resolve them): %w", cErr)
+		}
+		dispatched = true
+	}
+	if err != nil {
+		return err
+	}
+	if dispatched {
+		for _, h := range e.postCommit {
+			h(ctx)
+		}
+	}
+	return nil
+}

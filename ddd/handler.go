@@ -1,0 +1,64 @@
+package ddd
+
+import (
+	"context"
+	"errors"
+)
+
+// DomainEventHandler handles one event for a consuming service. A nil error
+// marks the event handled; any other error (or a panic) is a failure that
+// the bus retries. Delivery is at-least-once: use DomainEvent.ID as the
+// idempotency key.
+type DomainEventHandler func(ctx context.Context, evt *DomainEvent) error
+
+// TXStatus is a TX checker's verdict on a pending transactional message.
+type TXStatus int8
+
+const (
+	// TXUnknown asks the bus to check again later.
+	TXUnknown TXStatus = iota
+	// TXCommit publishes the transaction's events.
+	TXCommit
+	// TXRollback discards them.
+	TXRollback
+)
+
+func (s TXStatus) String() string {
+	switch s {
+	case TXCommit:
+		return "commit"
+	case TXRollback:
+		return "rollback"
+	}
+	return "unknown"
+}
+
+// DomainEventTXChecker decides the fate of a transactional message whose
+// producer never called Commit or Rollback. It sees every event of the
+// transaction. An error counts as TXUnknown.
+type DomainEventTXChecker func(ctx context.Context, events []*DomainEvent) (TXStatus, error)
+
+// ErrNoHandler is returned by a handler (typically a Router) that has nothing
+// to do for an event. The bus counts such an event as skipped, not failed.
+var ErrNoHandler = errors.New("no handler for event")
+
+// permanentError marks a failure that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return "permanent: " + p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+// Permanent wraps err so the bus skips the remaining retries and makes the
+// event a dead letter at once (for example a payload that cannot be decoded).
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err was wrapped by Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}

@@ -1,0 +1,41 @@
+package eventbus
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// postgresDialect serves PostgreSQL 13+.
+type postgresDialect struct{}
+
+func (postgresDialect) returningID() string { return " RETURNING id" }
+
+func (postgresDialect) name() string { return "postgres" }
+
+// clock_timestamp, not now(): now() is frozen at the start of the transaction.
+func (postgresDialect) nowMillis() string {
+	return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+}
+
+func (postgresDialect) beginWrite() string { return "BEGIN" }
+
+func (postgresDialect) insertIgnore(q, key string) string {
+	return q + " ON CONFLICT (" + key + ") DO NOTHING"
+}
+
+func (postgresDialect) txOptions() *sql.TxOptions { return readCommitted }
+
+func (postgresDialect) rebind(q string) string { return rebindDollar(q) }
+
+func (postgresDialect) lockMigrations(ctx context.Context, conn *sql.Conn, prefix string) (func(), error) {
+	key := "eventbus_migrate:" + prefix
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(hashtext(current_schema() || $1))", key); err != nil {
+		return nil, fmt.Errorf("take migration lock: %w", err)
+	}
+	return func() {
+		_, _ = conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock(hashtext(current_schema() || $1))", key)
+	}, nil
+}
+
+func (postgresDialect) checkConn(context.Context, *sql.DB) error { return nil }

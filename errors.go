@@ -1,0 +1,33 @@
+package eventbus
+
+import "errors"
+
+// Sentinel errors. Errors returned by the bus wrap them, so callers test with errors.Is.
+var (
+	// ErrInvalidDB: the *gorm.DB is nil, of an unsupported dialect, or misconfigured.
+	ErrInvalidDB = errors.New("eventbus: invalid db")
+	// ErrInvalidOption: an option is out of range.
+	ErrInvalidOption = errors.New("eventbus: invalid option")
+	// ErrInvalidServiceName: the service name is empty, too long or has characters outside [A-Za-z0-9_.:-].
+	ErrInvalidServiceName = errors.New("eventbus: invalid service name")
+	// ErrInvalidEvent: an event failed validation; nothing was written.
+	ErrInvalidEvent = errors.New("eventbus: invalid event")
+	// ErrNoEventHandler: Start was called before RegisterEventHandler.
+	ErrNoEventHandler = errors.New("eventbus: no event handler registered")
+	// ErrHandlerRegistered: RegisterEventHandler or RegisterEventTXChecker was called twice.
+	ErrHandlerRegistered = errors.New("eventbus: handler already registered")
+	// ErrAlreadyStarted: Start was called on a bus that is running.
+	ErrAlreadyStarted = errors.New("eventbus: already started")
+	// ErrForeignTransaction: ctx carries a transaction on another database than the bus's.
+	ErrForeignTransaction = errors.New("eventbus: transaction belongs to another database")
+	// ErrNoTransaction: Commit or Rollback got a context without a pending transaction.
+	ErrNoTransaction = errors.New("eventbus: no transaction in context")
+	// ErrTxRolledBack: Commit of a transaction that was already rolled back.
+	ErrTxRolledBack = errors.New("eventbus: transaction already rolled back")
+	// ErrTxCommitted: Rollback of a transaction that was already committed.
+	ErrTxCommitted = errors.New("eventbus: transaction already committed")
+	// ErrTxNotFound: the transaction does not exist (never began, or was cleaned).
+	ErrTxNotFound = errors.New("eventbus: transaction not found")
+	// ErrLeaseLost: this instance no longer owns its service's lease; its work is discarded.
+	ErrLeaseLost = errors.New("eventbus: lease lost")
+)

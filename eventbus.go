@@ -1,0 +1,178 @@
+// Package eventbus is a DDD domain-event bus on a relational database: a
+// transactional outbox that stores each event in the aggregate's own
+// transaction, and a consumer that delivers the log to every service from
+// that service's own offset.
+//
+// Guarantees, in short (README.md has the details):
+//   - An event is stored if and only if the transaction that dispatched it commits.
+//   - Every stored event reaches every service at least once; use
+//     DomainEvent.ID as the idempotency key.
+//   - One sender's events are handled one at a time, in log order; events of
+//     different senders run concurrently.
+//   - No committed event is skipped, however transactions interleave (see
+//     the sequencer in sequencer.go).
+package eventbus
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dddbus/eventbus/ddd"
+	"gorm.io/gorm"
+)
+
+// EventBus stores and delivers the domain events of one consuming service.
+// Several instances (processes) may run the same service: one at a time
+// owns its consumption through a lease, the others stand by.
+type EventBus struct {
+	service string
+	db      *gorm.DB
+	sqlDB   *sql.DB
+	d       dialect
+	q       *queries
+	opts    Options
+	log     *slog.Logger
+	owner   string // this instance's name in the lease
+
+	mu        sync.Mutex
+	handler   ddd.DomainEventHandler
+	txChecker ddd.DomainEventTXChecker
+	running   atomic.Bool
+	wake      chan struct{}
+	stats     counters
+
+	lease *lease // owned by the consume loop
+}
+
+var (
+	_ ddd.EventBus   = (*EventBus)(nil)
+	_ ddd.TXEventBus = (*EventBus)(nil)
+)
+
+// NewEventBus returns the bus of service serviceName on db (SQLite, MySQL or
+// PostgreSQL through GORM). It validates the name and the options, checks
+// the connection, runs the embedded migrations (unless AutoMigrate is off)
+// and registers the service, which then starts at Options.StartPosition.
+func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, error) {
+	if err := validateServiceName(serviceName); err != nil {
+		return nil, err
+	}
+	if db == nil {
+		return nil, fmt.Errorf("%w: nil db", ErrInvalidDB)
+	}
+	o := DefaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	d, err := dialectOf(db)
+	if err != nil {
+		return nil, err
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidDB, err)
+	}
+	b := &EventBus{
+		service: serviceName,
+		db:      db,
+		sqlDB:   sqlDB,
+		d:       d,
+		q:       newQueries(d, o.TablePrefix),
+		opts:    o,
+		log:     o.Logger.With("service", serviceName),
+		owner:   instanceName(),
+		wake:    make(chan struct{}, 1),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := d.checkConn(ctx, sqlDB); err != nil {
+		return nil, err
+	}
+	if o.AutoMigrate {
+		if err := Migrate(ctx, db, o.TablePrefix); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.registerService(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// instanceName identifies this bus instance in leases and logs.
+func instanceName() string {
+	host, _ := os.Hostname()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	name := fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:]))
+	if len(name) > 64 {
+		name = name[len(name)-64:]
+	}
+	return name
+}
+
+// registerService creates the service's row, at the start position, unless it exists.
+func (b *EventBus) registerService(ctx context.Context) error {
+	pos := int64(-1) // latest: the sequencer's last number
+	switch b.opts.StartPosition.kind {
+	case 1:
+		pos = 0
+	case 2:
+		pos = b.opts.StartPosition.seq
+	}
+	if _, err := b.sqlDB.ExecContext(ctx, b.q.ensureService, b.service, pos, pos); err != nil {
+		return fmt.Errorf("register service %s: %w", b.service, err)
+	}
+	return nil
+}
+
+// Service returns the service name.
+func (b *EventBus) Service() string { return b.service }
+
+// RegisterEventHandler sets the handler called for every event this service
+// consumes (typically ddd.Router.HandleEvent). It may be set once, before Start.
+func (b *EventBus) RegisterEventHandler(h ddd.DomainEventHandler) error {
+	if h == nil {
+		return fmt.Errorf("%w: nil event handler", ErrInvalidOption)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.handler != nil {
+		return ErrHandlerRegistered
+	}
+	b.handler = h
+	return nil
+}
+
+// Options returns the engine options that plug the bus in: the bus itself,
+// and a post-commit hook that wakes the poller so events committed by this
+// process are handled at once rather than at the next poll.
+func (b *EventBus) Options() []ddd.Option {
+	return []ddd.Option{
+		ddd.WithEventBus(b),
+		ddd.WithPostCommitHook(func(context.Context) { b.Notify() }),
+	}
+}
+
+// Notify wakes the poller. Call it after committing a transaction in which
+// you dispatched events yourself; the engine does it for you.
+func (b *EventBus) Notify() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}

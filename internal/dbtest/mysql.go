@@ -1,0 +1,74 @@
+package dbtest
+
+import (
+	"database/sql"
+	"sync"
+	"testing"
+
+	mysqldrv "github.com/go-sql-driver/mysql"
+	"gorm.io/driver/mysql"
+	"gorm.io/gorm"
+)
+
+var mysqlSweep sync.Once
+
+// MySQL creates a database of its own on the server named by
+// EVENTBUS_MYSQL_DSN and drops it when t ends.
+func MySQL(t testing.TB) *Database {
+	dsn := envOrSkip(t, MySQLEnv, "root@tcp(127.0.0.1:3306)/")
+	cfg, err := mysqldrv.ParseDSN(dsn)
+	if err != nil {
+		t.Fatalf("%s: %v", MySQLEnv, err)
+	}
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatalf("mysql: %v", err)
+	}
+	defer admin.Close()
+	mysqlSweep.Do(func() { sweepMySQL(t, admin) })
+	name := uniqueName()
+	if _, err := admin.Exec("CREATE DATABASE " + name + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
+		t.Fatalf("mysql: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		admin, err := sql.Open("mysql", cfg.FormatDSN())
+		if err == nil {
+			_, _ = admin.Exec("DROP DATABASE IF EXISTS " + name)
+			admin.Close()
+		}
+	})
+	return &Database{
+		Dialect: "mysql",
+		Addr:    cfg.Addr,
+		open: func(t testing.TB, addr string) *gorm.DB {
+			c := cfg.Clone()
+			c.DBName, c.Addr = name, addr
+			db, err := gorm.Open(mysql.Open(c.FormatDSN()), gormConfig())
+			if err != nil {
+				t.Fatalf("open mysql: %v", err)
+			}
+			closeOnCleanup(t, db)
+			return db
+		},
+	}
+}
+
+// sweepMySQL drops test databases left by runs that crashed long ago.
+func sweepMySQL(t testing.TB, admin *sql.DB) {
+	rows, err := admin.Query("SHOW DATABASES LIKE 'ebt\\_%'")
+	if err != nil {
+		t.Logf("mysql: list stale databases: %v", err)
+		return
+	}
+	var stale []string
+	for rows.Next() {
+		var n string
+		if rows.Scan(&n) == nil && isStale(n) {
+			stale = append(stale, n)
+		}
+	}
+	rows.Close()
+	for _, n := range stale {
+		_, _ = admin.Exec("DROP DATABASE IF EXISTS " + n)
+	}
+}

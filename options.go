@@ -1,0 +1,206 @@
+package eventbus
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// StartPosition says where a service that has no stored offset begins.
+type StartPosition struct {
+	kind int8 // 0 latest, 1 earliest, 2 explicit
+	seq  int64
+}
+
+var (
+	// StartFromLatest (the default) skips every event sequenced before the
+	// service first registers; it sees only what comes after.
+	StartFromLatest = StartPosition{}
+	// StartFromEarliest delivers every event still retained in the log.
+	StartFromEarliest = StartPosition{kind: 1}
+)
+
+// StartAt begins after log position seq (the Seq of a delivered event).
+func StartAt(seq int64) StartPosition { return StartPosition{kind: 2, seq: seq} }
+
+// Options configure an EventBus. Every field has a default (see
+// DefaultOptions); set them through the With... functions.
+type Options struct {
+	// RunInterval is how often the poller looks for new events when it is
+	// not woken by a local commit. Default 200ms.
+	RunInterval time.Duration
+	// LimitPerRun is the most events read and handled per batch. Default 500.
+	LimitPerRun int
+	// ConsumeConcurrent is the number of handler goroutines. Events of
+	// different senders run concurrently; one sender's events never do. Default 16.
+	ConsumeConcurrent int
+	// RetryStrategy decides retries of failed events. Default DefaultRetryStrategy().
+	RetryStrategy IRetryStrategy
+	// HandlerTimeout bounds one handler call (its context is cancelled after
+	// it); 0 disables it. Default 1m.
+	HandlerTimeout time.Duration
+	// CleanCron is when the cleaner runs: a standard 5-field cron spec
+	// (minute hour day-of-month month day-of-week; no seconds field) or a
+	// descriptor such as "@daily" or "@every 1h". Empty disables the cron job.
+	// Default "@daily".
+	CleanCron string
+	// RetentionTime is how long consumed events stay in the log. Default 7 days.
+	RetentionTime time.Duration
+	// DeadLetterRetention, when positive, lets the cleaner delete dead
+	// letters older than it. Default 0: dead letters are kept until discarded.
+	DeadLetterRetention time.Duration
+	// TXCheckTimeout is how long a transactional message may stay pending
+	// before the TX checker is asked about it. Default 1m.
+	TXCheckTimeout time.Duration
+	// TXCheckMaxChecks is how many TXUnknown answers (or checker errors) a
+	// pending transaction gets before it is marked unresolved. Default 10.
+	TXCheckMaxChecks int
+	// LeaseDuration is how long an instance owns its service's consumption
+	// without renewing it. Another instance takes over after it lapses. Default 15s.
+	LeaseDuration time.Duration
+	// StartPosition applies to a service seen for the first time. Default StartFromLatest.
+	StartPosition StartPosition
+	// MaxPayloadBytes caps an event's payload. Default 1 MiB; at most 64 MiB.
+	MaxPayloadBytes int
+	// TablePrefix is prepended to every table name. Lowercase letters,
+	// digits and underscores, starting with a letter, at most 24 bytes. Default "ddd_".
+	TablePrefix string
+	// AutoMigrate runs the embedded migrations in NewEventBus. Default true.
+	AutoMigrate bool
+	// Logger receives the bus's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the defaults documented on Options.
+func DefaultOptions() Options {
+	return Options{
+		RunInterval:       200 * time.Millisecond,
+		LimitPerRun:       500,
+		ConsumeConcurrent: 16,
+		RetryStrategy:     DefaultRetryStrategy(),
+		HandlerTimeout:    time.Minute,
+		CleanCron:         "@daily",
+		RetentionTime:     7 * 24 * time.Hour,
+		TXCheckTimeout:    time.Minute,
+		TXCheckMaxChecks:  10,
+		LeaseDuration:     15 * time.Second,
+		StartPosition:     StartFromLatest,
+		MaxPayloadBytes:   1 << 20,
+		TablePrefix:       "ddd_",
+		AutoMigrate:       true,
+		Logger:            slog.Default(),
+	}
+}
+
+// Option changes one setting.
+type Option func(*Options)
+
+// WithRunInterval sets Options.RunInterval.
+func WithRunInterval(d time.Duration) Option { return func(o *Options) { o.RunInterval = d } }
+
+// WithLimitPerRun sets Options.LimitPerRun.
+func WithLimitPerRun(n int) Option { return func(o *Options) { o.LimitPerRun = n } }
+
+// WithConsumeConcurrent sets Options.ConsumeConcurrent.
+func WithConsumeConcurrent(n int) Option { return func(o *Options) { o.ConsumeConcurrent = n } }
+
+// WithRetryStrategy sets Options.RetryStrategy.
+func WithRetryStrategy(s IRetryStrategy) Option { return func(o *Options) { o.RetryStrategy = s } }
+
+// WithHandlerTimeout sets Options.HandlerTimeout.
+func WithHandlerTimeout(d time.Duration) Option { return func(o *Options) { o.HandlerTimeout = d } }
+
+// WithCleanCron sets Options.CleanCron.
+func WithCleanCron(spec string) Option { return func(o *Options) { o.CleanCron = spec } }
+
+// WithRetentionTime sets Options.RetentionTime.
+func WithRetentionTime(d time.Duration) Option { return func(o *Options) { o.RetentionTime = d } }
+
+// WithDeadLetterRetention sets Options.DeadLetterRetention.
+func WithDeadLetterRetention(d time.Duration) Option {
+	return func(o *Options) { o.DeadLetterRetention = d }
+}
+
+// WithTXCheckTimeout sets Options.TXCheckTimeout.
+func WithTXCheckTimeout(d time.Duration) Option { return func(o *Options) { o.TXCheckTimeout = d } }
+
+// WithTXCheckMaxChecks sets Options.TXCheckMaxChecks.
+func WithTXCheckMaxChecks(n int) Option { return func(o *Options) { o.TXCheckMaxChecks = n } }
+
+// WithLeaseDuration sets Options.LeaseDuration.
+func WithLeaseDuration(d time.Duration) Option { return func(o *Options) { o.LeaseDuration = d } }
+
+// WithStartPosition sets Options.StartPosition.
+func WithStartPosition(p StartPosition) Option { return func(o *Options) { o.StartPosition = p } }
+
+// WithMaxPayloadBytes sets Options.MaxPayloadBytes.
+func WithMaxPayloadBytes(n int) Option { return func(o *Options) { o.MaxPayloadBytes = n } }
+
+// WithTablePrefix sets Options.TablePrefix.
+func WithTablePrefix(p string) Option { return func(o *Options) { o.TablePrefix = p } }
+
+// WithAutoMigrate sets Options.AutoMigrate.
+func WithAutoMigrate(on bool) Option { return func(o *Options) { o.AutoMigrate = on } }
+
+// WithLogger sets Options.Logger.
+func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }
+
+const maxPayloadLimit = 64 << 20
+
+var (
+	tablePrefixRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,23}$`)
+	serviceNameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+)
+
+// cronParser accepts 5-field specs and descriptors; it is robfig/cron's default.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+func (o *Options) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+	}
+	switch {
+	case o.RunInterval <= 0:
+		return bad("RunInterval must be positive, got %s", o.RunInterval)
+	case o.LimitPerRun < 1 || o.LimitPerRun > 10000:
+		return bad("LimitPerRun must be 1..10000, got %d", o.LimitPerRun)
+	case o.ConsumeConcurrent < 1 || o.ConsumeConcurrent > 4096:
+		return bad("ConsumeConcurrent must be 1..4096, got %d", o.ConsumeConcurrent)
+	case o.HandlerTimeout < 0:
+		return bad("HandlerTimeout must be >= 0, got %s", o.HandlerTimeout)
+	case o.RetentionTime < 0:
+		return bad("RetentionTime must be >= 0, got %s", o.RetentionTime)
+	case o.DeadLetterRetention < 0:
+		return bad("DeadLetterRetention must be >= 0, got %s", o.DeadLetterRetention)
+	case o.TXCheckTimeout <= 0:
+		return bad("TXCheckTimeout must be positive, got %s", o.TXCheckTimeout)
+	case o.TXCheckMaxChecks < 1:
+		return bad("TXCheckMaxChecks must be >= 1, got %d", o.TXCheckMaxChecks)
+	case o.LeaseDuration < 100*time.Millisecond:
+		return bad("LeaseDuration must be at least 100ms, got %s", o.LeaseDuration)
+	case o.StartPosition.kind == 2 && o.StartPosition.seq < 0:
+		return bad("StartAt position must be >= 0, got %d", o.StartPosition.seq)
+	case o.MaxPayloadBytes < 1 || o.MaxPayloadBytes > maxPayloadLimit:
+		return bad("MaxPayloadBytes must be 1..%d, got %d", maxPayloadLimit, o.MaxPayloadBytes)
+	case !tablePrefixRE.MatchString(o.TablePrefix):
+		return bad("TablePrefix %q must match %s", o.TablePrefix, tablePrefixRE)
+	case o.Logger == nil:
+		return bad("nil Logger")
+	}
+	if o.CleanCron != "" {
+		if _, err := cronParser.Parse(o.CleanCron); err != nil {
+			return bad("CleanCron %q: %v", o.CleanCron, err)
+		}
+	}
+	return validateRetryStrategy(o.RetryStrategy)
+}
+
+func validateServiceName(name string) error {
+	if !serviceNameRE.MatchString(name) {
+		return fmt.Errorf("%w: %q must match %s", ErrInvalidServiceName, name, serviceNameRE)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package eventbus
+
+import (
+	"strings"
+)
+
+// queries holds every statement the bus runs, built once per bus from the
+// validated table prefix and the dialect. "?" placeholders are rebound for
+// the driver; statements whose length varies (IN lists, multi-row inserts)
+// are built by the helpers at the bottom.
+type queries struct {
+	d                                                   dialect
+	now                                                 string
+	events, sequencer, services, retries, txs, txEvents string
+
+	// sequencer
+	hasUnsequenced, lockSequencer, readLastSeq, pickUnsequenced, saveLastSeq string
+
+	// consumer
+	fetchEvents, fetchRetries string
+
+	// services and leases
+	ensureService, acquireLease, readLease, renewLease, releaseLease, commitOffset string
+	fence, serviceStatus, removeService, removeServiceRetries                      string
+
+	// retries and dead letters
+	deleteRetry, updateRetry, listDead, countDead, replayDead, discardDead string
+
+	// transactions
+	insertTx, txState, txChecks, resolveTx, claimTx, dueTxs, txEventsOf, publishTx, deleteTxEvents string
+	rescheduleTx, unresolvedTxs, countUnresolved                                         string
+
+	// cleaner
+	minConsumed, cleanCandidates, deleteOldDead, oldResolvedTxs string
+	deleteEvents                                                func(n int) string
+}
+
+const eventCols = "event_id, event_type, sender, send_type, payload, metadata, occurred_at"
+
+func newQueries(d dialect, prefix string) *queries {
+	q := &queries{
+		d:         d,
+		now:       d.nowMillis(),
+		events:    prefix + "events",
+		sequencer: prefix + "sequencer",
+		services:  prefix + "services",
+		retries:   prefix + "retries",
+		txs:       prefix + "transactions",
+		txEvents:  prefix + "transaction_events",
+	}
+	r := func(s string) string { return d.rebind(strings.ReplaceAll(s, "{now}", q.now)) }
+
+	// Sequencer. The no-op UPDATE takes the sequencer's row lock (and on
+	// SQLite the write lock) before anything is read.
+	q.hasUnsequenced = r("SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1")
+	q.lockSequencer = r("UPDATE " + q.sequencer + " SET last_seq = last_seq WHERE id = 1")
+	q.readLastSeq = r("SELECT last_seq FROM " + q.sequencer + " WHERE id = 1")
+	q.pickUnsequenced = r("SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT ?")
+	q.saveLastSeq = r("UPDATE " + q.sequencer + " SET last_seq = ? WHERE id = 1")
+
+	// Consumer.
+	q.fetchEvents = r("SELECT id, seq, " + eventCols + " FROM " + q.events +
+		" WHERE seq > ? ORDER BY seq LIMIT ?")
+	// Due retries. A FIFO row runs only when no earlier FIFO row of its
+	// sender still waits (parked rows wait behind the head).
+	q.fetchRetries = r("SELECT r.event_pk, r.attempts, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at" +
+		" FROM " + q.retries + " r JOIN " + q.events + " e ON e.id = r.event_pk" +
+		" WHERE r.service = ? AND r.state = 0 AND r.next_at <= {now}" +
+		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM " + q.retries + " h WHERE h.service = r.service" +
+		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = 0 AND h.seq < r.seq))" +
+		" ORDER BY e.seq LIMIT ?")
+
+	// Services and leases. version changes on every fenced write, so the
+	// affected-row count is exact on MySQL too (it counts changed rows).
+	q.ensureService = r(d.insertIgnore("INSERT INTO "+q.services+
+		" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
+		" SELECT ?, CASE WHEN ? < 0 THEN last_seq ELSE ? END, '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
+	q.acquireLease = r("UPDATE " + q.services + " SET owner = ?, epoch = epoch + 1, version = version + 1," +
+		" lease_until = {now} + ?, updated_at = {now} WHERE name = ? AND (lease_until < {now} OR owner = '' OR owner = ?)")
+	q.readLease = r("SELECT owner, epoch, consumed_seq FROM " + q.services + " WHERE name = ?")
+	q.renewLease = r("UPDATE " + q.services + " SET version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
+		" WHERE name = ? AND owner = ? AND epoch = ?")
+	q.releaseLease = r("UPDATE " + q.services + " SET owner = '', version = version + 1, lease_until = 0, updated_at = {now}" +
+		" WHERE name = ? AND owner = ? AND epoch = ?")
+	q.commitOffset = r("UPDATE " + q.services + " SET consumed_seq = ?, version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
+		" WHERE name = ? AND owner = ? AND epoch = ? AND consumed_seq <= ?")
+	q.fence = q.renewLease
+	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.updated_at, q.last_seq," +
+		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq)," +
+		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 0)," +
+		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 1)" +
+		" FROM " + q.services + " s CROSS JOIN " + q.sequencer + " q WHERE q.id = 1 ORDER BY s.name")
+	q.removeService = r("DELETE FROM " + q.services + " WHERE name = ? AND (lease_until < {now} OR owner = '')")
+	q.removeServiceRetries = r("DELETE FROM " + q.retries + " WHERE service = ?")
+
+	// Retries and dead letters.
+	q.deleteRetry = r("DELETE FROM " + q.retries + " WHERE service = ? AND event_pk = ? AND state = 0")
+	q.updateRetry = r("UPDATE " + q.retries + " SET state = ?, attempts = ?, next_at = {now} + ?, last_error = ?, updated_at = {now}" +
+		" WHERE service = ? AND event_pk = ? AND state = 0")
+	q.listDead = r("SELECT r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at" +
+		" FROM " + q.retries + " r JOIN " + q.events + " e ON e.id = r.event_pk" +
+		" WHERE r.service = ? AND r.state = 1 AND r.seq > ? ORDER BY r.seq LIMIT ?")
+	q.countDead = r("SELECT COUNT(*) FROM " + q.retries + " WHERE service = ? AND state = 1")
+	q.replayDead = r("UPDATE " + q.retries + " SET state = 0, attempts = 0, next_at = {now}, updated_at = {now}" +
+		" WHERE service = ? AND state = 1 AND event_id = ?")
+	q.discardDead = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = 1 AND event_id = ?")
+
+	// Transactions.
+	q.insertTx = r("INSERT INTO " + q.txs + " (service, state, check_count, due_at, last_error, created_at, updated_at)" +
+		" VALUES (?, 0, 0, {now} + ?, '', {now}, {now})" + d.returningID())
+	q.txState = r("SELECT state FROM " + q.txs + " WHERE id = ?")
+	q.txChecks = r("SELECT check_count FROM " + q.txs + " WHERE id = ?")
+	q.resolveTx = r("UPDATE " + q.txs + " SET state = ?, updated_at = {now} WHERE id = ? AND state IN (0, 3)")
+	q.claimTx = r("UPDATE " + q.txs + " SET check_count = check_count + 1, due_at = {now} + ?, updated_at = {now}" +
+		" WHERE id = ? AND state = 0 AND due_at <= {now}")
+	q.dueTxs = r("SELECT id FROM " + q.txs + " WHERE service = ? AND state = 0 AND due_at <= {now} ORDER BY due_at LIMIT ?")
+	q.txEventsOf = r("SELECT " + eventCols + " FROM " + q.txEvents + " WHERE tx_id = ? ORDER BY ordinal")
+	q.publishTx = r("INSERT INTO " + q.events + " (" + eventCols + ", created_at) SELECT " + eventCols + ", {now} FROM " +
+		q.txEvents + " WHERE tx_id = ? ORDER BY ordinal")
+	q.deleteTxEvents = r("DELETE FROM " + q.txEvents + " WHERE tx_id = ?")
+	q.rescheduleTx = r("UPDATE " + q.txs + " SET state = ?, due_at = {now} + ?, last_error = ?, updated_at = {now}" +
+		" WHERE id = ? AND state = 0 AND check_count = ?")
+	q.unresolvedTxs = r("SELECT id, check_count, last_error, created_at, updated_at FROM " + q.txs +
+		" WHERE service = ? AND state = 3 AND id > ? ORDER BY id LIMIT ?")
+	q.countUnresolved = r("SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = 3")
+
+	// Cleaner.
+	q.minConsumed = r("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0) FROM " + q.services)
+	q.cleanCandidates = r("SELECT e.id FROM " + q.events + " e WHERE e.seq <= ? AND e.created_at < {now} - ?" +
+		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = e.id) ORDER BY e.seq LIMIT ?")
+	q.deleteOldDead = r("DELETE FROM " + q.retries + " WHERE state = 1 AND updated_at < {now} - ?")
+	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN (1, 2) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
+	return q
+}
+
+// insertEvents returns a multi-row INSERT of n events into table.
+func (q *queries) insertEvents(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + q.events + " (" + eventCols + ", created_at) VALUES ")
+	row := "(?, ?, ?, ?, ?, ?, ?, " + q.now + ")"
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	return q.d.rebind(b.String())
+}
+
+// insertTxEvents returns a multi-row INSERT of n events of a pending transaction.
+func (q *queries) insertTxEvents(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + q.txEvents + " (tx_id, ordinal, " + eventCols + ") VALUES ")
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	return q.d.rebind(b.String())
+}
+
+// insertRetries returns a multi-row INSERT of n retry rows.
+func (q *queries) insertRetries(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + q.retries +
+		" (service, event_pk, seq, event_id, sender, fifo, state, attempts, next_at, last_error, created_at, updated_at) VALUES ")
+	row := "(?, ?, ?, ?, ?, ?, ?, ?, " + q.now + " + ?, ?, " + q.now + ", " + q.now + ")"
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	// A row that exists already (a batch redone after a commit whose
+	// outcome was unknown) is kept as it is.
+	return q.d.rebind(q.d.insertIgnore(b.String(), "service, event_pk"))
+}
+
+// in returns "(?, ?, ...)" with n placeholders (not rebound).
+func in(n int) string {
+	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
+}
+
+// assignSeq returns the sequencer's UPDATE for n event ids: seq = id + delta
+// keeps the batch's id order and starts above the last sequence number.
+func (q *queries) assignSeq(n int) string {
+	return q.d.rebind("UPDATE " + q.events + " SET seq = id + ? WHERE id IN " + in(n))
+}
+
+// deleteEventsByID returns the cleaner's DELETE of n event ids. Its
+// conditions are checked again at delete time, in case a service registered
+// or a retry was stored since the candidates were read.
+func (q *queries) deleteEventsByID(n int) string {
+	return q.d.rebind("DELETE FROM " + q.events + " WHERE id IN " + in(n) +
+		" AND seq <= (SELECT MIN(consumed_seq) FROM " + q.services + ")" +
+		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = " + q.events + ".id)")
+}
+
+// deleteTxsByID returns the cleaner's DELETE of n resolved transactions.
+func (q *queries) deleteTxsByID(n int) string {
+	return q.d.rebind("DELETE FROM " + q.txs + " WHERE id IN " + in(n))
+}
+
+// deleteRetriesByPK returns a DELETE of n retry rows of one service.
+func (q *queries) deleteRetriesByPK(n int) string {
+	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 0 AND event_pk IN " + in(n))
+}
+
+// blockedSenders returns the senders among n that have a FIFO event waiting
+// in the retry store: their later FIFO events must park behind it.
+func (q *queries) blockedSenders(n int) string {
+	return q.d.rebind("SELECT DISTINCT sender FROM " + q.retries +
+		" WHERE service = ? AND fifo = 1 AND state = 0 AND sender IN " + in(n))
+}

@@ -1,0 +1,78 @@
+package eventbus
+
+import (
+	"context"
+	"sync"
+
+	"github.com/dddbus/eventbus/ddd"
+)
+
+// runBySender handles recs (in seq order) on up to ConsumeConcurrent
+// goroutines: each sender's records run one at a time and in order on one
+// goroutine, different senders run in parallel.
+//
+// attempts[i] is how many times recs[i] was tried before (nil: never).
+// A FIFO record parks instead of running when its sender is in blocked, or
+// when an earlier FIFO record of its sender failed and will be retried.
+// Once stop is closed no further record starts; those stay unfinished.
+func (b *EventBus) runBySender(ctx context.Context, h ddd.DomainEventHandler, recs []*record, attempts []int,
+	blocked map[string]bool, stop <-chan struct{}) []result {
+	results := make([]result, len(recs))
+	var order []string
+	groups := make(map[string][]int)
+	for i, r := range recs {
+		s := r.evt.Sender
+		if _, ok := groups[s]; !ok {
+			order = append(order, s)
+		}
+		groups[s] = append(groups[s], i)
+	}
+	run := func(idx []int) {
+		fifoBlocked := blocked[recs[idx[0]].evt.Sender]
+		for _, i := range idx {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			fifo := recs[i].evt.SendType == ddd.SendFIFO
+			if fifo && fifoBlocked {
+				results[i] = result{verdict: parked}
+				b.stats.parked.Add(1)
+				continue
+			}
+			res := b.invoke(ctx, h, recs[i].evt)
+			if res.verdict == failed {
+				res.attempts = 1
+				if attempts != nil {
+					res.attempts = attempts[i] + 1
+				}
+				b.nextAttempt(&res)
+				fifoBlocked = fifoBlocked || (fifo && res.retry)
+			}
+			results[i] = res
+		}
+	}
+	workers := min(b.opts.ConsumeConcurrent, len(order))
+	if workers <= 1 {
+		for _, s := range order {
+			run(groups[s])
+		}
+		return results
+	}
+	jobs := make(chan []int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for idx := range jobs {
+				run(idx)
+			}
+		})
+	}
+	for _, s := range order {
+		jobs <- groups[s]
+	}
+	close(jobs)
+	wg.Wait()
+	return results
+}
