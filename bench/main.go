@@ -1,0 +1,224 @@
+// Command bench compares github.com/dddbus/eventbus with
+// ThreeDotsLabs/watermill-sql v4 (MySQL/MariaDB and PostgreSQL) and with a
+// raw-SQL baseline, on the same database, in one process, alternating the
+// contestants round by round, and prints one markdown table.
+//
+// It is a module of its own so that the library's users do not inherit
+// watermill. Run it from this directory:
+//
+//	cd bench && go run . -db postgres -n 100000
+//	cd bench && go run . -db mysql -quick            # CI smoke run
+//	cd bench && go run . -db sqlite -scenarios dispatch,drain
+//
+// See README.md beside this file for the scenarios and flags.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type config struct {
+	db        string
+	n         int
+	rounds    int
+	producers int
+	quick     bool
+	scenarios map[string]bool
+
+	dispatchTx    int
+	slowN         int
+	latencyDur    time.Duration
+	latencyRate   int
+	pollIntervals []time.Duration
+	scaleOld      []int
+	rssN          int
+
+	mysqlDSN, pgDSN, sqliteDir, dbName string
+	cpuProfile                         string
+	child                              string
+}
+
+var allScenarios = []string{"dispatch", "drain", "drain-slow", "drain-4", "latency", "scale", "rss"}
+
+func parseFlags() (*config, error) {
+	cfg := &config{}
+	var scenarios, polls, scaleOld string
+	flag.StringVar(&cfg.db, "db", "", "database: sqlite, mysql or postgres")
+	flag.IntVar(&cfg.n, "n", 100_000, "backlog size of the drain and scale scenarios")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per scenario; each round runs every contestant once, in rotating order")
+	flag.IntVar(&cfg.producers, "producers", 8, "concurrent producers")
+	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: small sizes, one round, short latency runs (well under a minute)")
+	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
+	flag.IntVar(&cfg.dispatchTx, "dispatch-tx", 10_000, "business transactions per dispatch run")
+	flag.IntVar(&cfg.slowN, "slow-n", 0, "backlog of the 1 ms handler drain (default n/10)")
+	flag.DurationVar(&cfg.latencyDur, "latency-dur", 20*time.Second, "length of each latency run")
+	flag.IntVar(&cfg.latencyRate, "latency-rate", 200, "events per second of the latency runs")
+	flag.StringVar(&polls, "polls", "10ms,1s", "poll intervals of the other-instance latency runs")
+	flag.StringVar(&scaleOld, "scale-old", "10000,1000000", "older rows already in the table, per scale run")
+	flag.IntVar(&cfg.rssN, "rss-n", 1_000_000, "backlog drained by the peak-RSS child process")
+	flag.StringVar(&cfg.mysqlDSN, "mysql-dsn", "root@tcp(127.0.0.1:3306)/", "MySQL/MariaDB server (go-sql-driver DSN)")
+	flag.StringVar(&cfg.pgDSN, "postgres-dsn", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL database (URL)")
+	flag.StringVar(&cfg.sqliteDir, "sqlite-dir", "", "directory of the SQLite file (default: a new temp dir)")
+	flag.StringVar(&cfg.dbName, "dbname", "ebbench", "MySQL database / PostgreSQL schema / SQLite file the harness drops and recreates")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&cfg.child, "child", "", "internal: run as the peak-RSS child (lib or peer)")
+	flag.Parse()
+
+	if cfg.db == "" {
+		return nil, fmt.Errorf("-db is required (sqlite, mysql or postgres)")
+	}
+	if cfg.quick {
+		cfg.n, cfg.rounds, cfg.dispatchTx = 5_000, 1, 1_000
+		cfg.latencyDur = 2 * time.Second
+		scaleOld = "1000,20000"
+		cfg.rssN = 20_000
+		if !isFlagSet("polls") {
+			polls = "10ms,200ms"
+		}
+	}
+	if cfg.slowN == 0 {
+		cfg.slowN = max(cfg.n/10, 1000)
+	}
+	cfg.scenarios = map[string]bool{}
+	for _, s := range strings.Split(scenarios, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !contains(allScenarios, s) {
+			return nil, fmt.Errorf("unknown scenario %q (want %s)", s, strings.Join(allScenarios, ", "))
+		}
+		cfg.scenarios[s] = true
+	}
+	for _, p := range strings.Split(polls, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("-polls: bad interval %q", p)
+		}
+		cfg.pollIntervals = append(cfg.pollIntervals, d)
+	}
+	for _, s := range strings.Split(scaleOld, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("-scale-old: bad count %q", s)
+		}
+		cfg.scaleOld = append(cfg.scaleOld, v)
+	}
+	if cfg.n < 1 || cfg.rounds < 1 || cfg.producers < 1 || cfg.dispatchTx < 1 {
+		return nil, fmt.Errorf("-n, -rounds, -producers and -dispatch-tx must be positive")
+	}
+	return cfg, nil
+}
+
+func isFlagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// progress logs to stderr; the table goes to stdout.
+var progress = log.New(os.Stderr, "bench: ", log.Ltime)
+
+func main() {
+	cfg, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		flag.Usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if cfg.child != "" {
+		if err := runChild(ctx, cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg *config) error {
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	t, err := newTarget(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	defer t.drop(context.WithoutCancel(ctx))
+	server, settings := t.serverVersion(ctx), t.settings(ctx)
+
+	type scenario struct {
+		name string
+		run  func(context.Context, *target, *config) ([]*row, error)
+	}
+	var rows []*row
+	for _, s := range []scenario{
+		{"dispatch", runDispatch},
+		{"drain", runDrain},
+		{"drain-slow", runDrainSlow},
+		{"drain-4", runDrainFour},
+		{"latency", runLatency},
+		{"scale", runScale},
+		{"rss", runRSS},
+	} {
+		if !cfg.scenarios[s.name] {
+			continue
+		}
+		begin := time.Now()
+		progress.Printf("scenario %s", s.name)
+		rs, err := s.run(ctx, t, cfg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		progress.Printf("scenario %s done in %s", s.name, time.Since(begin).Round(time.Second))
+		rows = append(rows, rs...)
+	}
+	writeHeader(os.Stdout, cfg, server, settings)
+	writeTable(os.Stdout, rows)
+	return nil
+}
+
+// order returns the contestants in the order of round r, rotating so that
+// none always runs first (on a warm or a cold server).
+func order(r int, systems ...system) []system {
+	out := make([]system, len(systems))
+	for i := range systems {
+		out[i] = systems[(i+r)%len(systems)]
+	}
+	return out
+}
+
+// hasPeer reports whether watermill-sql runs on this database.
+func (t *target) hasPeer() bool { return t.kind != "sqlite" }

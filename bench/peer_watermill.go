@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// The peer: ThreeDotsLabs/watermill-sql v4 with its default schema and
+// offsets adapters for MySQL and PostgreSQL (it has none for SQLite).
+
+const wmTopic = "bench"
+
+// wmDefaultBatch is DefaultMySQLSchema's and DefaultPostgreSQLSchema's
+// SubscribeBatchSize when left at zero; wmDefaultPoll is the subscriber's
+// default PollInterval.
+const (
+	wmDefaultBatch = 100
+	wmDefaultPoll  = time.Second
+)
+
+// wmAdapters returns the default schema and offsets adapters for kind;
+// batch 0 keeps the schema's default batch size.
+func wmAdapters(kind string, batch int) (wmsql.SchemaAdapter, wmsql.OffsetsAdapter, error) {
+	switch kind {
+	case "mysql":
+		return wmsql.DefaultMySQLSchema{SubscribeBatchSize: batch}, wmsql.DefaultMySQLOffsetsAdapter{}, nil
+	case "postgres":
+		return wmsql.DefaultPostgreSQLSchema{SubscribeBatchSize: batch}, wmsql.DefaultPostgreSQLOffsetsAdapter{}, nil
+	}
+	return nil, nil, errNoPeer
+}
+
+// wmSubscriber returns a subscriber of consumer group on db; poll 0 keeps
+// the default poll interval.
+func wmSubscriber(db *sql.DB, kind, group string, batch int, poll time.Duration) (*wmsql.Subscriber, error) {
+	schema, offsets, err := wmAdapters(kind, batch)
+	if err != nil {
+		return nil, err
+	}
+	return wmsql.NewSubscriber(wmsql.BeginnerFromStdSQL(db), wmsql.SubscriberConfig{
+		ConsumerGroup:  group,
+		PollInterval:   poll,
+		SchemaAdapter:  schema,
+		OffsetsAdapter: offsets,
+	}, watermill.NopLogger{})
+}
+
+// wmInit creates the topic's message and offsets tables.
+func wmInit(t *target) error {
+	db, err := t.openSQL()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	sub, err := wmSubscriber(db, t.kind, "init", 0, 0)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	if err := sub.SubscribeInitialize(wmTopic); err != nil {
+		return fmt.Errorf("watermill: initialize schema: %w", err)
+	}
+	return nil
+}
+
+// wmPublishTx publishes msgs in tx, the business transaction, the way
+// watermill-sql documents it: a publisher on the *sql.Tx.
+func wmPublishTx(kind string, tx *sql.Tx, msgs ...*message.Message) error {
+	schema, _, err := wmAdapters(kind, 0)
+	if err != nil {
+		return err
+	}
+	pub, err := wmsql.NewPublisher(wmsql.TxFromStdSQL(tx), wmsql.PublisherConfig{SchemaAdapter: schema}, watermill.NopLogger{})
+	if err != nil {
+		return err
+	}
+	return pub.Publish(wmTopic, msgs...)
+}
+
+func wmMessage(i int, sender string) *message.Message {
+	return message.NewMessage(watermill.NewUUID(), payloadOf(i, sender))
+}
+
+// wmBacklog publishes n messages, backlogChunk per transaction, on
+// producers goroutines.
+func wmBacklog(ctx context.Context, t *target, n, senders, producers int) error {
+	db, err := t.openSQL()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, producers)
+	for range producers {
+		wg.Go(func() {
+			for {
+				start := int(next.Add(backlogChunk)) - backlogChunk
+				if start >= n {
+					return
+				}
+				end := min(start+backlogChunk, n)
+				msgs := make([]*message.Message, 0, end-start)
+				for i := start; i < end; i++ {
+					msgs = append(msgs, wmMessage(i, senderOf(i, senders)))
+				}
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := wmPublishTx(t.kind, tx, msgs...); err != nil {
+					_ = tx.Rollback()
+					errs <- fmt.Errorf("watermill backlog: %w", err)
+					return
+				}
+				if err := tx.Commit(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// wmConsumer is one subscribed consumer group with its own pool.
+type wmConsumer struct {
+	db  *sql.DB
+	sub *wmsql.Subscriber
+	wg  sync.WaitGroup
+}
+
+// wmConsume subscribes group and handles every message with handle (then
+// acks it), one at a time, as a watermill handler does.
+func wmConsume(ctx context.Context, t *target, group string, batch int, poll time.Duration, handle func(*message.Message)) (*wmConsumer, error) {
+	db, err := t.openSQL()
+	if err != nil {
+		return nil, err
+	}
+	sub, err := wmSubscriber(db, t.kind, group, batch, poll)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	ch, err := sub.Subscribe(ctx, wmTopic)
+	if err != nil {
+		sub.Close()
+		db.Close()
+		return nil, fmt.Errorf("watermill subscribe: %w", err)
+	}
+	c := &wmConsumer{db: db, sub: sub}
+	c.wg.Go(func() {
+		for msg := range ch {
+			handle(msg)
+			msg.Ack()
+		}
+	})
+	return c, nil
+}
+
+func (c *wmConsumer) close() {
+	_ = c.sub.Close()
+	c.wg.Wait()
+	_ = c.db.Close()
+}
+
+// wmDrain subscribes every group at once and returns the time from the
+// start until each has handled want messages.
+func wmDrain(ctx context.Context, t *target, groups []string, batch int, want int, work, timeout time.Duration) (time.Duration, error) {
+	counts := make([]*countdown, len(groups))
+	var consumers []*wmConsumer
+	defer func() {
+		for _, c := range consumers {
+			c.close()
+		}
+	}()
+	begin := time.Now()
+	for i, g := range groups {
+		c := newCountdown(want)
+		counts[i] = c
+		cons, err := wmConsume(ctx, t, g, batch, 0, func(*message.Message) {
+			if work > 0 {
+				time.Sleep(work)
+			}
+			c.hit()
+		})
+		if err != nil {
+			return 0, err
+		}
+		consumers = append(consumers, cons)
+	}
+	var last time.Time
+	for _, c := range counts {
+		at, err := c.wait(ctx, timeout)
+		if err != nil {
+			return 0, fmt.Errorf("watermill drain: %w", err)
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last.Sub(begin), nil
+}
