@@ -58,7 +58,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.producers, "producers", 8, "concurrent producers")
 	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: small sizes, one round, short latency runs (well under a minute)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
-	flag.IntVar(&cfg.dispatchTx, "dispatch-tx", 10_000, "business transactions per dispatch run")
+	flag.IntVar(&cfg.dispatchTx, "dispatch-tx", 1_000, "business transactions per dispatch block (4 blocks per round and contestant)")
 	flag.IntVar(&cfg.slowN, "slow-n", 0, "backlog of the 1 ms handler drain (default n/10)")
 	flag.DurationVar(&cfg.latencyDur, "latency-dur", 20*time.Second, "length of each latency run")
 	flag.IntVar(&cfg.latencyRate, "latency-rate", 200, "events per second of the latency runs")
@@ -77,7 +77,7 @@ func parseFlags() (*config, error) {
 		return nil, fmt.Errorf("-db is required (sqlite, mysql or postgres)")
 	}
 	if cfg.quick {
-		cfg.n, cfg.rounds, cfg.dispatchTx = 5_000, 1, 1_000
+		cfg.n, cfg.rounds, cfg.dispatchTx = 5_000, 1, 300
 		cfg.latencyDur = 2 * time.Second
 		scaleOld = "1000,20000"
 		cfg.rssN = 20_000

@@ -22,6 +22,14 @@ import (
 
 const dispatchSenders = 1000
 
+// The three contestants' tables live side by side in one database, set up
+// once per variant; the run then alternates blocks of cfg.dispatchTx
+// transactions between them, rotating their order, cfg.rounds*dispatchBlocks
+// blocks in all. Short alternating blocks put every contestant under the
+// same background load (other developers share this server), and each
+// ratio compares blocks run one after the other.
+const dispatchBlocks = 4
+
 func runDispatch(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 	systems := []system{sysLib, sysPeer, sysRaw}
 	if !t.hasPeer() {
@@ -30,71 +38,106 @@ func runDispatch(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 	var rows []*row
 	for _, per := range []int{1, 10} {
 		r := newRow(fmt.Sprintf("Dispatch, %d event(s) per business tx, %d producers", per, cfg.producers), "tx/s", +1)
-		for round := range cfg.rounds {
-			for _, s := range order(round, systems...) {
-				rate, err := dispatchRun(ctx, t, cfg, s, per)
-				if err != nil {
+		fns, closeAll, err := dispatchSetup(ctx, t, per)
+		if err != nil {
+			return nil, fmt.Errorf("%d per tx: %w", per, err)
+		}
+		next := 0 // transaction index, unique across blocks
+		for _, s := range systems {
+			warm := 2 * cfg.producers
+			if err := produce(ctx, cfg.producers, next, next+warm, fns[s]); err != nil {
+				closeAll()
+				return nil, fmt.Errorf("%s warm-up: %w", systemNames[s], err)
+			}
+			next += warm
+		}
+		for block := range cfg.rounds * dispatchBlocks {
+			for _, s := range order(block, systems...) {
+				begin := time.Now()
+				if err := produce(ctx, cfg.producers, next, next+cfg.dispatchTx, fns[s]); err != nil {
+					closeAll()
 					return nil, fmt.Errorf("%s, %d per tx: %w", systemNames[s], per, err)
 				}
-				progress.Printf("dispatch %d/tx round %d %s: %.0f tx/s", per, round+1, systemNames[s], rate)
+				next += cfg.dispatchTx
+				rate := float64(cfg.dispatchTx) / since(begin)
 				r.add(s, rate)
 			}
 		}
+		closeAll()
+		progress.Printf("dispatch %d/tx: eventbus %.0f, watermill %.0f, raw %.0f tx/s (medians)", per,
+			median(r.vals[sysLib]), median(r.vals[sysPeer]), median(r.vals[sysRaw]))
 		rows = append(rows, r)
 	}
 	return rows, nil
 }
 
-// dispatchRun returns the business transactions per second of one system.
-func dispatchRun(ctx context.Context, t *target, cfg *config, s system, per int) (float64, error) {
+// dispatchSetup creates every contestant's tables and returns, per
+// contestant, the business transaction i of the variant with per events.
+func dispatchSetup(ctx context.Context, t *target, per int) (fns [nSystems]func(context.Context, int) error, closeAll func(), err error) {
 	if err := t.reset(ctx); err != nil {
-		return 0, err
+		return fns, nil, err
 	}
+	var closers []func()
+	closeAll = func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
 	db, err := t.openGorm()
 	if err != nil {
-		return 0, err
+		return fns, nil, err
 	}
-	defer closeGorm(db)
+	closers = append(closers, func() { closeGorm(db) })
 	if err := db.Exec(businessDDL()).Error; err != nil {
-		return 0, fmt.Errorf("business table: %w", err)
+		return fns, nil, fmt.Errorf("business table: %w", err)
 	}
-	var txFn func(ctx context.Context, i int) error
-	switch s {
-	case sysLib:
-		bus, err := newLibBus(t, "producer")
-		if err != nil {
-			return 0, err
-		}
-		defer bus.close()
-		// The engine runs on the bus's pool (the bus writes with the
-		// engine's transaction, which must be on its database).
-		eng, err := ddd.NewEngine(bus.db, bus.Options()...)
-		if err != nil {
-			return 0, err
-		}
-		txFn = func(ctx context.Context, i int) error {
-			return eng.Run(ctx, func(ctx context.Context, uow *ddd.UnitOfWork) error {
-				sender := senderOf(i, dispatchSenders)
-				o := newOrder(i*per, sender)
-				if err := insertBusinessRow(uow.Tx(), &o); err != nil {
+
+	// eventbus: the engine runs on the bus's pool (the bus writes with the
+	// engine's transaction, which must be on its database).
+	bus, err := newLibBus(t, "producer")
+	if err != nil {
+		return fns, nil, err
+	}
+	closers = append(closers, bus.close)
+	eng, err := ddd.NewEngine(bus.db, bus.Options()...)
+	if err != nil {
+		return fns, nil, err
+	}
+	fns[sysLib] = func(ctx context.Context, i int) error {
+		return eng.Run(ctx, func(ctx context.Context, uow *ddd.UnitOfWork) error {
+			sender := senderOf(i, dispatchSenders)
+			o := newOrder(i*per, sender)
+			if err := insertBusinessRow(uow.Tx(), &o); err != nil {
+				return err
+			}
+			for k := range per {
+				evt, err := ddd.NewDomainEvent(sender, newOrder(i*per+k, sender))
+				if err != nil {
 					return err
 				}
-				for k := range per {
-					evt, err := ddd.NewDomainEvent(sender, newOrder(i*per+k, sender))
-					if err != nil {
-						return err
-					}
-					uow.Raise(evt)
-				}
-				return nil
-			})
-		}
-	case sysPeer:
+				uow.Raise(evt)
+			}
+			return nil
+		})
+	}
+
+	// watermill-sql: a publisher on the business transaction's *sql.Tx.
+	if t.hasPeer() {
 		if err := wmInit(t); err != nil {
-			return 0, err
+			return fns, nil, err
 		}
-		txFn = func(ctx context.Context, i int) error {
-			return inBusinessTx(ctx, db, i, per, func(tx *sql.Tx, sender string) error {
+		peerDB, err := t.openGorm()
+		if err != nil {
+			return fns, nil, err
+		}
+		closers = append(closers, func() { closeGorm(peerDB) })
+		fns[sysPeer] = func(ctx context.Context, i int) error {
+			return inBusinessTx(ctx, peerDB, i, per, func(tx *sql.Tx, sender string) error {
 				msgs := make([]*message.Message, 0, per)
 				for k := range per {
 					msgs = append(msgs, wmMessage(i*per+k, sender))
@@ -102,27 +145,19 @@ func dispatchRun(ctx context.Context, t *target, cfg *config, s system, per int)
 				return wmPublishTx(t.kind, tx, msgs...)
 			})
 		}
-	case sysRaw:
-		if err := db.Exec(rawDDL(t.kind)).Error; err != nil {
-			return 0, fmt.Errorf("raw table: %w", err)
-		}
-		query := rawInsertSQL(t.kind, per)
-		txFn = func(ctx context.Context, i int) error {
-			return inBusinessTx(ctx, db, i, per, func(tx *sql.Tx, sender string) error {
-				return rawInsertTx(ctx, tx, query, i*per, per, sender)
-			})
-		}
 	}
-	// Warm up the pool, then time cfg.dispatchTx transactions.
-	warm := 2 * cfg.producers
-	if err := produce(ctx, cfg.producers, 0, warm, txFn); err != nil {
-		return 0, err
+
+	// raw SQL: one plain INSERT of the event rows.
+	if err := db.Exec(rawDDL(t.kind)).Error; err != nil {
+		return fns, nil, fmt.Errorf("raw table: %w", err)
 	}
-	begin := time.Now()
-	if err := produce(ctx, cfg.producers, warm, warm+cfg.dispatchTx, txFn); err != nil {
-		return 0, err
+	query := rawInsertSQL(t.kind, per)
+	fns[sysRaw] = func(ctx context.Context, i int) error {
+		return inBusinessTx(ctx, db, i, per, func(tx *sql.Tx, sender string) error {
+			return rawInsertTx(ctx, tx, query, i*per, per, sender)
+		})
 	}
-	return float64(cfg.dispatchTx) / since(begin), nil
+	return fns, closeAll, nil
 }
 
 // inBusinessTx runs one GORM transaction that inserts business row i and
