@@ -38,6 +38,16 @@ func (sqliteDialect) lockMigrations(context.Context, *sql.Conn, string) (func(),
 	return func() {}, nil
 }
 
+// One writer at a time: an id is taken inside the write lock and its
+// transaction commits before the next writer takes one, and the sequencer
+// numbers rows in id order under the same lock. So the unnumbered rows are
+// exactly those above the id of the highest-numbered row still stored, and
+// the table needs no index of unnumbered rows: rowids find them. (seq IS
+// NULL is checked too, so a row is never numbered twice whatever happens.)
+func (sqliteDialect) unnumbered(t string) string {
+	return "id > COALESCE((SELECT id FROM " + t + " WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1), 0) AND seq IS NULL"
+}
+
 func (sqliteDialect) checkConn(ctx context.Context, db *sql.DB) error {
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {

@@ -15,6 +15,7 @@ type queries struct {
 
 	// sequencer
 	hasUnsequenced, lockSequencer, readLastSeq, pickUnsequenced, saveLastSeq string
+	lockReadLastSeq, sequenceWindow                                          string // PostgreSQL only
 
 	// consumer
 	fetchEvents, fetchRetries string
@@ -28,7 +29,7 @@ type queries struct {
 
 	// transactions
 	insertTx, txState, txChecks, resolveTx, claimTx, dueTxs, txEventsOf, publishTx, deleteTxEvents string
-	rescheduleTx, unresolvedTxs, countUnresolved                                         string
+	rescheduleTx, unresolvedTxs, countUnresolved                                                   string
 
 	// cleaner
 	minConsumed, cleanCandidates, deleteOldDead, oldResolvedTxs string
@@ -50,13 +51,34 @@ func newQueries(d dialect, prefix string) *queries {
 	}
 	r := func(s string) string { return d.rebind(strings.ReplaceAll(s, "{now}", q.now)) }
 
-	// Sequencer. The no-op UPDATE takes the sequencer's row lock (and on
-	// SQLite the write lock) before anything is read.
-	q.hasUnsequenced = r("SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1")
+	// Sequencer (see sequencer.go). The no-op UPDATE takes the sequencer's
+	// row lock (and on SQLite the write lock) before anything is read.
+	unnumbered := d.unnumbered(q.events)
+	q.hasUnsequenced = r("SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT 1")
 	q.lockSequencer = r("UPDATE " + q.sequencer + " SET last_seq = last_seq WHERE id = 1")
 	q.readLastSeq = r("SELECT last_seq FROM " + q.sequencer + " WHERE id = 1")
-	q.pickUnsequenced = r("SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT ?")
+	q.pickUnsequenced = r("SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT ?")
 	q.saveLastSeq = r("UPDATE " + q.sequencer + " SET last_seq = ? WHERE id = 1")
+	if d.name() == "postgres" {
+		// One statement locks the sequencer row, reads last_seq and makes
+		// the commit asynchronous. Then one statement finds the lowest
+		// unnumbered id (lo), picks up to $2 unnumbered rows among the $1
+		// ids from lo, numbers them from last_seq+1 ($3) in id order and
+		// saves the new last_seq; it returns how many it numbered and
+		// whether unnumbered rows lie beyond the window, or no row at all
+		// when there was nothing to number.
+		q.lockReadLastSeq = "SELECT set_config('synchronous_commit', 'off', true), last_seq FROM " + q.sequencer +
+			" WHERE id = 1 FOR UPDATE"
+		q.sequenceWindow = r("WITH lo AS (SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1)," +
+			" picked AS (SELECT id FROM " + q.events + " WHERE seq IS NULL" +
+			" AND id >= (SELECT id FROM lo) AND id < (SELECT id FROM lo) + ? ORDER BY id LIMIT ?)," +
+			" numbered AS (UPDATE " + q.events + " e SET seq = e.id + ? - (SELECT id FROM lo)" +
+			" FROM picked WHERE e.id = picked.id RETURNING e.seq)" +
+			" UPDATE " + q.sequencer + " SET last_seq = (SELECT MAX(seq) FROM numbered)" +
+			" WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered)" +
+			" RETURNING (SELECT COUNT(*) FROM numbered)," +
+			" EXISTS (SELECT 1 FROM " + q.events + " WHERE seq IS NULL AND id >= (SELECT id FROM lo) + $1)")
+	}
 
 	// Consumer.
 	q.fetchEvents = r("SELECT id, seq, " + eventCols + " FROM " + q.events +

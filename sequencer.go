@@ -18,73 +18,122 @@ import (
 // It does not wait for open transactions: rows they inserted are invisible,
 // so they are simply numbered after they commit. A rolled-back row is never
 // seen at all, and a transaction that wrote no event is not involved.
+//
+// Each batch numbers, in id order, the lowest unnumbered ids visible once
+// the lock is held, never a window further on: a transaction that commits
+// late (a straggler) must be numbered before the rows of any transaction
+// that started after it committed, or one sender's events would be
+// delivered out of order. Finding that lowest id must not cost more as the
+// backlog grows: PostgreSQL reads it from a partial index of unnumbered
+// rows, MySQL from the NULL entries of events_seq (seq, id), SQLite from
+// rowids (see the dialects' unnumbered). PostgreSQL then picks within a
+// window of sequenceSpan ids above it, so that its planner, misled by
+// statistics of an empty or fully numbered table, cannot sort the whole
+// backlog for each batch.
+//
+// On PostgreSQL the batch is two statements: one locks the sequencer row and
+// reads last_seq, then one picks, numbers and saves (it runs after the lock
+// is held, so its snapshot sees every earlier batch). The batch commits
+// asynchronously (synchronous_commit off): its commit record precedes in the
+// WAL every transaction that saw its numbers, and each of those that moves
+// an offset commits synchronously, flushing it too. A crash can thus only
+// lose numbers nobody has acknowledged; the rows are numbered again, above
+// the restored last_seq, and redelivered under their unchanged event IDs.
 
-const sequenceBatch = 1000
+const (
+	sequenceBatch = 1000
+	sequenceSpan  = 4 * sequenceBatch // PostgreSQL's pick window, in ids
+)
 
 // sequence numbers every committed, unsequenced event, in batches. Any
 // instance of any service may run it; the lock makes concurrent runs take
 // turns. It returns the number of events it numbered.
 func (b *EventBus) sequence(ctx context.Context) (int, error) {
+	var probe int64
+	err := b.sqlDB.QueryRowContext(ctx, b.q.hasUnsequenced).Scan(&probe)
+	if err == sql.ErrNoRows {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sequencer: probe: %w", err)
+	}
 	total := 0
 	for {
-		var probe int64
-		err := b.sqlDB.QueryRowContext(ctx, b.q.hasUnsequenced).Scan(&probe)
-		if err == sql.ErrNoRows {
-			return total, nil
-		}
-		if err != nil {
-			return total, fmt.Errorf("sequencer: probe: %w", err)
-		}
-		n, err := b.sequenceBatch(ctx)
+		n, more, err := b.sequenceBatch(ctx)
 		total += n
 		if err != nil {
 			return total, err
 		}
-		if n < sequenceBatch {
+		if !more {
 			return total, nil
 		}
 	}
 }
 
-func (b *EventBus) sequenceBatch(ctx context.Context) (int, error) {
-	n := 0
-	err := b.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, b.q.lockSequencer); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		var last int64
-		if err := tx.QueryRowContext(ctx, b.q.readLastSeq).Scan(&last); err != nil {
-			return fmt.Errorf("read last seq: %w", err)
-		}
-		ids, err := queryInt64s(ctx, tx, b.q.pickUnsequenced, sequenceBatch)
-		if err != nil {
-			return fmt.Errorf("pick: %w", err)
-		}
-		if len(ids) == 0 {
+// sequenceBatch numbers up to sequenceBatch committed, unsequenced events
+// and reports whether more may be waiting.
+func (b *EventBus) sequenceBatch(ctx context.Context) (n int, more bool, err error) {
+	err = b.inTx(ctx, func(tx *sql.Tx) error {
+		if b.q.sequenceWindow != "" {
+			var off string
+			var last int64
+			if err := tx.QueryRowContext(ctx, b.q.lockReadLastSeq).Scan(&off, &last); err != nil {
+				return fmt.Errorf("lock: %w", err)
+			}
+			var beyond bool
+			err := tx.QueryRowContext(ctx, b.q.sequenceWindow, sequenceSpan, sequenceBatch, last+1).Scan(&n, &beyond)
+			if err == sql.ErrNoRows {
+				return nil // nothing to number
+			}
+			if err != nil {
+				return fmt.Errorf("assign: %w", err)
+			}
+			more = n == sequenceBatch || beyond
 			return nil
 		}
-		// ids are ascending, so seq = id + delta ascends from last+1.
-		delta := last + 1 - ids[0]
-		args := make([]any, 0, len(ids)+1)
-		args = append(args, delta)
-		for _, id := range ids {
-			args = append(args, id)
-		}
-		res, err := tx.ExecContext(ctx, b.q.assignSeq(len(ids)), args...)
-		if err != nil {
-			return fmt.Errorf("assign: %w", err)
-		}
-		if got, err := res.RowsAffected(); err == nil && got != int64(len(ids)) {
-			return fmt.Errorf("assign: numbered %d of %d events", got, len(ids))
-		}
-		if _, err := tx.ExecContext(ctx, b.q.saveLastSeq, ids[len(ids)-1]+delta); err != nil {
-			return fmt.Errorf("save last seq: %w", err)
-		}
-		n = len(ids)
-		return nil
+		var err error
+		n, err = b.sequenceBatchGeneric(ctx, tx)
+		more = n == sequenceBatch
+		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("sequencer: %w", err)
+		return 0, false, fmt.Errorf("sequencer: %w", err)
 	}
-	return n, nil
+	return n, more, nil
+}
+
+// sequenceBatchGeneric is sequenceBatch statement by statement (MySQL, SQLite).
+func (b *EventBus) sequenceBatchGeneric(ctx context.Context, tx *sql.Tx) (int, error) {
+	if _, err := tx.ExecContext(ctx, b.q.lockSequencer); err != nil {
+		return 0, fmt.Errorf("lock: %w", err)
+	}
+	var last int64
+	if err := tx.QueryRowContext(ctx, b.q.readLastSeq).Scan(&last); err != nil {
+		return 0, fmt.Errorf("read last seq: %w", err)
+	}
+	ids, err := queryInt64s(ctx, tx, b.q.pickUnsequenced, sequenceBatch)
+	if err != nil {
+		return 0, fmt.Errorf("pick: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	// ids are ascending, so seq = id + delta ascends from last+1.
+	delta := last + 1 - ids[0]
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, delta)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	res, err := tx.ExecContext(ctx, b.q.assignSeq(len(ids)), args...)
+	if err != nil {
+		return 0, fmt.Errorf("assign: %w", err)
+	}
+	if got, err := res.RowsAffected(); err == nil && got != int64(len(ids)) {
+		return 0, fmt.Errorf("assign: numbered %d of %d events", got, len(ids))
+	}
+	if _, err := tx.ExecContext(ctx, b.q.saveLastSeq, ids[len(ids)-1]+delta); err != nil {
+		return 0, fmt.Errorf("save last seq: %w", err)
+	}
+	return len(ids), nil
 }
