@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -14,8 +15,9 @@ type queries struct {
 	events, sequencer, services, retries, txs, txEvents string
 
 	// sequencer
-	hasUnsequenced, lockSequencer, readLastSeq, pickUnsequenced, saveLastSeq string
-	lockReadLastSeq, sequenceWindow                                          string // PostgreSQL only
+	hasUnsequenced, lockSequencer, readLastSeq, pickUnsequenced string
+	lockReadLastSeq                                             string // MySQL, PostgreSQL
+	sequenceWindow                                              string // PostgreSQL only
 
 	// consumer
 	fetchEvents, fetchRetries string
@@ -51,15 +53,14 @@ func newQueries(d dialect, prefix string) *queries {
 	}
 	r := func(s string) string { return d.rebind(strings.ReplaceAll(s, "{now}", q.now)) }
 
-	// Sequencer (see sequencer.go). The no-op UPDATE takes the sequencer's
-	// row lock (and on SQLite the write lock) before anything is read.
+	// Sequencer (see sequencer.go). Its batches put their integers in the
+	// statement text: go-sql-driver/mysql would otherwise prepare, run and
+	// close every statement that has arguments (three round trips).
 	unnumbered := d.unnumbered(q.events)
 	q.hasUnsequenced = r("SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT 1")
-	q.lockSequencer = r("UPDATE " + q.sequencer + " SET last_seq = last_seq WHERE id = 1")
-	q.readLastSeq = r("SELECT last_seq FROM " + q.sequencer + " WHERE id = 1")
-	q.pickUnsequenced = r("SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT ?")
-	q.saveLastSeq = r("UPDATE " + q.sequencer + " SET last_seq = ? WHERE id = 1")
-	if d.name() == "postgres" {
+	q.pickUnsequenced = "SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + strconv.Itoa(sequenceBatch)
+	switch d.name() {
+	case "postgres":
 		// One statement locks the sequencer row, reads last_seq and makes
 		// the commit asynchronous. Then one statement finds the lowest
 		// unnumbered id (lo), picks up to $2 unnumbered rows among the $1
@@ -78,6 +79,12 @@ func newQueries(d dialect, prefix string) *queries {
 			" WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered)" +
 			" RETURNING (SELECT COUNT(*) FROM numbered)," +
 			" EXISTS (SELECT 1 FROM " + q.events + " WHERE seq IS NULL AND id >= (SELECT id FROM lo) + $1)")
+	case "mysql":
+		q.lockReadLastSeq = "SELECT last_seq FROM " + q.sequencer + " WHERE id = 1 FOR UPDATE"
+	default:
+		// SQLite: the no-op UPDATE takes the write lock before anything is read.
+		q.lockSequencer = "UPDATE " + q.sequencer + " SET last_seq = last_seq WHERE id = 1"
+		q.readLastSeq = "SELECT last_seq FROM " + q.sequencer + " WHERE id = 1"
 	}
 
 	// Consumer.
@@ -204,10 +211,24 @@ func in(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
 }
 
-// assignSeq returns the sequencer's UPDATE for n event ids: seq = id + delta
-// keeps the batch's id order and starts above the last sequence number.
-func (q *queries) assignSeq(n int) string {
-	return q.d.rebind("UPDATE " + q.events + " SET seq = id + ? WHERE id IN " + in(n))
+// assignSeq returns the sequencer's UPDATE of ids: seq = id + delta keeps
+// the batch's id order and starts above the last sequence number.
+func (q *queries) assignSeq(delta int64, ids []int64) string {
+	var b strings.Builder
+	b.WriteString("UPDATE " + q.events + " SET seq = id + " + strconv.FormatInt(delta, 10) + " WHERE id IN (")
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(id, 10))
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// saveLastSeq returns the sequencer's UPDATE of last_seq.
+func (q *queries) saveLastSeq(last int64) string {
+	return "UPDATE " + q.sequencer + " SET last_seq = " + strconv.FormatInt(last, 10) + " WHERE id = 1"
 }
 
 // deleteEventsByID returns the cleaner's DELETE of n event ids. Its

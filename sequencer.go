@@ -41,7 +41,7 @@ import (
 // the restored last_seq, and redelivered under their unchanged event IDs.
 
 const (
-	sequenceBatch = 1000
+	sequenceBatch = 5000
 	sequenceSpan  = 4 * sequenceBatch // PostgreSQL's pick window, in ids
 )
 
@@ -104,14 +104,20 @@ func (b *EventBus) sequenceBatch(ctx context.Context) (n int, more bool, err err
 
 // sequenceBatchGeneric is sequenceBatch statement by statement (MySQL, SQLite).
 func (b *EventBus) sequenceBatchGeneric(ctx context.Context, tx *sql.Tx) (int, error) {
-	if _, err := tx.ExecContext(ctx, b.q.lockSequencer); err != nil {
-		return 0, fmt.Errorf("lock: %w", err)
-	}
 	var last int64
-	if err := tx.QueryRowContext(ctx, b.q.readLastSeq).Scan(&last); err != nil {
-		return 0, fmt.Errorf("read last seq: %w", err)
+	if b.q.lockReadLastSeq != "" {
+		if err := tx.QueryRowContext(ctx, b.q.lockReadLastSeq).Scan(&last); err != nil {
+			return 0, fmt.Errorf("lock: %w", err)
+		}
+	} else {
+		if _, err := tx.ExecContext(ctx, b.q.lockSequencer); err != nil {
+			return 0, fmt.Errorf("lock: %w", err)
+		}
+		if err := tx.QueryRowContext(ctx, b.q.readLastSeq).Scan(&last); err != nil {
+			return 0, fmt.Errorf("read last seq: %w", err)
+		}
 	}
-	ids, err := queryInt64s(ctx, tx, b.q.pickUnsequenced, sequenceBatch)
+	ids, err := queryInt64s(ctx, tx, b.q.pickUnsequenced)
 	if err != nil {
 		return 0, fmt.Errorf("pick: %w", err)
 	}
@@ -120,19 +126,14 @@ func (b *EventBus) sequenceBatchGeneric(ctx context.Context, tx *sql.Tx) (int, e
 	}
 	// ids are ascending, so seq = id + delta ascends from last+1.
 	delta := last + 1 - ids[0]
-	args := make([]any, 0, len(ids)+1)
-	args = append(args, delta)
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	res, err := tx.ExecContext(ctx, b.q.assignSeq(len(ids)), args...)
+	res, err := tx.ExecContext(ctx, b.q.assignSeq(delta, ids))
 	if err != nil {
 		return 0, fmt.Errorf("assign: %w", err)
 	}
 	if got, err := res.RowsAffected(); err == nil && got != int64(len(ids)) {
 		return 0, fmt.Errorf("assign: numbered %d of %d events", got, len(ids))
 	}
-	if _, err := tx.ExecContext(ctx, b.q.saveLastSeq, ids[len(ids)-1]+delta); err != nil {
+	if _, err := tx.ExecContext(ctx, b.q.saveLastSeq(ids[len(ids)-1]+delta)); err != nil {
 		return 0, fmt.Errorf("save last seq: %w", err)
 	}
 	return len(ids), nil
