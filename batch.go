@@ -15,16 +15,16 @@ import (
 // commits the offset with any new retry rows. It reports whether a full
 // batch was finished (more may be waiting).
 func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.fetchEvents, l.offset, b.opts.LimitPerRun)
+	recs, err := b.nextBatch(ctx, l.offset)
 	if err != nil {
-		return false, fmt.Errorf("fetch events: %w", err)
-	}
-	recs, err := scanRecords(rows)
-	if err != nil {
-		return false, fmt.Errorf("fetch events: %w", err)
+		return false, err
 	}
 	if len(recs) == 0 {
 		return false, nil
+	}
+	if len(recs) == b.opts.LimitPerRun {
+		// More is likely: read it while this batch runs and commits.
+		b.startPrefetch(ctx, recs[len(recs)-1].seq)
 	}
 	blocked, err := b.blockedFIFOSenders(ctx, recs)
 	if err != nil {
@@ -47,6 +47,55 @@ func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
 		return false, b.dropLease(err)
 	}
 	return end == len(recs) && len(recs) == b.opts.LimitPerRun, nil
+}
+
+// prefetch is a batch read ahead: the events after offset after.
+type prefetch struct {
+	after int64
+	done  chan struct{}
+	recs  []*record
+	err   error
+}
+
+func (b *EventBus) startPrefetch(ctx context.Context, after int64) {
+	p := &prefetch{after: after, done: make(chan struct{})}
+	b.prefetched = p
+	go func() {
+		defer close(p.done)
+		p.recs, p.err = b.fetchEvents(ctx, after)
+	}()
+}
+
+// dropPrefetch waits for a read-ahead in flight and forgets it.
+func (b *EventBus) dropPrefetch() {
+	if p := b.prefetched; p != nil {
+		<-p.done
+		b.prefetched = nil
+	}
+}
+
+// nextBatch returns the events after offset: the read-ahead if it read
+// after that very offset, else a new read.
+func (b *EventBus) nextBatch(ctx context.Context, offset int64) ([]*record, error) {
+	if p := b.prefetched; p != nil {
+		b.dropPrefetch()
+		if p.after == offset && p.err == nil {
+			return p.recs, nil
+		}
+	}
+	return b.fetchEvents(ctx, offset)
+}
+
+func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, error) {
+	rows, err := b.sqlDB.QueryContext(ctx, b.q.fetchEvents, after, b.opts.LimitPerRun)
+	if err != nil {
+		return nil, fmt.Errorf("fetch events: %w", err)
+	}
+	recs, err := scanRecords(rows)
+	if err != nil {
+		return nil, fmt.Errorf("fetch events: %w", err)
+	}
+	return recs, nil
 }
 
 // runLeased runs recs while a heartbeat keeps the lease; it stops starting
@@ -133,8 +182,8 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 		retryArgs = append(retryArgs, b.service, r.pk, r.seq, r.evt.ID, r.evt.Sender, fifo, state, attempts, delay.Milliseconds(), errText)
 		nRetry++
 	}
-	err := b.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, b.q.commitOffset, newOffset, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch, newOffset)
+	moveOffset := func(db execer) error {
+		res, err := db.ExecContext(ctx, b.q.commitOffset, newOffset, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch, newOffset)
 		if err != nil {
 			return fmt.Errorf("commit offset: %w", err)
 		}
@@ -143,8 +192,19 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 		} else if n == 0 {
 			return ErrLeaseLost
 		}
-		return b.insertRetries(ctx, tx, retryArgs, nRetry)
-	})
+		return nil
+	}
+	var err error
+	if nRetry == 0 {
+		err = moveOffset(b.sqlDB) // one statement: no transaction needed
+	} else {
+		err = b.inTx(ctx, func(tx *sql.Tx) error {
+			if err := moveOffset(tx); err != nil {
+				return err
+			}
+			return b.insertRetries(ctx, tx, retryArgs, nRetry)
+		})
+	}
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,8 @@ func (b *EventBus) Start(ctx context.Context) error {
 	defer wg.Wait()
 
 	b.consume(ctx)
+	b.bg.Wait()
+	b.dropPrefetch()
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	b.releaseLease(shutdown)
@@ -52,8 +54,9 @@ func (b *EventBus) consume(ctx context.Context) {
 	timer := time.NewTimer(b.opts.RunInterval)
 	defer timer.Stop()
 	var backoff time.Duration
+	quick := false
 	for {
-		more, err := b.pollOnce(ctx)
+		more, err := b.pollOnce(ctx, quick)
 		if ctx.Err() != nil {
 			return
 		}
@@ -64,11 +67,16 @@ func (b *EventBus) consume(ctx context.Context) {
 			wait = backoff
 			b.log.Error("eventbus: poll failed; backing off", "err", err, "backoff", backoff)
 		case more:
+			// Go on at once. Unless a local commit asked for it, the next
+			// poll skips the sequencer and the retry phase if they ran
+			// less than RunInterval ago.
 			backoff = 0
+			quick = !b.takeWake()
 			continue
 		default:
 			backoff = 0
 		}
+		quick = false
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -89,20 +97,43 @@ func nextBackoff(prev, base time.Duration) time.Duration {
 	return time.Duration(float64(next) * (0.8 + 0.4*rand.Float64()))
 }
 
-// pollOnce does one round of work and reports whether more is waiting.
-func (b *EventBus) pollOnce(ctx context.Context) (bool, error) {
-	n, err := b.sequence(ctx)
-	b.stats.sequenced.Add(int64(n))
-	if err != nil {
-		return false, err
+// takeWake consumes a pending wake-up, if any.
+func (b *EventBus) takeWake() bool {
+	select {
+	case <-b.wake:
+		return true
+	default:
+		return false
+	}
+}
+
+// pollOnce does one round of work and reports whether more is waiting. A
+// quick poll (one that follows a full batch) runs the sequencer and the
+// retry phase only if they last ran RunInterval ago: while a backlog
+// drains, they would find nothing new at every batch.
+func (b *EventBus) pollOnce(ctx context.Context, quick bool) (bool, error) {
+	now := time.Now()
+	if !b.seqBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
+		n, more, err := b.sequence(ctx)
+		b.stats.sequenced.Add(int64(n))
+		if err != nil {
+			return false, err
+		}
+		b.lastSequenced = now
+		if more {
+			b.sequenceInBackground(ctx)
+		}
 	}
 	l, err := b.ensureLease(ctx)
 	if err != nil || l == nil {
 		return false, err
 	}
-	moreRetries, err := b.retryPhase(ctx, l)
-	if err != nil {
-		return false, err
+	moreRetries := false
+	if !quick || b.retryMore || now.Sub(b.lastRetried) >= b.opts.RunInterval {
+		if moreRetries, err = b.retryPhase(ctx, l); err != nil {
+			return false, err
+		}
+		b.lastRetried, b.retryMore = now, moreRetries
 	}
 	moreEvents, err := b.batchPhase(ctx, l)
 	if err != nil {

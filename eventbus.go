@@ -49,7 +49,16 @@ type EventBus struct {
 	wake      chan struct{}
 	stats     counters
 
-	lease *lease // owned by the consume loop
+	// Owned by the consume loop.
+	lease         *lease
+	prefetched    *prefetch // the next batch, read while this one ran
+	lastSequenced time.Time // last time a poll ran the sequencer
+	lastRetried   time.Time // last time a poll ran the retry phase
+	retryMore     bool      // the last retry phase had more to do
+
+	// Background sequencing of a backlog (see sequenceInBackground).
+	seqBusy atomic.Bool
+	bg      sync.WaitGroup
 }
 
 var (

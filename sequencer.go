@@ -45,29 +45,52 @@ const (
 	sequenceSpan  = 4 * sequenceBatch // PostgreSQL's pick window, in ids
 )
 
-// sequence numbers every committed, unsequenced event, in batches. Any
-// instance of any service may run it; the lock makes concurrent runs take
-// turns. It returns the number of events it numbered.
-func (b *EventBus) sequence(ctx context.Context) (int, error) {
+// sequence numbers the committed, unsequenced events of one batch and
+// reports whether more may be waiting; the caller hands those to
+// sequenceInBackground. Any instance of any service may run it; the lock
+// makes concurrent runs take turns.
+func (b *EventBus) sequence(ctx context.Context) (n int, more bool, err error) {
 	var probe int64
-	err := b.sqlDB.QueryRowContext(ctx, b.q.hasUnsequenced).Scan(&probe)
+	err = b.sqlDB.QueryRowContext(ctx, b.q.hasUnsequenced).Scan(&probe)
 	if err == sql.ErrNoRows {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("sequencer: probe: %w", err)
+		return 0, false, fmt.Errorf("sequencer: probe: %w", err)
 	}
-	total := 0
-	for {
-		n, more, err := b.sequenceBatch(ctx)
-		total += n
-		if err != nil {
-			return total, err
-		}
-		if !more {
-			return total, nil
-		}
+	return b.sequenceBatch(ctx)
+}
+
+// sequenceInBackground numbers a backlog batch after batch on a goroutine
+// of its own, waking the consumer after each, so that consuming the first
+// batches overlaps numbering the next ones (they use two connections). It
+// returns at once; Start waits for it before returning.
+func (b *EventBus) sequenceInBackground(ctx context.Context) {
+	if !b.seqBusy.CompareAndSwap(false, true) {
+		return
 	}
+	b.bg.Go(func() {
+		defer func() {
+			b.seqBusy.Store(false)
+			b.Notify() // rows committed during the last batch: the next poll numbers them
+		}()
+		for ctx.Err() == nil {
+			n, more, err := b.sequenceBatch(ctx)
+			b.stats.sequenced.Add(int64(n))
+			if n > 0 {
+				b.Notify()
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					b.log.Warn("eventbus: background sequencing", "err", err)
+				}
+				return
+			}
+			if !more {
+				return
+			}
+		}
+	})
 }
 
 // sequenceBatch numbers up to sequenceBatch committed, unsequenced events
