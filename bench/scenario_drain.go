@@ -111,10 +111,12 @@ func drainLibOne(ctx context.Context, t *target, cfg *config, withSeq, preSeq, t
 	if err != nil {
 		return err
 	}
+	seqDone := watchSequenced(ctx, s1, cfg.n)
 	d1, err := libDrain(ctx, []*libBus{s1}, cfg.n, 0, drainTimeout)
 	if err != nil {
 		return fmt.Errorf("eventbus drain incl. sequencing: %w", err)
 	}
+	progress.Printf("drain eventbus: numbering the backlog took %s of the %s drain", seqDone(), d1.Round(time.Millisecond))
 	d2, err := libDrain(ctx, []*libBus{s2}, cfg.n, 0, drainTimeout)
 	if err != nil {
 		return fmt.Errorf("eventbus drain, sequenced: %w", err)
@@ -235,6 +237,25 @@ func drainFour(ctx context.Context, t *target, cfg *config, s system) (float64, 
 		}
 	}
 	return 4 * float64(cfg.n) / d.Seconds(), nil
+}
+
+// watchSequenced reports how long bus took to number want events, counted
+// from the call.
+func watchSequenced(ctx context.Context, bus *libBus, want int) func() time.Duration {
+	begin := time.Now()
+	var took time.Duration
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil && time.Since(begin) < drainTimeout {
+			if bus.Stats().Sequenced >= int64(want) {
+				took = time.Since(begin)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return func() time.Duration { <-done; return took.Round(time.Millisecond) }
 }
 
 // rawReadRate times reading want rows with id > after from table.
