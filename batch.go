@@ -87,7 +87,7 @@ func (b *EventBus) nextBatch(ctx context.Context, offset int64) ([]*record, erro
 }
 
 func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, error) {
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.fetchEvents, after, b.opts.LimitPerRun)
+	rows, err := b.queryPrepared(ctx, b.q.fetchEvents, after, b.opts.LimitPerRun)
 	if err != nil {
 		return nil, fmt.Errorf("fetch events: %w", err)
 	}
@@ -183,7 +183,7 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 		nRetry++
 	}
 	moveOffset := func(db execer) error {
-		res, err := db.ExecContext(ctx, b.q.commitOffset, newOffset, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch, newOffset)
+		res, err := b.execOnPrepared(ctx, db, b.q.commitOffset, newOffset, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch, newOffset)
 		if err != nil {
 			return fmt.Errorf("commit offset: %w", err)
 		}

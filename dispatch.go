@@ -61,7 +61,14 @@ type execer interface {
 func (b *EventBus) insertEvents(ctx context.Context, db execer, args []any, n int) error {
 	for start := 0; start < n; start += insertChunk {
 		end := min(start+insertChunk, n)
-		if _, err := db.ExecContext(ctx, b.q.insertEvents(end-start), args[start*7:end*7]...); err != nil {
+		var err error
+		if end-start <= smallInsert {
+			// The common sizes stay prepared on each connection.
+			_, err = b.execOnPrepared(ctx, db, b.q.insertEvents(end-start), args[start*7:end*7]...)
+		} else {
+			_, err = db.ExecContext(ctx, b.q.insertEvents(end-start), args[start*7:end*7]...)
+		}
+		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
 	}

@@ -47,6 +47,7 @@ type EventBus struct {
 	txChecker ddd.DomainEventTXChecker
 	running   atomic.Bool
 	wake      chan struct{}
+	stmts     *stmtCache
 	stats     counters
 
 	// Owned by the consume loop.
@@ -105,6 +106,7 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 		log:     o.Logger.With("service", serviceName),
 		owner:   instanceName(),
 		wake:    make(chan struct{}, 1),
+		stmts:   newStmtCache(sqlDB),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

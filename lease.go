@@ -98,7 +98,7 @@ func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
 // renewLease extends l; ErrLeaseLost if another instance has taken it.
 func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 	start := time.Now()
-	res, err := b.sqlDB.ExecContext(ctx, b.q.renewLease, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
+	res, err := b.execPrepared(ctx, b.q.renewLease, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
 	if err != nil {
 		return fmt.Errorf("renew lease: %w", err)
 	}

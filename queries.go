@@ -33,6 +33,8 @@ type queries struct {
 	insertTx, txState, txChecks, resolveTx, claimTx, dueTxs, txEventsOf, publishTx, deleteTxEvents string
 	rescheduleTx, unresolvedTxs, countUnresolved                                                   string
 
+	smallInserts [smallInsert + 1]string // insertEvents(n) for n <= smallInsert
+
 	// cleaner
 	minConsumed, cleanCandidates, deleteOldDead, oldResolvedTxs string
 	deleteEvents                                                func(n int) string
@@ -158,12 +160,22 @@ func newQueries(d dialect, prefix string) *queries {
 	q.cleanCandidates = r("SELECT e.id FROM " + q.events + " e WHERE e.seq <= ? AND e.created_at < {now} - ?" +
 		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = e.id) ORDER BY e.seq LIMIT ?")
 	q.deleteOldDead = r("DELETE FROM " + q.retries + " WHERE state = 1 AND updated_at < {now} - ?")
+	for n := 1; n <= smallInsert; n++ {
+		q.smallInserts[n] = q.insertEvents(n)
+	}
 	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN (1, 2) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
 	return q
 }
 
+// smallInsert is the largest event count whose INSERT is built once and
+// kept prepared.
+const smallInsert = 16
+
 // insertEvents returns a multi-row INSERT of n events into table.
 func (q *queries) insertEvents(n int) string {
+	if n >= 1 && n <= smallInsert && q.smallInserts[n] != "" {
+		return q.smallInserts[n]
+	}
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + q.events + " (" + eventCols + ", created_at) VALUES ")
 	row := "(?, ?, ?, ?, ?, ?, ?, " + q.now + ")"

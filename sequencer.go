@@ -51,7 +51,7 @@ const (
 // makes concurrent runs take turns.
 func (b *EventBus) sequence(ctx context.Context) (n int, more bool, err error) {
 	var probe int64
-	err = b.sqlDB.QueryRowContext(ctx, b.q.hasUnsequenced).Scan(&probe)
+	err = b.queryRowPrepared(ctx, b.q.hasUnsequenced).Scan(&probe)
 	if err == sql.ErrNoRows {
 		return 0, false, nil
 	}
