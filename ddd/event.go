@@ -116,7 +116,10 @@ func NewDomainEvent(sender string, value any, opts ...EventOption) (*DomainEvent
 	for _, o := range opts {
 		o(e)
 	}
-	if err := e.Validate(); err != nil {
+	// json.Marshal only returns valid JSON: the payload is scanned again
+	// only if an option replaced it.
+	replaced := len(e.Payload) != len(payload) || len(payload) > 0 && &e.Payload[0] != &payload[0]
+	if err := e.validate(replaced); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -154,7 +157,9 @@ func typeNameOfType(rt reflect.Type) (string, error) {
 }
 
 // Validate checks the fields the bus relies on. Errors wrap ErrInvalidEvent.
-func (e *DomainEvent) Validate() error {
+func (e *DomainEvent) Validate() error { return e.validate(true) }
+
+func (e *DomainEvent) validate(payloadJSON bool) error {
 	switch {
 	case e == nil:
 		return fmt.Errorf("%w: nil event", ErrInvalidEvent)
@@ -166,7 +171,7 @@ func (e *DomainEvent) Validate() error {
 		return fmt.Errorf("%w: sender must be 1..%d bytes, got %d", ErrInvalidEvent, MaxSenderLen, len(e.Sender))
 	case !e.SendType.Valid():
 		return fmt.Errorf("%w: unknown send type %d", ErrInvalidEvent, e.SendType)
-	case len(e.Payload) == 0 || !json.Valid(e.Payload):
+	case len(e.Payload) == 0 || payloadJSON && !json.Valid(e.Payload):
 		return fmt.Errorf("%w: payload of %s %s is not valid JSON", ErrInvalidEvent, e.Type, e.ID)
 	case e.CreatedAt.IsZero():
 		return fmt.Errorf("%w: created_at is zero", ErrInvalidEvent)
