@@ -11,12 +11,15 @@ import (
 // in-flight handlers, records their progress, releases the lease and returns
 // nil. It also runs the TX checker and, if CleanCron is set, the cleaner.
 //
-// Each poll numbers newly committed events (the sequencer), takes or renews
-// the service's lease, runs due retries, then reads up to LimitPerRun events
-// after the service's offset and hands them to the workers. The offset only
-// moves past events that are finished: handled, skipped, or moved to the
-// retry store. A crash at any point loses nothing; at worst the events of
-// the unfinished batch are delivered again.
+// Each poll takes or renews the service's lease, numbers newly committed
+// events (the sequencer), reads up to LimitPerRun events after the
+// service's offset and hands them to the workers, then runs due retries.
+// Polls come every RunInterval, at once while full batches come, and when
+// a local commit wakes the bus (Notify). The offset only moves past events
+// that are finished: handled, skipped, or moved to the retry store; it is
+// updated while the next batch is read and handled. A crash at any point
+// loses nothing; at worst the events of the last two batches are
+// delivered again.
 //
 // Errors (the database going away, say) are logged and retried with backoff;
 // Start returns an error only when it cannot start.
@@ -44,48 +47,72 @@ func (b *EventBus) Start(ctx context.Context) error {
 	b.consume(ctx)
 	b.bg.Wait()
 	b.dropPrefetch()
+	if err := b.awaitCommit(); err != nil {
+		b.log.Warn("eventbus: last offset update", "err", err)
+	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	b.releaseLease(shutdown)
 	return nil
 }
 
+// What started a poll.
+type pollKind int8
+
+const (
+	pollTimer pollKind = iota // RunInterval passed: a full poll
+	pollWoken                 // a wake-up: events were committed here, or numbered
+	pollQuick                 // the previous poll handled a full batch
+)
+
+// consume polls every RunInterval (counted from the start of the previous
+// poll), at once while full batches come, and when woken.
 func (b *EventBus) consume(ctx context.Context) {
 	timer := time.NewTimer(b.opts.RunInterval)
 	defer timer.Stop()
 	var backoff time.Duration
-	quick := false
+	kind := pollTimer
 	for {
-		more, err := b.pollOnce(ctx, quick)
+		began := time.Now()
+		more, err := b.pollOnce(ctx, kind)
 		if ctx.Err() != nil {
 			return
 		}
-		wait := b.opts.RunInterval
+		var wait time.Duration
 		switch {
 		case err != nil:
 			backoff = nextBackoff(backoff, b.opts.RunInterval)
 			wait = backoff
 			b.log.Error("eventbus: poll failed; backing off", "err", err, "backoff", backoff)
 		case more:
-			// Go on at once. Unless a local commit asked for it, the next
+			// Go on at once. Unless a wake-up came meanwhile, the next
 			// poll skips the sequencer and the retry phase if they ran
 			// less than RunInterval ago.
 			backoff = 0
-			quick = !b.takeWake()
+			kind = pollQuick
+			if b.takeWake() {
+				kind = pollWoken
+			}
 			continue
 		default:
 			backoff = 0
+			if wait = b.opts.RunInterval - time.Since(began); wait <= 0 {
+				kind = pollTimer
+				continue
+			}
 		}
-		quick = false
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.wake:
+			kind = pollWoken
 			if err != nil {
 				<-timer.C // keep backing off while the database is away
+				kind = pollTimer
 			}
 		case <-timer.C:
+			kind = pollTimer
 		}
 	}
 }
@@ -107,37 +134,78 @@ func (b *EventBus) takeWake() bool {
 	}
 }
 
-// pollOnce does one round of work and reports whether more is waiting. A
-// quick poll (one that follows a full batch) runs the sequencer and the
-// retry phase only if they last ran RunInterval ago: while a backlog
-// drains, they would find nothing new at every batch.
-func (b *EventBus) pollOnce(ctx context.Context, quick bool) (bool, error) {
+// pollOnce does one round of work and reports whether more is waiting.
+//
+// A timer poll reads the events numbered already while the sequencer's
+// probe runs (on another connection), so that an event numbered by another
+// instance is handled one round trip after the poll starts. If the probe
+// finds events to number, the poll numbers them after handling that
+// read-ahead (what it numbers comes after it in the log) and asks for
+// another poll at once. Due retries run after the new events. A woken poll
+// skips the sequencer's probe (something was committed here) and, like a
+// quick poll (one that follows a full batch), runs the retry phase only if
+// it last ran RunInterval ago; a quick poll does the same with the
+// sequencer: while a backlog drains, they would find nothing new at every
+// batch.
+func (b *EventBus) pollOnce(ctx context.Context, kind pollKind) (bool, error) {
 	now := time.Now()
-	if !b.seqBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
-		n, more, err := b.sequence(ctx)
-		b.stats.sequenced.Add(int64(n))
-		if err != nil {
-			return false, err
-		}
-		b.lastSequenced = now
-		if more {
-			b.sequenceInBackground(ctx)
-		}
-	}
+	quick := kind == pollQuick
 	l, err := b.ensureLease(ctx)
-	if err != nil || l == nil {
+	if err != nil {
 		return false, err
 	}
-	moreRetries := false
-	if !quick || b.retryMore || now.Sub(b.lastRetried) >= b.opts.RunInterval {
-		if moreRetries, err = b.retryPhase(ctx, l); err != nil {
+	if l != nil && kind == pollTimer && b.prefetched == nil {
+		b.startPrefetch(ctx, l.offset)
+	}
+	found := false // events wait for a number
+	if !b.seqBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
+		b.lastSequenced = now
+		found = kind == pollWoken
+		if !found {
+			if found, err = b.hasUnnumbered(ctx); err != nil {
+				return false, err
+			}
+		}
+	}
+	numberLater := found && b.prefetched != nil
+	if found && !numberLater {
+		if err := b.number(ctx); err != nil {
 			return false, err
 		}
-		b.lastRetried, b.retryMore = now, moreRetries
+	}
+	if l == nil {
+		return false, nil // another instance consumes; this one only numbers
 	}
 	moreEvents, err := b.batchPhase(ctx, l)
 	if err != nil {
 		return false, err
 	}
+	if numberLater {
+		if err := b.number(ctx); err != nil {
+			return false, err
+		}
+		moreEvents = true
+	}
+	moreRetries := false
+	if b.lease == l && (kind == pollTimer || b.retryMore || now.Sub(b.lastRetried) >= b.opts.RunInterval) {
+		if moreRetries, err = b.retryPhase(ctx, l); err != nil {
+			return false, err
+		}
+		b.lastRetried, b.retryMore = now, moreRetries
+	}
 	return moreRetries || moreEvents, nil
+}
+
+// number runs one sequencer batch here, and hands what it leaves to the
+// background.
+func (b *EventBus) number(ctx context.Context) error {
+	n, more, err := b.sequenceBatch(ctx)
+	b.stats.sequenced.Add(int64(n))
+	if err != nil {
+		return err
+	}
+	if more {
+		b.sequenceInBackground(ctx)
+	}
+	return nil
 }

@@ -45,20 +45,20 @@ const (
 	sequenceSpan  = 4 * sequenceBatch // PostgreSQL's pick window, in ids
 )
 
-// sequence numbers the committed, unsequenced events of one batch and
-// reports whether more may be waiting; the caller hands those to
-// sequenceInBackground. Any instance of any service may run it; the lock
-// makes concurrent runs take turns.
-func (b *EventBus) sequence(ctx context.Context) (n int, more bool, err error) {
+// hasUnnumbered reports whether committed events wait for a number; the
+// poll then runs sequenceBatch, and hands what a batch leaves to
+// sequenceInBackground. Any instance of any service may number; the lock
+// makes concurrent batches take turns.
+func (b *EventBus) hasUnnumbered(ctx context.Context) (bool, error) {
 	var probe int64
-	err = b.queryRowPrepared(ctx, b.q.hasUnsequenced).Scan(&probe)
+	err := b.queryRowPrepared(ctx, b.q.hasUnsequenced).Scan(&probe)
 	if err == sql.ErrNoRows {
-		return 0, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("sequencer: probe: %w", err)
+		return false, fmt.Errorf("sequencer: probe: %w", err)
 	}
-	return b.sequenceBatch(ctx)
+	return true, nil
 }
 
 // sequenceInBackground numbers a backlog batch after batch on a goroutine
