@@ -128,10 +128,12 @@ func loadMigrations(dir, prefix string) ([]migration, error) {
 	return out, nil
 }
 
-// splitStatements splits on ";" at the end of a line and drops "--" comment lines.
+// splitStatements splits on ";" at the end of a line, except inside a
+// $$-quoted body (a PostgreSQL function), and drops "--" comment lines.
 func splitStatements(body string) []string {
 	var out []string
 	var cur strings.Builder
+	inBody := false
 	for _, line := range strings.Split(body, "\n") {
 		trimmed := strings.TrimSpace(line)
 		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
@@ -139,7 +141,10 @@ func splitStatements(body string) []string {
 		}
 		cur.WriteString(line)
 		cur.WriteByte('\n')
-		if strings.HasSuffix(trimmed, ";") {
+		if strings.Count(line, "$$")%2 == 1 {
+			inBody = !inBody
+		}
+		if !inBody && strings.HasSuffix(trimmed, ";") {
 			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
 			cur.Reset()
 		}

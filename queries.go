@@ -16,8 +16,8 @@ type queries struct {
 
 	// sequencer
 	hasUnsequenced, lockSequencer, readLastSeq, pickUnsequenced string
-	lockReadLastSeq                                             string // MySQL, PostgreSQL
-	sequenceWindow                                              string // PostgreSQL only
+	lockReadLastSeq                                             string // MySQL
+	sequenceCall                                                string // PostgreSQL
 
 	// consumer
 	fetchEvents, fetchRetries string
@@ -63,24 +63,8 @@ func newQueries(d dialect, prefix string) *queries {
 	q.pickUnsequenced = "SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + strconv.Itoa(sequenceBatch)
 	switch d.name() {
 	case "postgres":
-		// One statement locks the sequencer row, reads last_seq and makes
-		// the commit asynchronous. Then one statement finds the lowest
-		// unnumbered id (lo), picks up to $2 unnumbered rows among the $1
-		// ids from lo, numbers them from last_seq+1 ($3) in id order and
-		// saves the new last_seq; it returns how many it numbered and
-		// whether unnumbered rows lie beyond the window, or no row at all
-		// when there was nothing to number.
-		q.lockReadLastSeq = "SELECT set_config('synchronous_commit', 'off', true), last_seq FROM " + q.sequencer +
-			" WHERE id = 1 FOR UPDATE"
-		q.sequenceWindow = r("WITH lo AS (SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1)," +
-			" picked AS (SELECT id FROM " + q.events + " WHERE seq IS NULL" +
-			" AND id >= (SELECT id FROM lo) AND id < (SELECT id FROM lo) + ? ORDER BY id LIMIT ?)," +
-			" numbered AS (UPDATE " + q.events + " e SET seq = e.id + ? - (SELECT id FROM lo)" +
-			" FROM picked WHERE e.id = picked.id RETURNING e.seq)" +
-			" UPDATE " + q.sequencer + " SET last_seq = (SELECT MAX(seq) FROM numbered)" +
-			" WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered)" +
-			" RETURNING (SELECT COUNT(*) FROM numbered)," +
-			" EXISTS (SELECT 1 FROM " + q.events + " WHERE seq IS NULL AND id >= (SELECT id FROM lo) + $1)")
+		// The batch is a function (migration 0003): one round trip.
+		q.sequenceCall = r("SELECT numbered, beyond FROM " + prefix + "sequence_batch(?, ?)")
 	case "mysql":
 		q.lockReadLastSeq = "SELECT last_seq FROM " + q.sequencer + " WHERE id = 1 FOR UPDATE"
 	default:

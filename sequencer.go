@@ -31,14 +31,15 @@ import (
 // statistics of an empty or fully numbered table, cannot sort the whole
 // backlog for each batch.
 //
-// On PostgreSQL the batch is two statements: one locks the sequencer row and
-// reads last_seq, then one picks, numbers and saves (it runs after the lock
-// is held, so its snapshot sees every earlier batch). The batch commits
-// asynchronously (synchronous_commit off): its commit record precedes in the
-// WAL every transaction that saw its numbers, and each of those that moves
-// an offset commits synchronously, flushing it too. A crash can thus only
-// lose numbers nobody has acknowledged; the rows are numbered again, above
-// the restored last_seq, and redelivered under their unchanged event IDs.
+// On PostgreSQL the batch is a function (migration 0003), one round trip:
+// it locks the sequencer row and reads last_seq, then picks, numbers and
+// saves in statements that each take a new snapshot, after the lock is
+// held, so they see every earlier batch. The batch commits asynchronously
+// (synchronous_commit off): its commit record precedes in the WAL every
+// transaction that saw its numbers, and each of those that moves an offset
+// commits synchronously, flushing it too. A crash can thus only lose
+// numbers nobody has acknowledged; the rows are numbered again, above the
+// restored last_seq, and redelivered under their unchanged event IDs.
 
 const (
 	sequenceBatch = 5000
@@ -96,24 +97,14 @@ func (b *EventBus) sequenceInBackground(ctx context.Context) {
 // sequenceBatch numbers up to sequenceBatch committed, unsequenced events
 // and reports whether more may be waiting.
 func (b *EventBus) sequenceBatch(ctx context.Context) (n int, more bool, err error) {
-	err = b.inTx(ctx, func(tx *sql.Tx) error {
-		if b.q.sequenceWindow != "" {
-			var off string
-			var last int64
-			if err := tx.QueryRowContext(ctx, b.q.lockReadLastSeq).Scan(&off, &last); err != nil {
-				return fmt.Errorf("lock: %w", err)
-			}
-			var beyond bool
-			err := tx.QueryRowContext(ctx, b.q.sequenceWindow, sequenceSpan, sequenceBatch, last+1).Scan(&n, &beyond)
-			if err == sql.ErrNoRows {
-				return nil // nothing to number
-			}
-			if err != nil {
-				return fmt.Errorf("assign: %w", err)
-			}
-			more = n == sequenceBatch || beyond
-			return nil
+	if b.q.sequenceCall != "" {
+		var beyond bool
+		if err := b.queryRowPrepared(ctx, b.q.sequenceCall, sequenceBatch, sequenceSpan).Scan(&n, &beyond); err != nil {
+			return 0, false, fmt.Errorf("sequencer: %w", err)
 		}
+		return n, n == sequenceBatch || beyond, nil
+	}
+	err = b.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		n, err = b.sequenceBatchGeneric(ctx, tx)
 		more = n == sequenceBatch

@@ -1,0 +1,2 @@
+-- PostgreSQL only (its sequencer batch as a function); the file keeps the
+-- version numbers of the dialects aligned.
