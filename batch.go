@@ -182,44 +182,29 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 		retryArgs = append(retryArgs, b.service, r.pk, r.seq, r.evt.ID, r.evt.Sender, fifo, state, attempts, delay.Milliseconds(), errText)
 		nRetry++
 	}
-	moveOffset := func(ctx context.Context, db execer) error {
-		res, err := b.execOnPrepared(ctx, db, b.q.commitOffset, newOffset, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch, newOffset)
-		if err != nil {
-			return fmt.Errorf("commit offset: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
+	if nRetry == 0 {
+		// The update runs in the background (offsetWriter); the next
+		// batch is read and handled meanwhile.
+		if err := b.offsetFailure(); err != nil {
 			return err
-		} else if n == 0 {
+		}
+		if b.lease != l {
 			return ErrLeaseLost
 		}
+		l.offset = newOffset
+		b.writeOffset(ctx, l, newOffset)
 		return nil
 	}
-	// One offset update at a time, in order.
-	if err := b.awaitCommit(); err != nil {
+	// Retries: wait for the offset updates in flight, then move the offset
+	// and store the retries in one transaction.
+	if err := b.awaitOffset(); err != nil {
 		return err
 	}
 	if b.lease != l {
 		return ErrLeaseLost
 	}
-	if nRetry == 0 {
-		// One statement, no transaction; and the next batch is read and
-		// handled while it commits (awaitCommit). If it fails, the lease
-		// is dropped and that next batch is delivered again too.
-		p := &pendingCommit{l: l, done: make(chan struct{})}
-		b.committing = p
-		l.offset = newOffset
-		go func() {
-			defer close(p.done)
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			if p.err = moveOffset(cctx, b.sqlDB); p.err == nil {
-				l.renewed(start)
-			}
-		}()
-		return nil
-	}
 	err := b.inTx(ctx, func(tx *sql.Tx) error {
-		if err := moveOffset(ctx, tx); err != nil {
+		if err := b.moveOffset(ctx, tx, l, newOffset); err != nil {
 			return err
 		}
 		return b.insertRetries(ctx, tx, retryArgs, nRetry)
@@ -230,28 +215,6 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 	l.offset = newOffset
 	l.renewed(start)
 	b.stats.dead.Add(int64(nDead))
-	return nil
-}
-
-// pendingCommit is an offset update in flight (see commitBatch).
-type pendingCommit struct {
-	l    *lease
-	done chan struct{}
-	err  error
-}
-
-// awaitCommit waits for the offset update in flight, if any. It returns its
-// error if the lease it was made under is still the bus's.
-func (b *EventBus) awaitCommit() error {
-	p := b.committing
-	if p == nil {
-		return nil
-	}
-	<-p.done
-	b.committing = nil
-	if p.err != nil && b.lease == p.l {
-		return p.err
-	}
 	return nil
 }
 

@@ -17,8 +17,9 @@ import (
 // Polls come every RunInterval, at once while full batches come, and when
 // a local commit wakes the bus (Notify). The offset only moves past events
 // that are finished: handled, skipped, or moved to the retry store; it is
-// updated while the next batch is read and handled. A crash at any point
-// loses nothing; at worst the events of the last two batches are
+// updated in the background while the next batches are read and handled
+// (see offsetWriter). A crash at any point loses nothing; at worst the
+// events handled since the last offset update that committed are
 // delivered again.
 //
 // Errors (the database going away, say) are logged and retried with backoff;
@@ -47,7 +48,7 @@ func (b *EventBus) Start(ctx context.Context) error {
 	b.consume(ctx)
 	b.bg.Wait()
 	b.dropPrefetch()
-	if err := b.awaitCommit(); err != nil {
+	if err := b.awaitOffset(); err != nil {
 		b.log.Warn("eventbus: last offset update", "err", err)
 	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -52,11 +52,11 @@ type EventBus struct {
 
 	// Owned by the consume loop.
 	lease         *lease
-	prefetched    *prefetch      // the next batch, read while this one ran
-	committing    *pendingCommit // the last batch's offset update, in flight
-	lastSequenced time.Time      // last time a poll ran the sequencer
-	lastRetried   time.Time      // last time a poll ran the retry phase
-	retryMore     bool           // the last retry phase had more to do
+	prefetched    *prefetch    // the next batch, read while this one ran
+	offsets       offsetWriter // offset updates in the background
+	lastSequenced time.Time    // last time a poll ran the sequencer
+	lastRetried   time.Time    // last time a poll ran the retry phase
+	retryMore     bool         // the last retry phase had more to do
 
 	// Background sequencing of a backlog (see sequenceInBackground).
 	seqBusy atomic.Bool

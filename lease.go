@@ -46,7 +46,7 @@ func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 			return l, nil
 		}
 		// The offset update in flight renews the lease too, or reports it lost.
-		if err := b.awaitCommit(); err != nil {
+		if err := b.awaitOffset(); err != nil {
 			if err = b.dropLease(err); err != nil {
 				return nil, err
 			}
@@ -71,7 +71,7 @@ func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 			return nil, err
 		}
 	}
-	_ = b.awaitCommit() // made under a lease already dropped: only its outcome is awaited
+	_ = b.awaitOffset() // made under a lease already dropped: only its end is awaited
 	return b.acquireLease(ctx)
 }
 
