@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -16,8 +17,8 @@ import (
 )
 
 // Scenario 3, latency: cfg.producers producers together commit
-// cfg.latencyRate business transactions per second, one event each, for
-// cfg.latencyDur. Latency runs from the moment the commit returns to the
+// cfg.latencyRate business transactions per second (Poisson arrivals, see
+// steady), one event each, for cfg.latencyDur. Latency runs from the moment the commit returns to the
 // handler call.
 //
 // eventbus: the engine's bus consumes in the same process and is woken by
@@ -139,18 +140,28 @@ func pct(xs []float64, p float64) float64 {
 	return s[max(0, min(k, len(s)-1))]
 }
 
-// steady calls fn(i) on cfg.producers goroutines so that call i starts at
-// begin + i/rate, for cfg.latencyDur; it returns the number of calls.
+// steady calls fn(i) on cfg.producers goroutines at cfg.latencyRate calls
+// per second on average, for cfg.latencyDur, and returns the number of
+// calls. The start times form a Poisson process (exponential gaps) drawn
+// from a fixed seed: every contestant gets the same schedule, and no
+// poller can fall into step with evenly spaced commits (which would make
+// its latency depend on an arbitrary phase instead of averaging over it).
 func steady(ctx context.Context, cfg *config, fn func(ctx context.Context, i int) error) (int, error) {
 	total := int(cfg.latencyDur.Seconds() * float64(cfg.latencyRate))
-	interval := time.Second / time.Duration(cfg.latencyRate)
+	rng := rand.New(rand.NewPCG(20, 26))
+	at := make([]time.Duration, total)
+	var next time.Duration
+	for i := range at {
+		at[i] = next
+		next += time.Duration(rng.ExpFloat64() / float64(cfg.latencyRate) * float64(time.Second))
+	}
 	begin := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, cfg.producers)
 	for p := range cfg.producers {
 		wg.Go(func() {
 			for i := p; i < total; i += cfg.producers {
-				if d := time.Until(begin.Add(time.Duration(i) * interval)); d > 0 {
+				if d := time.Until(begin.Add(at[i])); d > 0 {
 					time.Sleep(d)
 				}
 				if err := fn(ctx, i); err != nil {
