@@ -10,7 +10,8 @@
 //	cd bench && go run . -db mysql -quick            # CI smoke run
 //	cd bench && go run . -db sqlite -scenarios dispatch,drain
 //
-// See README.md beside this file for the scenarios and flags.
+// See README.md beside this file for the scenarios and flags, and
+// ../BENCHMARKS.md for the latest tables.
 package main
 
 import (

@@ -18,8 +18,8 @@ import (
 
 // Scenario 3, latency: cfg.producers producers together commit
 // cfg.latencyRate business transactions per second (Poisson arrivals, see
-// steady), one event each, for cfg.latencyDur. Latency runs from the moment the commit returns to the
-// handler call.
+// steady), one event each, for cfg.latencyDur. Latency runs from the
+// moment the commit returns to the handler call.
 //
 // eventbus: the engine's bus consumes in the same process and is woken by
 // the engine's post-commit hook ("same process"); a second bus instance of
