@@ -28,8 +28,10 @@ func runDrain(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 	withSeq := newRow("Drain "+n+", no-op handler, 1 service, incl. sequencing", "events/s", +1)
 	preSeq := newRow("Drain "+n+", no-op handler, 1 service, backlog already sequenced", "events/s", +1)
 	tuned := newRow("Drain "+n+", no-op handler, 1 service, watermill batch 1000", "events/s", +1)
-	withSeq.note = "watermill: default batch 100"
-	preSeq.note = "watermill: same run as above"
+	if t.hasPeer() {
+		withSeq.note = "watermill: default batch 100"
+		preSeq.note = "watermill: same run as above"
+	}
 	for round := range cfg.rounds {
 		for _, s := range order(round, drainPhases(t)...) {
 			var err error

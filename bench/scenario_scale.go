@@ -27,7 +27,9 @@ func runScale(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 	for _, old := range cfg.scaleOld {
 		r := newRow(fmt.Sprintf("Scale: drain %s with %s older rows in the table, incl. sequencing", n, thousands(int64(old))), "events/s", +1)
 		s := newRow(fmt.Sprintf("Scale: drain %s with %s older rows, already sequenced", n, thousands(int64(old))), "events/s", +1)
-		s.note = "watermill: same run as above"
+		if t.hasPeer() {
+			s.note = "watermill: same run as above"
+		}
 		rows, seqRows = append(rows, r), append(seqRows, s)
 	}
 	phases := []system{sysLib, sysPeer}
