@@ -28,7 +28,7 @@ type queries struct {
 
 	// transactions
 	insertTx, txState, txChecks, resolveTx, claimTx, dueTxs, txEventsOf, publishTx, deleteTxEvents string
-	rescheduleTx, unresolvedTxs, countUnresolved                                         string
+	rescheduleTx, unresolvedTxs, countUnresolved                                                   string
 
 	// cleaner
 	minConsumed, cleanCandidates, deleteOldDead, oldResolvedTxs string
