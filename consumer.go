@@ -9,7 +9,9 @@ import (
 
 // Start runs the service's consumer until ctx is cancelled, then waits for
 // in-flight handlers, records their progress, releases the lease and returns
-// nil. It also runs the TX checker and, if CleanCron is set, the cleaner.
+// nil. It also runs the sequencer, the TX checker and, if CleanCron is set,
+// the cleaner. Without a registered handler the instance only produces: it
+// runs those duties but does not register or consume as a service.
 //
 // Each poll numbers newly committed events (the sequencer), takes or renews
 // the service's lease, runs due retries, then reads up to LimitPerRun events
@@ -22,10 +24,10 @@ import (
 // Start returns an error only when it cannot start.
 func (b *EventBus) Start(ctx context.Context) error {
 	b.mu.Lock()
-	h := b.handler
+	consumer := b.handler != nil
 	b.mu.Unlock()
-	if h == nil {
-		return ErrNoEventHandler
+	if !consumer {
+		b.log.Info("eventbus: no event handler registered; this instance only produces")
 	}
 	if !b.running.CompareAndSwap(false, true) {
 		return ErrAlreadyStarted
@@ -41,19 +43,19 @@ func (b *EventBus) Start(ctx context.Context) error {
 	wg.Go(func() { b.runTXChecker(ctx) })
 	defer wg.Wait()
 
-	b.consume(ctx)
+	b.consume(ctx, consumer)
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	b.releaseLease(shutdown)
 	return nil
 }
 
-func (b *EventBus) consume(ctx context.Context) {
+func (b *EventBus) consume(ctx context.Context, consumer bool) {
 	timer := time.NewTimer(b.opts.RunInterval)
 	defer timer.Stop()
 	var backoff time.Duration
 	for {
-		more, err := b.pollOnce(ctx)
+		more, err := b.pollOnce(ctx, consumer)
 		if ctx.Err() != nil {
 			return
 		}
@@ -90,11 +92,17 @@ func nextBackoff(prev, base time.Duration) time.Duration {
 }
 
 // pollOnce does one round of work and reports whether more is waiting.
-func (b *EventBus) pollOnce(ctx context.Context) (bool, error) {
+func (b *EventBus) pollOnce(ctx context.Context, consumer bool) (bool, error) {
 	n, err := b.sequence(ctx)
 	b.stats.sequenced.Add(int64(n))
-	if err != nil {
+	if err != nil || !consumer {
 		return false, err
+	}
+	if !b.registered {
+		if err := b.registerService(ctx); err != nil {
+			return false, err
+		}
+		b.registered = true
 	}
 	l, err := b.ensureLease(ctx)
 	if err != nil || l == nil {

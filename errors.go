@@ -12,8 +12,6 @@ var (
 	ErrInvalidServiceName = errors.New("eventbus: invalid service name")
 	// ErrInvalidEvent: an event failed validation; nothing was written.
 	ErrInvalidEvent = errors.New("eventbus: invalid event")
-	// ErrNoEventHandler: Start was called before RegisterEventHandler.
-	ErrNoEventHandler = errors.New("eventbus: no event handler registered")
 	// ErrHandlerRegistered: RegisterEventHandler or RegisterEventTXChecker was called twice.
 	ErrHandlerRegistered = errors.New("eventbus: handler already registered")
 	// ErrAlreadyStarted: Start was called on a bus that is running.

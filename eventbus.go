@@ -49,7 +49,8 @@ type EventBus struct {
 	wake      chan struct{}
 	stats     counters
 
-	lease *lease // owned by the consume loop
+	lease      *lease // owned by the consume loop
+	registered bool   // the service's row exists; owned by the consume loop
 }
 
 var (
@@ -60,7 +61,8 @@ var (
 // NewEventBus returns the bus of service serviceName on db (SQLite, MySQL or
 // PostgreSQL through GORM). It validates the name and the options, checks
 // the connection, runs the embedded migrations (unless AutoMigrate is off)
-// and registers the service, which then starts at Options.StartPosition.
+// The service registers (and its offset starts at Options.StartPosition)
+// when an instance with a handler first starts consuming.
 func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, error) {
 	if err := validateServiceName(serviceName); err != nil {
 		return nil, err
@@ -106,9 +108,6 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 		if err := Migrate(ctx, db, o.TablePrefix); err != nil {
 			return nil, err
 		}
-	}
-	if err := b.registerService(ctx); err != nil {
-		return nil, err
 	}
 	return b, nil
 }

@@ -70,6 +70,7 @@ func testRetrySchedules(t *testing.T, tdb *dbtest.Database) {
 			return fmt.Errorf("attempt %d fails", n)
 		}))
 		start(t, bus)
+		waitFor(t, 10*time.Second, "the service to register", func() bool { return leased(t, db, bus.Service()) })
 		evt := mustEvent(t, "r-"+tc.name, 1)
 		must(t, bus.Dispatch(context.Background(), evt))
 		waitFor(t, 15*time.Second, tc.name+" dead letter", func() bool {
