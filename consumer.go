@@ -54,11 +54,13 @@ func (b *EventBus) consume(ctx context.Context, consumer bool) {
 	timer := time.NewTimer(b.opts.RunInterval)
 	defer timer.Stop()
 	var backoff time.Duration
+	woken := false
 	for {
-		more, err := b.pollOnce(ctx, consumer)
+		more, err := b.pollOnce(ctx, consumer, woken)
 		if ctx.Err() != nil {
 			return
 		}
+		woken = false
 		wait := b.opts.RunInterval
 		switch {
 		case err != nil:
@@ -78,6 +80,8 @@ func (b *EventBus) consume(ctx context.Context, consumer bool) {
 		case <-b.wake:
 			if err != nil {
 				<-timer.C // keep backing off while the database is away
+			} else {
+				woken = true
 			}
 		case <-timer.C:
 		}
@@ -92,8 +96,11 @@ func nextBackoff(prev, base time.Duration) time.Duration {
 }
 
 // pollOnce does one round of work and reports whether more is waiting.
-func (b *EventBus) pollOnce(ctx context.Context, consumer bool) (bool, error) {
-	n, err := b.sequence(ctx)
+// woken means a local commit just stored events: the sequencer skips its
+// idle probe, and due retries (checked at least every RunInterval) wait for
+// a regular poll, so the wake-up path is as short as it can be.
+func (b *EventBus) pollOnce(ctx context.Context, consumer, woken bool) (bool, error) {
+	n, err := b.sequence(ctx, !woken)
 	b.stats.sequenced.Add(int64(n))
 	if err != nil || !consumer {
 		return false, err
@@ -108,9 +115,12 @@ func (b *EventBus) pollOnce(ctx context.Context, consumer bool) (bool, error) {
 	if err != nil || l == nil {
 		return false, err
 	}
-	moreRetries, err := b.retryPhase(ctx, l)
-	if err != nil {
-		return false, err
+	moreRetries := false
+	if !woken || time.Since(b.retriesCheckedAt) >= b.opts.RunInterval {
+		b.retriesCheckedAt = time.Now()
+		if moreRetries, err = b.retryPhase(ctx, l); err != nil {
+			return false, err
+		}
 	}
 	moreEvents, err := b.batchPhase(ctx, l)
 	if err != nil {

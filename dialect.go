@@ -17,6 +17,13 @@ type dialect interface {
 	name() string
 	// nowMillis is an SQL expression for the database clock in Unix milliseconds.
 	nowMillis() string
+	// lockSequencer returns a statement that locks the sequencer row of
+	// table and returns its last_seq.
+	lockSequencer(table string) string
+	// numberBatch returns one statement that numbers up to $2 committed,
+	// unsequenced events above $1 and saves the new last number, returning
+	// (last_seq, count); "" where the generic three statements are used.
+	numberBatch(events, sequencer string) string
 	// beginWrite starts a transaction on a raw connection that holds the
 	// write lock from its first statement where the database needs it (SQLite).
 	beginWrite() string
@@ -28,6 +35,10 @@ type dialect interface {
 	returningID() string
 	// txOptions are the options of the bus's own transactions.
 	txOptions() *sql.TxOptions
+	// sequencerTxOptions are those of the sequencer's transaction, which is
+	// correct at READ COMMITTED or REPEATABLE READ: its first plain read
+	// comes after it holds the lock.
+	sequencerTxOptions() *sql.TxOptions
 	// rebind rewrites "?" placeholders into the driver's form.
 	rebind(query string) string
 	// lockMigrations takes a lock that serialises migrations across processes

@@ -19,6 +19,13 @@ func (mysqlDialect) nowMillis() string {
 	return "CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED)"
 }
 
+func (mysqlDialect) lockSequencer(t string) string {
+	return "SELECT last_seq FROM " + t + " WHERE id = 1 FOR UPDATE"
+}
+
+// MySQL has no UPDATE ... RETURNING and no data-modifying CTEs.
+func (mysqlDialect) numberBatch(string, string) string { return "" }
+
 func (mysqlDialect) beginWrite() string { return "BEGIN" }
 
 func (mysqlDialect) insertIgnore(q, _ string) string {
@@ -27,6 +34,11 @@ func (mysqlDialect) insertIgnore(q, _ string) string {
 
 // READ COMMITTED: plain SELECTs see only committed rows and take no gap locks.
 func (mysqlDialect) txOptions() *sql.TxOptions { return readCommitted }
+
+// The session's level (REPEATABLE READ by default) saves the round trip
+// that setting READ COMMITTED costs: InnoDB takes the snapshot at the first
+// plain SELECT, which follows the sequencer's locking read.
+func (mysqlDialect) sequencerTxOptions() *sql.TxOptions { return nil }
 
 func (mysqlDialect) rebind(q string) string { return q }
 

@@ -20,6 +20,13 @@ func (sqliteDialect) nowMillis() string {
 	return "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 }
 
+// An UPDATE (not a SELECT) so the write lock is taken before anything is read.
+func (sqliteDialect) lockSequencer(t string) string {
+	return "UPDATE " + t + " SET last_seq = last_seq WHERE id = 1 RETURNING last_seq"
+}
+
+func (sqliteDialect) numberBatch(string, string) string { return "" }
+
 func (sqliteDialect) beginWrite() string { return "BEGIN IMMEDIATE" }
 
 func (sqliteDialect) insertIgnore(q, key string) string {
@@ -29,6 +36,8 @@ func (sqliteDialect) insertIgnore(q, key string) string {
 // mattn/go-sqlite3 accepts only the default isolation level; with
 // _txlock=immediate every transaction takes the write lock at BEGIN.
 func (sqliteDialect) txOptions() *sql.TxOptions { return nil }
+
+func (sqliteDialect) sequencerTxOptions() *sql.TxOptions { return nil }
 
 func (sqliteDialect) rebind(q string) string { return q }
 

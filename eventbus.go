@@ -51,6 +51,8 @@ type EventBus struct {
 
 	lease      *lease // owned by the consume loop
 	registered bool   // the service's row exists; owned by the consume loop
+
+	retriesCheckedAt time.Time // owned by the consume loop
 }
 
 var (

@@ -14,7 +14,7 @@ type queries struct {
 	events, sequencer, services, retries, txs, txEvents string
 
 	// sequencer
-	hasUnsequenced, lockSequencer, readLastSeq, pickUnsequenced, saveLastSeq string
+	hasUnsequenced, lockSequencer, numberBatch, pickUnsequenced, saveLastSeq string
 
 	// consumer
 	fetchEvents, fetchRetries string
@@ -50,11 +50,10 @@ func newQueries(d dialect, prefix string) *queries {
 	}
 	r := func(s string) string { return d.rebind(strings.ReplaceAll(s, "{now}", q.now)) }
 
-	// Sequencer. The no-op UPDATE takes the sequencer's row lock (and on
-	// SQLite the write lock) before anything is read.
+	// Sequencer. The lock is taken before anything else is read.
 	q.hasUnsequenced = r("SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1")
-	q.lockSequencer = r("UPDATE " + q.sequencer + " SET last_seq = last_seq WHERE id = 1")
-	q.readLastSeq = r("SELECT last_seq FROM " + q.sequencer + " WHERE id = 1")
+	q.lockSequencer = d.lockSequencer(q.sequencer)
+	q.numberBatch = d.numberBatch(q.events, q.sequencer)
 	q.pickUnsequenced = r("SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT ?")
 	q.saveLastSeq = r("UPDATE " + q.sequencer + " SET last_seq = ? WHERE id = 1")
 
@@ -185,7 +184,10 @@ func in(n int) string {
 // assignSeq returns the sequencer's UPDATE for n event ids: seq = id + delta
 // keeps the batch's id order and starts above the last sequence number.
 func (q *queries) assignSeq(n int) string {
-	return q.d.rebind("UPDATE " + q.events + " SET seq = id + ? WHERE id IN " + in(n))
+	// "seq IS NULL" is re-checked on the current row version: should a
+	// snapshot ever miss another sequencer's numbers, the count comes out
+	// short and the batch rolls back instead of numbering a row twice.
+	return q.d.rebind("UPDATE " + q.events + " SET seq = id + ? WHERE seq IS NULL AND id IN " + in(n))
 }
 
 // deleteEventsByID returns the cleaner's DELETE of n event ids. Its

@@ -23,38 +23,44 @@ const sequenceBatch = 1000
 
 // sequence numbers every committed, unsequenced event, in batches. Any
 // instance of any service may run it; the lock makes concurrent runs take
-// turns. It returns the number of events it numbered.
-func (b *EventBus) sequence(ctx context.Context) (int, error) {
+// turns. With probe it first checks, without locking, whether anything is
+// waiting (the idle case); a caller that knows events were just committed
+// skips that. It returns the number of events it numbered.
+func (b *EventBus) sequence(ctx context.Context, probe bool) (int, error) {
 	total := 0
 	for {
-		var probe int64
-		err := b.sqlDB.QueryRowContext(ctx, b.q.hasUnsequenced).Scan(&probe)
-		if err == sql.ErrNoRows {
-			return total, nil
-		}
-		if err != nil {
-			return total, fmt.Errorf("sequencer: probe: %w", err)
+		if probe {
+			var id int64
+			err := b.sqlDB.QueryRowContext(ctx, b.q.hasUnsequenced).Scan(&id)
+			if err == sql.ErrNoRows {
+				return total, nil
+			}
+			if err != nil {
+				return total, fmt.Errorf("sequencer: probe: %w", err)
+			}
 		}
 		n, err := b.sequenceBatch(ctx)
 		total += n
-		if err != nil {
+		if err != nil || n < sequenceBatch {
 			return total, err
 		}
-		if n < sequenceBatch {
-			return total, nil
-		}
+		probe = true
 	}
 }
 
 func (b *EventBus) sequenceBatch(ctx context.Context) (int, error) {
 	n := 0
-	err := b.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, b.q.lockSequencer); err != nil {
+	err := b.inTxWith(ctx, b.d.sequencerTxOptions(), func(tx *sql.Tx) error {
+		var last int64
+		if err := tx.QueryRowContext(ctx, b.q.lockSequencer).Scan(&last); err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
-		var last int64
-		if err := tx.QueryRowContext(ctx, b.q.readLastSeq).Scan(&last); err != nil {
-			return fmt.Errorf("read last seq: %w", err)
+		if b.q.numberBatch != "" {
+			var newLast int64
+			if err := tx.QueryRowContext(ctx, b.q.numberBatch, last, sequenceBatch).Scan(&newLast, &n); err != nil {
+				return fmt.Errorf("number: %w", err)
+			}
+			return nil
 		}
 		ids, err := queryInt64s(ctx, tx, b.q.pickUnsequenced, sequenceBatch)
 		if err != nil {

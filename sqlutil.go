@@ -14,7 +14,11 @@ type querier interface {
 // the database has levels). fn's first statement must be a write, so that
 // SQLite takes the write lock at once whatever the DSN's _txlock is.
 func (b *EventBus) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := b.sqlDB.BeginTx(ctx, b.d.txOptions())
+	return b.inTxWith(ctx, b.d.txOptions(), fn)
+}
+
+func (b *EventBus) inTxWith(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+	tx, err := b.sqlDB.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
