@@ -317,3 +317,23 @@ func testFIFOParking(t *testing.T, tdb *dbtest.Database) {
 		return count(t, db, "SELECT COUNT(*) FROM ddd_retries") == 0
 	})
 }
+
+func init() { register("HandlerTimeoutCountsAsFailure", testHandlerTimeout) }
+
+func testHandlerTimeout(t *testing.T, tdb *dbtest.Database) {
+	db := tdb.Open(t)
+	bus := newBus(t, db, "slowpoke", eventbus.WithHandlerTimeout(50*time.Millisecond),
+		eventbus.WithRetryStrategy(&eventbus.LimitRetry{Limit: 0}))
+	must(t, bus.RegisterEventHandler(func(ctx context.Context, evt *ddd.DomainEvent) error {
+		<-ctx.Done() // a handler that honours its context
+		return ctx.Err()
+	}))
+	start(t, bus)
+	must(t, bus.Dispatch(context.Background(), mustEvent(t, "slow", 1)))
+	waitFor(t, 10*time.Second, "the dead letter", func() bool { n, _ := bus.CountDeadLetters(context.Background()); return n == 1 })
+	dls, err := bus.DeadLetters(context.Background(), 0, 1)
+	must(t, err)
+	if !strings.Contains(dls[0].LastError, context.DeadlineExceeded.Error()) {
+		t.Fatalf("last error %q, want a deadline error", dls[0].LastError)
+	}
+}
