@@ -85,8 +85,10 @@ func newQueries(d dialect, prefix string) *queries {
 	q.commitOffset = r("UPDATE " + q.services + " SET consumed_seq = ?, version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
 		" WHERE name = ? AND owner = ? AND epoch = ? AND consumed_seq <= ?")
 	q.fence = q.renewLease
+	// Pending counts committed events not sequenced yet: the sequencer runs
+	// only while some instance polls, and they are every service's backlog.
 	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.updated_at, q.last_seq," +
-		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq)," +
+		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq OR e.seq IS NULL)," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 0)," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 1)" +
 		" FROM " + q.services + " s CROSS JOIN " + q.sequencer + " q WHERE q.id = 1 ORDER BY s.name")
