@@ -20,6 +20,7 @@ func init() {
 	register("TxCheckerUnknownBacksOffToUnresolved", testTxCheckerBackoff)
 	register("TxWithoutCheckerIsUnresolvedNotDropped", testTxNoChecker)
 	register("TxCheckerOneInstanceAtATime", testTxCheckerExclusive)
+	register("TxCheckerChecksEveryDueTransaction", testTxCheckerAllDue)
 	register("TxCheckerRunsInBackgroundAndSurvivesPanics", testTxCheckerBackground)
 }
 
@@ -383,6 +384,30 @@ func testTxCheckerExclusive(t *testing.T, tdb *dbtest.Database) {
 	}
 	if n := logCount(t, db, all); n != int64(len(all)) {
 		t.Fatalf("%d log rows for %d committed events", n, len(all))
+	}
+}
+
+// testTxCheckerAllDue: one CheckTransactions call checks every due
+// transaction, however many there are.
+func testTxCheckerAllDue(t *testing.T, tdb *dbtest.Database) {
+	ctx := context.Background()
+	db := tdb.Open(t)
+	producer := newBus(t, db, "producer", eventbus.WithTXCheckTimeout(time.Minute))
+	probe := newProbe(func(context.Context, []*ddd.DomainEvent) (ddd.TXStatus, error) { return ddd.TXRollback, nil })
+	must(t, producer.RegisterEventTXChecker(probe.check))
+	const txs = 120
+	for i := range txs {
+		_, err := producer.DispatchBegin(ctx, mustEvent(t, fmt.Sprintf("many-%03d", i), 0))
+		must(t, err)
+	}
+	makeDue(t, db)
+	n, err := producer.CheckTransactions(ctx)
+	must(t, err)
+	if n != txs || probe.total() != txs {
+		t.Fatalf("one call resolved %d and asked %d times, want %d", n, probe.total(), txs)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM ddd_transactions WHERE state = ?", txPending); n != 0 {
+		t.Fatalf("%d transactions still pending", n)
 	}
 }
 
