@@ -132,13 +132,16 @@ func (b *EventBus) checkTx(ctx context.Context, id int64) (bool, error) {
 	return false, b.rescheduleTx(ctx, id, checks, txPending, checkDelay(b.opts.TXCheckTimeout, checks), reason)
 }
 
-// checkDelay grows the wait before check n+1: TXCheckTimeout doubled per check, capped.
+// checkDelay grows the wait before check n+1: TXCheckTimeout doubled per
+// check, capped at txMaxDelay (or at TXCheckTimeout if that is longer: a
+// later check never comes sooner than the first).
 func checkDelay(base time.Duration, checks int) time.Duration {
+	limit := max(base, txMaxDelay)
 	d := base
-	for i := 1; i < checks && d < txMaxDelay; i++ {
+	for i := 1; i < checks && d < limit; i++ {
 		d *= 2
 	}
-	return min(d, txMaxDelay)
+	return min(d, limit)
 }
 
 // ignoreResolved: someone else resolved the transaction first; that is fine.
