@@ -18,6 +18,7 @@ func init() {
 	register("CleanerDeletesExactlyWhatNoServiceNeeds", testCleanerModel)
 	register("CleanerLeavesNoReusableIDs", testCleanerNoReusableIDs)
 	register("CleanerConcurrentWithDispatchAndConsumption", testCleanerConcurrent)
+	register("CleanerDeadLetterRetention", testCleanerDeadLetterRetention)
 	register("CleanCronSpec", testCleanCronSpec)
 }
 
@@ -364,6 +365,48 @@ func testCleanerConcurrent(t *testing.T, tdb *dbtest.Database) {
 	}
 	if len(retryRec.count) != len(all) {
 		t.Errorf("retrying service got %d distinct events, want %d", len(retryRec.count), len(all))
+	}
+}
+
+// testCleanerDeadLetterRetention: off by default; when set, only dead
+// letters older than it go, and their events with them in the same run.
+func testCleanerDeadLetterRetention(t *testing.T, tdb *dbtest.Database) {
+	ctx := context.Background()
+	db := tdb.Open(t)
+	bus := newBus(t, db, "dlq", hourlyRetry)
+	must(t, bus.RegisterEventHandler(func(ctx context.Context, evt *ddd.DomainEvent) error { return failingBySender(evt) }))
+	start(t, bus)
+	dead := dispatchN(t, bus, "dead", 0, 2)
+	good := dispatchN(t, bus, "good", 0, 2)
+	// More old dead letters than one cleaning batch.
+	var many []*ddd.DomainEvent
+	for i := range 520 {
+		many = append(many, mustEvent(t, "dead", 10+i))
+	}
+	must(t, bus.Dispatch(ctx, many...))
+	waitCaughtUp(t, db, "dlq")
+	oldDead := append([]string{dead[0]}, eventIDs(many)...)
+	ageEvents(t, db, append(append(oldDead, dead[1]), good...))
+	must(t, db.Exec("UPDATE ddd_retries SET updated_at = updated_at - ? WHERE event_id IN ?", twoHours, oldDead).Error)
+
+	keepAll := newBus(t, db, "admin", eventbus.WithRetentionTime(time.Hour))
+	rep, err := keepAll.Clean(ctx)
+	must(t, err)
+	if n, _ := bus.CountDeadLetters(ctx); n != 522 || rep.DeadLetters != 0 || rep.Events != 2 {
+		t.Fatalf("without DeadLetterRetention: %d dead letters left, report %+v; want all 522 kept and the 2 good events deleted", n, rep)
+	}
+
+	withRetention := newBus(t, db, "admin", eventbus.WithRetentionTime(time.Hour), eventbus.WithDeadLetterRetention(time.Hour))
+	rep, err = withRetention.Clean(ctx)
+	must(t, err)
+	left, err := bus.DeadLetters(ctx, 0, 10)
+	must(t, err)
+	if len(left) != 1 || left[0].Event.ID != dead[1] || rep.DeadLetters != int64(len(oldDead)) {
+		t.Fatalf("dead letters left %v, report %+v; want only the recent one", left, rep)
+	}
+	// The old dead letters' events were needed by nothing else: they go in the same run.
+	if ids := logIDs(t, db); len(ids) != 1 || !ids[dead[1]] || rep.Events != int64(len(oldDead)) {
+		t.Fatalf("%d events left, report %+v; want only the recent dead letter's event", len(ids), rep)
 	}
 }
 
