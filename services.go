@@ -8,9 +8,6 @@ import (
 	"time"
 )
 
-// ErrServiceActive is returned by RemoveService while an instance holds the service's lease.
-var ErrServiceActive = errors.New("eventbus: service is running")
-
 // ServiceStatus describes one consuming service.
 type ServiceStatus struct {
 	Name        string
