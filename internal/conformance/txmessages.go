@@ -20,6 +20,7 @@ func init() {
 	register("TxLateCommitReachesConsumerPastIt", testTxLateCommit)
 	register("TxEngineTwoPhaseFlow", testTxEngineFlow)
 	register("TxConcurrentResolutionsPublishOnce", testTxConcurrentResolutions)
+	register("TxLargeTransactionKeepsOrder", testTxLarge)
 }
 
 // Transaction states as stored.
@@ -344,5 +345,36 @@ func testTxConcurrentResolutions(t *testing.T, tdb *dbtest.Database) {
 		default:
 			t.Errorf("tx %d: state %d with %d log rows (calls returned %v)", c.id, state, rows, errs[i])
 		}
+	}
+}
+
+// testTxLarge: a transaction of more events than one insert chunk is
+// stored whole, shown whole to the checker, and published in its order.
+func testTxLarge(t *testing.T, tdb *dbtest.Database) {
+	ctx := context.Background()
+	db := tdb.Open(t)
+	producer := newBus(t, db, "producer", eventbus.WithTXCheckTimeout(time.Minute))
+	var seen []string
+	must(t, producer.RegisterEventTXChecker(func(ctx context.Context, events []*ddd.DomainEvent) (ddd.TXStatus, error) {
+		seen = eventIDs(events)
+		return ddd.TXCommit, nil
+	}))
+	var evts []*ddd.DomainEvent
+	for i := range 1100 {
+		evts = append(evts, mustEvent(t, fmt.Sprintf("big-%d", i%7), i))
+	}
+	_, err := producer.DispatchBegin(ctx, evts...)
+	must(t, err)
+	makeDue(t, db)
+	if n, err := producer.CheckTransactions(ctx); err != nil || n != 1 {
+		t.Fatalf("CheckTransactions = %d, %v; want 1", n, err)
+	}
+	if fmt.Sprint(seen) != fmt.Sprint(eventIDs(evts)) {
+		t.Fatalf("the checker saw %d events, want all %d in order", len(seen), len(evts))
+	}
+	var logged []string
+	must(t, db.Raw("SELECT event_id FROM ddd_events ORDER BY id").Scan(&logged).Error)
+	if fmt.Sprint(logged) != fmt.Sprint(eventIDs(evts)) {
+		t.Fatalf("the log holds %d events, want all %d in the transaction's order", len(logged), len(evts))
 	}
 }
