@@ -288,6 +288,11 @@ func testCleanerConcurrent(t *testing.T, tdb *dbtest.Database) {
 	}
 	must(t, retrying.RegisterEventHandler(retryRec.handle))
 	start(t, retrying)
+	// A service registers at its first poll; until then the cleaner owes it
+	// nothing, and with RetentionTime 0 it would clean what it never saw.
+	for _, s := range []string{"steady", "retrying"} {
+		waitFor(t, 10*time.Second, s+" to register", func() bool { return leased(t, db, s) })
+	}
 
 	cleanCtx, stopCleaning := context.WithCancel(ctx)
 	var cleaners sync.WaitGroup
@@ -305,6 +310,8 @@ func testCleanerConcurrent(t *testing.T, tdb *dbtest.Database) {
 			}
 		})
 	}
+	// Registered after the cleaners' pools, so it runs before they close.
+	t.Cleanup(func() { stopCleaning(); cleaners.Wait() })
 
 	const producers, perProducer = 3, 120
 	ids := make([][]string, producers)
@@ -341,9 +348,14 @@ func testCleanerConcurrent(t *testing.T, tdb *dbtest.Database) {
 	for _, l := range ids {
 		all = append(all, l...)
 	}
-	waitFor(t, 30*time.Second, "both services to receive everything", func() bool {
-		return steadyRec.distinct() == len(all) && retryRec.distinct() == len(all)
-	})
+	deadline := time.Now().Add(30 * time.Second)
+	for steadyRec.distinct() != len(all) || retryRec.distinct() != len(all) {
+		if time.Now().After(deadline) {
+			explainMissing(t, db, all, map[string]*recorder{"steady": steadyRec, "retrying": retryRec})
+			t.Fatalf("timed out waiting for both services to receive all %d events", len(all))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	waitCaughtUp(t, db, "steady")
 	waitCaughtUp(t, db, "retrying")
 	waitFor(t, 10*time.Second, "the retries to finish", func() bool { return count(t, db, "SELECT COUNT(*) FROM ddd_retries") == 0 })
@@ -436,4 +448,46 @@ func testCleanCronSpec(t *testing.T, tdb *dbtest.Database) {
 	waitFor(t, 10*time.Second, "the events", func() bool { return rec.deliveries() >= 5 })
 	waitFor(t, 10*time.Second, "the cron job to clean them", func() bool { return count(t, db, "SELECT COUNT(*) FROM ddd_events") == 0 })
 	rec.checkExactlyOnce(t, ids)
+}
+
+// explainMissing logs, for each event a service has not received, where it
+// is: in the log (with its seq), in the retry store, or gone.
+func explainMissing(t testing.TB, db *gorm.DB, ids []string, recs map[string]*recorder) {
+	t.Helper()
+	var services []struct {
+		Name        string
+		ConsumedSeq int64
+		Owner       string
+		LeaseUntil  int64
+	}
+	db.Raw("SELECT name, consumed_seq, owner, lease_until FROM ddd_services").Scan(&services)
+	t.Logf("services: %+v, last seq %d, now %s", services, count(t, db, "SELECT last_seq FROM ddd_sequencer"), time.Now())
+	for name, rec := range recs {
+		rec.mu.Lock()
+		var missing []string
+		for _, id := range ids {
+			if rec.count[id] == 0 {
+				missing = append(missing, id)
+			}
+		}
+		rec.mu.Unlock()
+		t.Logf("%s misses %d events", name, len(missing))
+		for _, id := range missing[:min(5, len(missing))] {
+			var ev []struct {
+				ID        int64
+				Seq       *int64
+				CreatedAt int64
+			}
+			db.Raw("SELECT id, seq, created_at FROM ddd_events WHERE event_id = ?", id).Scan(&ev)
+			var rt []struct {
+				Service   string
+				State     int
+				Attempts  int
+				NextAt    int64
+				LastError string
+			}
+			db.Raw("SELECT service, state, attempts, next_at, last_error FROM ddd_retries WHERE event_id = ?", id).Scan(&rt)
+			t.Logf("  %s: log %+v, retries %+v", id, ev, rt)
+		}
+	}
 }
