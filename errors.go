@@ -28,4 +28,6 @@ var (
 	ErrTxNotFound = errors.New("eventbus: transaction not found")
 	// ErrLeaseLost: this instance no longer owns its service's lease; its work is discarded.
 	ErrLeaseLost = errors.New("eventbus: lease lost")
+	// ErrServiceActive: RemoveService was called while an instance holds the service's lease.
+	ErrServiceActive = errors.New("eventbus: service is running")
 )

@@ -31,8 +31,7 @@ type queries struct {
 	rescheduleTx, unresolvedTxs, countUnresolved                                                   string
 
 	// cleaner
-	minConsumed, cleanCandidates, deleteOldDead, oldResolvedTxs string
-	deleteEvents                                                func(n int) string
+	minConsumed, cleanCandidates, oldDeadServices, oldDeadLetters, oldResolvedTxs string
 }
 
 const eventCols = "event_id, event_type, sender, send_type, payload, metadata, occurred_at"
@@ -84,8 +83,10 @@ func newQueries(d dialect, prefix string) *queries {
 	q.commitOffset = r("UPDATE " + q.services + " SET consumed_seq = ?, version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
 		" WHERE name = ? AND owner = ? AND epoch = ? AND consumed_seq <= ?")
 	q.fence = q.renewLease
+	// Pending counts committed events not sequenced yet: the sequencer runs
+	// only while some instance polls, and they are every service's backlog.
 	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.updated_at, q.last_seq," +
-		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq)," +
+		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq OR e.seq IS NULL)," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 0)," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 1)" +
 		" FROM " + q.services + " s CROSS JOIN " + q.sequencer + " q WHERE q.id = 1 ORDER BY s.name")
@@ -127,7 +128,9 @@ func newQueries(d dialect, prefix string) *queries {
 	q.minConsumed = r("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0) FROM " + q.services)
 	q.cleanCandidates = r("SELECT e.id FROM " + q.events + " e WHERE e.seq <= ? AND e.created_at < {now} - ?" +
 		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = e.id) ORDER BY e.seq LIMIT ?")
-	q.deleteOldDead = r("DELETE FROM " + q.retries + " WHERE state = 1 AND updated_at < {now} - ?")
+	q.oldDeadServices = r("SELECT DISTINCT service FROM " + q.retries + " WHERE state = 1 AND updated_at < {now} - ?")
+	q.oldDeadLetters = r("SELECT event_pk FROM " + q.retries + " WHERE service = ? AND state = 1 AND updated_at < {now} - ?" +
+		" ORDER BY event_pk LIMIT ?")
 	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN (1, 2) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
 	return q
 }
@@ -197,6 +200,13 @@ func (q *queries) deleteEventsByID(n int) string {
 	return q.d.rebind("DELETE FROM " + q.events + " WHERE id IN " + in(n) +
 		" AND seq <= (SELECT MIN(consumed_seq) FROM " + q.services + ")" +
 		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = " + q.events + ".id)")
+}
+
+// deleteDeadByPK returns the cleaner's DELETE of n dead letters of one
+// service; the age is checked again in case one was replayed and failed anew.
+func (q *queries) deleteDeadByPK(n int) string {
+	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 1 AND updated_at < " + q.now + " - ?" +
+		" AND event_pk IN " + in(n))
 }
 
 // deleteTxsByID returns the cleaner's DELETE of n resolved transactions.

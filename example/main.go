@@ -74,7 +74,7 @@ func run(out io.Writer) error {
 	if err := runOrders(ctx, db, out); err != nil {
 		return err
 	}
-	return runTransactions(ctx, db, out)
+	return runTransactionalDemo(ctx, db, out)
 }
 
 func runOrders(ctx context.Context, db *gorm.DB, out io.Writer) error {
