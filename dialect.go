@@ -39,6 +39,9 @@ type dialect interface {
 	// correct at READ COMMITTED or REPEATABLE READ: its first plain read
 	// comes after it holds the lock.
 	sequencerTxOptions() *sql.TxOptions
+	// forceIndex is a hint after a table name that makes the planner use
+	// index ("" where the planner needs none).
+	forceIndex(index string) string
 	// rebind rewrites "?" placeholders into the driver's form.
 	rebind(query string) string
 	// lockMigrations takes a lock that serialises migrations across processes

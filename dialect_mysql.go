@@ -42,6 +42,13 @@ func (mysqlDialect) sequencerTxOptions() *sql.TxOptions { return nil }
 
 func (mysqlDialect) rebind(q string) string { return q }
 
+// InnoDB's statistics count the NULL seq values of every row ever
+// unsequenced, so the optimizer may walk the primary key for
+// "seq IS NULL ORDER BY id LIMIT n", expecting a match at once, and read the
+// whole log on every poll. The hint keeps it on the seq index, whose NULL
+// entries are exactly the unsequenced rows.
+func (mysqlDialect) forceIndex(index string) string { return " FORCE INDEX (" + index + ")" }
+
 func (mysqlDialect) lockMigrations(ctx context.Context, conn *sql.Conn, prefix string) (func(), error) {
 	// Lock names are server-wide and at most 64 characters: hash the
 	// database and prefix into one.

@@ -49,6 +49,8 @@ func (postgresDialect) txOptions() *sql.TxOptions { return readCommitted }
 
 func (postgresDialect) sequencerTxOptions() *sql.TxOptions { return readCommitted }
 
+func (postgresDialect) forceIndex(string) string { return "" }
+
 func (postgresDialect) rebind(q string) string { return rebindDollar(q) }
 
 func (postgresDialect) lockMigrations(ctx context.Context, conn *sql.Conn, prefix string) (func(), error) {

@@ -39,6 +39,8 @@ func (sqliteDialect) txOptions() *sql.TxOptions { return nil }
 
 func (sqliteDialect) sequencerTxOptions() *sql.TxOptions { return nil }
 
+func (sqliteDialect) forceIndex(string) string { return "" }
+
 func (sqliteDialect) rebind(q string) string { return q }
 
 // Each migration runs in a BEGIN IMMEDIATE transaction (beginWrite), which

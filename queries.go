@@ -49,11 +49,16 @@ func newQueries(d dialect, prefix string) *queries {
 	}
 	r := func(s string) string { return d.rebind(strings.ReplaceAll(s, "{now}", q.now)) }
 
-	// Sequencer. The lock is taken before anything else is read.
-	q.hasUnsequenced = r("SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1")
+	// Sequencer. The lock is taken before anything else is read. The probe
+	// and the pick read the unsequenced rows through an index (see
+	// forceIndex); the probe keeps its ORDER BY, which is what steers
+	// PostgreSQL to the partial index instead of a heap scan that meets
+	// them last.
+	unsequenced := q.events + d.forceIndex(prefix+"events_seq") + " WHERE seq IS NULL ORDER BY id"
+	q.hasUnsequenced = r("SELECT id FROM " + unsequenced + " LIMIT 1")
 	q.lockSequencer = d.lockSequencer(q.sequencer)
 	q.numberBatch = d.numberBatch(q.events, q.sequencer)
-	q.pickUnsequenced = r("SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT ?")
+	q.pickUnsequenced = r("SELECT id FROM " + unsequenced + " LIMIT ?")
 	q.saveLastSeq = r("UPDATE " + q.sequencer + " SET last_seq = ? WHERE id = 1")
 
 	// Consumer.
