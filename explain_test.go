@@ -77,6 +77,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 				{"poll from the start", queries["fetchEvents"], []any{0, 500}},
 				{"sequencer probe", queries["hasUnsequenced"], nil},
 				{"sequencer pick", queries["pickUnsequenced"], []any{1000}},
+				{"cleaner candidates", queries["cleanCandidates"], []any{sequenced - 1000, 0, 500}},
 			})
 			if q, ok := queries["numberBatch"]; ok {
 				run([]check{{"sequencer numbering", q, []any{sequenced, 1000}}})

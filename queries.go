@@ -131,8 +131,11 @@ func newQueries(d dialect, prefix string) *queries {
 
 	// Cleaner.
 	q.minConsumed = r("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0) FROM " + q.services)
-	q.cleanCandidates = r("SELECT e.id FROM " + q.events + " e WHERE e.seq <= ? AND e.created_at < {now} - ?" +
-		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = e.id) ORDER BY e.seq LIMIT ?")
+	// An anti-join written as LEFT JOIN ... IS NULL: MariaDB turns NOT EXISTS
+	// into a materialised subquery that scans the whole retry index on every
+	// batch; this form looks each candidate up in retries_event.
+	q.cleanCandidates = r("SELECT e.id FROM " + q.events + " e LEFT JOIN " + q.retries + " r ON r.event_pk = e.id" +
+		" WHERE e.seq <= ? AND e.created_at < {now} - ? AND r.event_pk IS NULL ORDER BY e.seq LIMIT ?")
 	q.oldDeadServices = r("SELECT DISTINCT service FROM " + q.retries + " WHERE state = 1 AND updated_at < {now} - ?")
 	q.oldDeadLetters = r("SELECT event_pk FROM " + q.retries + " WHERE service = ? AND state = 1 AND updated_at < {now} - ?" +
 		" ORDER BY event_pk LIMIT ?")
