@@ -3,12 +3,10 @@ package eventbus_test
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/dddbus/eventbus"
-	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/internal/dbtest"
 )
 
@@ -27,7 +25,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 			}
 			ctx := context.Background()
 			const sequenced, fresh = 5000, 200
-			dispatch(t, bus, sequenced)
+			dispatchBacklog(t, bus, sequenced, 50)
 			for {
 				n, err := eventbus.SequenceNow(ctx, bus)
 				if err != nil {
@@ -37,7 +35,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 					break
 				}
 			}
-			dispatch(t, bus, fresh) // committed, not yet numbered
+			dispatchBacklog(t, bus, fresh, 50) // committed, not yet numbered
 			sqlDB, err := db.DB()
 			if err != nil {
 				t.Fatal(err)
@@ -83,7 +81,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 				run([]check{{"sequencer numbering", q, []any{sequenced, 1000}}})
 			}
 			// A backlog: the sequencer was down while thousands were written.
-			dispatch(t, bus, 3000)
+			dispatchBacklog(t, bus, 3000, 50)
 			backlog := []check{
 				{"sequencer probe with a backlog", queries["hasUnsequenced"], nil},
 				{"sequencer pick with a backlog", queries["pickUnsequenced"], []any{1000}},
@@ -93,26 +91,6 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 			}
 			run(backlog)
 		})
-	}
-}
-
-// payloadN is the payload of the events these tests and benchmarks write.
-type payloadN struct{ N int }
-
-func dispatch(t testing.TB, bus *eventbus.EventBus, n int) {
-	t.Helper()
-	for start := 0; start < n; start += 500 {
-		var evts []*ddd.DomainEvent
-		for i := start; i < min(n, start+500); i++ {
-			evt, err := ddd.NewDomainEvent(fmt.Sprintf("sender-%d", i%50), payloadN{N: i})
-			if err != nil {
-				t.Fatal(err)
-			}
-			evts = append(evts, evt)
-		}
-		if err := bus.Dispatch(context.Background(), evts...); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
