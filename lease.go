@@ -112,12 +112,12 @@ func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
 }
 
 // renewLease extends l; ErrLeaseLost if another instance has taken it. A
-// renewal that takes longer than a sixth of the lease is abandoned: the
+// renewal that takes longer than a third of the lease is abandoned: the
 // lease could not be kept with such a database anyway, and a stalled
 // connection must not hold the caller.
 func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, b.opts.LeaseDuration/6)
+	ctx, cancel := context.WithTimeout(ctx, b.opts.LeaseDuration/3)
 	defer cancel()
 	res, err := b.sqlDB.ExecContext(ctx, b.q.renewLease, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
 	if err != nil {
