@@ -50,8 +50,10 @@ func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
 }
 
 // runLeased runs recs while a heartbeat keeps the lease; it stops starting
-// records when ctx is cancelled or the lease is lost. Handlers get a context
-// that outlives ctx, so a graceful stop lets them finish.
+// records when ctx is cancelled, the lease is lost, or the lease could not be
+// renewed for two thirds of its duration (checked before every record, so a
+// poll whose queries stalled cannot start work on a lease about to lapse).
+// Handlers get a context that outlives ctx, so a graceful stop lets them finish.
 func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, attempts []int, blocked map[string]bool) []result {
 	b.mu.Lock()
 	h := b.handler
@@ -63,7 +65,15 @@ func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, atte
 	done := make(chan struct{})
 	go b.heartbeat(context.WithoutCancel(ctx), l, done, halt)
 	defer close(done)
-	return b.runBySender(context.WithoutCancel(ctx), h, recs, attempts, blocked, stop)
+	proceed := func() bool {
+		select {
+		case <-stop:
+			return false
+		default:
+		}
+		return b.leaseUsable(l)
+	}
+	return b.runBySender(context.WithoutCancel(ctx), h, recs, attempts, blocked, proceed)
 }
 
 // dropLease forgets the lease after a failed commit: it was lost, or the

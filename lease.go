@@ -111,6 +111,14 @@ func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
 	return l, nil
 }
 
+// leaseUsable reports whether work may start under l: it is not known to be
+// lost, and was renewed less than two thirds of its duration ago (judged on
+// this instance's monotonic clock, from before the renewal was sent, so
+// the database's own expiry comes later).
+func (b *EventBus) leaseUsable(l *lease) bool {
+	return !l.isLost() && l.age() <= b.opts.LeaseDuration*2/3
+}
+
 // renewLease extends l; ErrLeaseLost if another instance has taken it. A
 // renewal that takes longer than a third of the lease is abandoned: the
 // lease could not be kept with such a database anyway, and a stalled
@@ -187,7 +195,7 @@ func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}
 			}
 		case <-t.C:
 			age := l.age()
-			if age > d*2/3 {
+			if !b.leaseUsable(l) {
 				b.log.Warn("eventbus: could not renew the lease; starting no further events of this batch", "epoch", l.epoch, "since", age.Round(time.Millisecond))
 				halt()
 				return
