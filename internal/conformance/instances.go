@@ -54,8 +54,10 @@ func testInstancesShare(t *testing.T, tdb *dbtest.Database) {
 	var insts []*inst
 	for range 3 {
 		sink := newLogSink()
+		// A long lease: no takeover is expected here (a graceful stop hands
+		// over at once), so a slow renewal under load must not cause one.
 		bus := newBus(t, tdb.Open(t), "shared", eventbus.WithConsumeConcurrent(4), eventbus.WithLimitPerRun(50),
-			eventbus.WithLogger(sink.logger()))
+			eventbus.WithLeaseDuration(10*time.Second), eventbus.WithLogger(sink.logger()))
 		must(t, bus.RegisterEventHandler(all.handle))
 		insts = append(insts, &inst{bus: bus, log: sink, stop: start(t, bus)})
 	}
@@ -115,7 +117,8 @@ func testInstancesShare(t *testing.T, tdb *dbtest.Database) {
 	all.checkExactlyOnce(t, ids)
 }
 
-// serverProxy puts a proxy between a pool and the server ("" and nil on SQLite).
+// openKillable opens a pool and returns a kill that leaves it unable to
+// reach the database: a cut proxy on a server, a closed pool on SQLite.
 func openKillable(t testing.TB, tdb *dbtest.Database) (*gorm.DB, func()) {
 	if tdb.Addr == "" {
 		db := tdb.Open(t)
