@@ -15,7 +15,9 @@ import (
 // commits the offset with any new retry rows. It reports whether a full
 // batch was finished (more may be waiting).
 func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.fetchEvents, l.offset, b.opts.LimitPerRun)
+	qctx, cancel := b.bounded(ctx)
+	defer cancel()
+	rows, err := b.sqlDB.QueryContext(qctx, b.q.fetchEvents, l.offset, b.opts.LimitPerRun)
 	if err != nil {
 		return false, fmt.Errorf("fetch events: %w", err)
 	}
@@ -26,7 +28,7 @@ func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
 	if len(recs) == 0 {
 		return false, nil
 	}
-	blocked, err := b.blockedFIFOSenders(ctx, recs)
+	blocked, err := b.blockedFIFOSenders(qctx, recs)
 	if err != nil {
 		return false, err
 	}

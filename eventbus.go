@@ -135,6 +135,8 @@ func (b *EventBus) registerService(ctx context.Context) error {
 	case 2:
 		pos = b.opts.StartPosition.seq
 	}
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
 	if _, err := b.sqlDB.ExecContext(ctx, b.q.ensureService, b.service, pos, pos); err != nil {
 		return fmt.Errorf("register service %s: %w", b.service, err)
 	}

@@ -81,6 +81,8 @@ func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 }
 
 func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
 	start := time.Now()
 	var l *lease
 	err := b.inTx(ctx, func(tx *sql.Tx) error {
@@ -156,14 +158,16 @@ func (b *EventBus) fence(ctx context.Context, tx *sql.Tx, l *lease) error {
 	return nil
 }
 
-// releaseLease hands the service over at once on a graceful stop.
+// releaseLease hands the service over at once on a graceful stop. It goes by
+// owner alone: the lease may still name this instance after it stopped
+// trusting it (a renewal that timed out), and no other instance can hold a
+// lease that names this one.
 func (b *EventBus) releaseLease(ctx context.Context) {
-	l := b.lease
-	if l == nil {
+	b.lease = nil
+	if !b.registered {
 		return
 	}
-	b.lease = nil
-	if _, err := b.sqlDB.ExecContext(ctx, b.q.releaseLease, b.service, b.owner, l.epoch); err != nil {
+	if _, err := b.sqlDB.ExecContext(ctx, b.q.releaseLease, b.service, b.owner); err != nil {
 		b.log.Warn("eventbus: release lease", "err", err)
 	}
 }

@@ -84,7 +84,7 @@ func newQueries(d dialect, prefix string) *queries {
 	q.renewLease = r("UPDATE " + q.services + " SET version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
 		" WHERE name = ? AND owner = ? AND epoch = ?")
 	q.releaseLease = r("UPDATE " + q.services + " SET owner = '', version = version + 1, lease_until = 0, updated_at = {now}" +
-		" WHERE name = ? AND owner = ? AND epoch = ?")
+		" WHERE name = ? AND owner = ?")
 	q.commitOffset = r("UPDATE " + q.services + " SET consumed_seq = ?, version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
 		" WHERE name = ? AND owner = ? AND epoch = ? AND consumed_seq <= ?")
 	q.fence = q.renewLease

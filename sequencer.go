@@ -27,6 +27,8 @@ const sequenceBatch = 1000
 // waiting (the idle case); a caller that knows events were just committed
 // skips that. It returns the number of events it numbered.
 func (b *EventBus) sequence(ctx context.Context, probe bool) (int, error) {
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
 	total := 0
 	for {
 		if probe {

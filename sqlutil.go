@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 )
 
 type querier interface {
@@ -30,6 +31,14 @@ func (b *EventBus) inTxWith(ctx context.Context, opts *sql.TxOptions, fn func(tx
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// bounded limits one database operation of the poll loop to LeaseDuration
+// (at least 5s): a connection that hangs without a reset (a network
+// partition) then fails, and the loop backs off and retries, instead of
+// waiting for the operating system to give up on it.
+func (b *EventBus) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, max(b.opts.LeaseDuration, 5*time.Second))
 }
 
 func queryInt64s(ctx context.Context, db querier, query string, args ...any) ([]int64, error) {
