@@ -15,7 +15,9 @@ import (
 // commits the offset with any new retry rows. It reports whether a full
 // batch was finished (more may be waiting).
 func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
-	recs, err := b.nextBatch(ctx, l.offset)
+	qctx, cancel := b.bounded(ctx)
+	defer cancel()
+	recs, err := b.nextBatch(qctx, l.offset)
 	if err != nil {
 		return false, err
 	}
@@ -26,7 +28,7 @@ func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
 		// More is likely: read it while this batch runs and commits.
 		b.startPrefetch(ctx, recs[len(recs)-1].seq)
 	}
-	blocked, err := b.blockedFIFOSenders(ctx, recs)
+	blocked, err := b.blockedFIFOSenders(qctx, recs)
 	if err != nil {
 		return false, err
 	}
@@ -62,7 +64,9 @@ func (b *EventBus) startPrefetch(ctx context.Context, after int64) {
 	b.prefetched = p
 	go func() {
 		defer close(p.done)
-		p.recs, p.err = b.fetchEvents(ctx, after)
+		qctx, cancel := b.bounded(ctx)
+		defer cancel()
+		p.recs, p.err = b.fetchEvents(qctx, after)
 	}()
 }
 
@@ -99,8 +103,10 @@ func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, err
 }
 
 // runLeased runs recs while a heartbeat keeps the lease; it stops starting
-// records when ctx is cancelled or the lease is lost. Handlers get a context
-// that outlives ctx, so a graceful stop lets them finish.
+// records when ctx is cancelled, the lease is lost, or the lease could not be
+// renewed for two thirds of its duration (checked before every record, so a
+// poll whose queries stalled cannot start work on a lease about to lapse).
+// Handlers get a context that outlives ctx, so a graceful stop lets them finish.
 func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, attempts []int, blocked map[string]bool) []result {
 	b.mu.Lock()
 	h := b.handler
@@ -112,7 +118,15 @@ func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, atte
 	done := make(chan struct{})
 	go b.heartbeat(context.WithoutCancel(ctx), l, done, halt)
 	defer close(done)
-	return b.runBySender(context.WithoutCancel(ctx), h, recs, attempts, blocked, stop)
+	proceed := func() bool {
+		select {
+		case <-stop:
+			return false
+		default:
+		}
+		return b.leaseUsable(l)
+	}
+	return b.runBySender(context.WithoutCancel(ctx), h, recs, attempts, blocked, proceed)
 }
 
 // dropLease forgets the lease after a failed commit: it was lost, or the

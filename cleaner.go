@@ -41,10 +41,11 @@ func (b *EventBus) startCleaner(ctx context.Context) (func(), error) {
 }
 
 // Clean deletes, in batches of cleanBatch:
-//   - events older than RetentionTime (by the database clock) that every
-//     registered service has consumed and none holds as a retry or dead
-//     letter (pending transactions' events are not in the log yet);
-//   - dead letters older than DeadLetterRetention, if that is set;
+//   - dead letters older than DeadLetterRetention, if that is set (first,
+//     so that their events can go in the same run);
+//   - events older than RetentionTime that every registered service has
+//     consumed and none holds as a retry or dead letter (pending
+//     transactions' events are not in the log yet);
 //   - resolved transactions older than RetentionTime.
 //
 // It is safe to run on several instances at once. With no service
@@ -54,25 +55,25 @@ func (b *EventBus) startCleaner(ctx context.Context) (func(), error) {
 func (b *EventBus) Clean(ctx context.Context) (CleanReport, error) {
 	var rep CleanReport
 	retention := b.opts.RetentionTime.Milliseconds()
+	if b.opts.DeadLetterRetention > 0 {
+		n, err := b.cleanDeadLetters(ctx, b.opts.DeadLetterRetention.Milliseconds())
+		rep.DeadLetters = n
+		if err != nil {
+			return rep, fmt.Errorf("clean dead letters: %w", err)
+		}
+	}
 	var services, minSeq int64
 	if err := b.sqlDB.QueryRowContext(ctx, b.q.minConsumed).Scan(&services, &minSeq); err != nil {
 		return rep, fmt.Errorf("clean: consumed positions: %w", err)
 	}
 	if services > 0 {
-		n, err := b.deleteInBatches(ctx, b.q.cleanCandidates, []any{minSeq, retention}, b.q.deleteEventsByID)
+		n, err := b.deleteInBatches(ctx, b.q.cleanCandidates, []any{minSeq, retention}, b.q.deleteEventsByID, nil)
 		rep.Events = n
 		if err != nil {
 			return rep, fmt.Errorf("clean events: %w", err)
 		}
 	}
-	if b.opts.DeadLetterRetention > 0 {
-		res, err := b.sqlDB.ExecContext(ctx, b.q.deleteOldDead, b.opts.DeadLetterRetention.Milliseconds())
-		if err != nil {
-			return rep, fmt.Errorf("clean dead letters: %w", err)
-		}
-		rep.DeadLetters, _ = res.RowsAffected()
-	}
-	n, err := b.deleteInBatches(ctx, b.q.oldResolvedTxs, []any{retention}, b.q.deleteTxsByID)
+	n, err := b.deleteInBatches(ctx, b.q.oldResolvedTxs, []any{retention}, b.q.deleteTxsByID, nil)
 	rep.Transactions = n
 	if err != nil {
 		return rep, fmt.Errorf("clean transactions: %w", err)
@@ -80,22 +81,40 @@ func (b *EventBus) Clean(ctx context.Context) (CleanReport, error) {
 	return rep, nil
 }
 
-// deleteInBatches selects up to cleanBatch ids with pick(args..., limit)
-// and deletes them with del, until a page comes back short.
-func (b *EventBus) deleteInBatches(ctx context.Context, pick string, args []any, del func(n int) string) (int64, error) {
+// cleanDeadLetters deletes dead letters older than age ms, service by service.
+func (b *EventBus) cleanDeadLetters(ctx context.Context, age int64) (int64, error) {
+	services, err := queryStrings(ctx, b.sqlDB, b.q.oldDeadServices, age)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, s := range services {
+		n, err := b.deleteInBatches(ctx, b.q.oldDeadLetters, []any{s, age}, b.q.deleteDeadByPK, []any{s, age})
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// deleteInBatches selects up to cleanBatch ids with pick(pickArgs...,
+// limit) and deletes them with del(delArgs..., ids...), until a page comes
+// back short.
+func (b *EventBus) deleteInBatches(ctx context.Context, pick string, pickArgs []any, del func(n int) string, delArgs []any) (int64, error) {
 	var total int64
 	for {
-		ids, err := queryInt64s(ctx, b.sqlDB, pick, append(args, cleanBatch)...)
+		ids, err := queryInt64s(ctx, b.sqlDB, pick, append(pickArgs, cleanBatch)...)
 		if err != nil || len(ids) == 0 {
 			return total, err
 		}
-		idArgs := make([]any, len(ids))
-		for i, id := range ids {
-			idArgs[i] = id
+		args := append([]any(nil), delArgs...)
+		for _, id := range ids {
+			args = append(args, id)
 		}
 		var n int64
 		err = b.inTx(ctx, func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, del(len(ids)), idArgs...)
+			res, err := tx.ExecContext(ctx, del(len(ids)), args...)
 			if err != nil {
 				return err
 			}

@@ -9,7 +9,9 @@ import (
 
 // Start runs the service's consumer until ctx is cancelled, then waits for
 // in-flight handlers, records their progress, releases the lease and returns
-// nil. It also runs the TX checker and, if CleanCron is set, the cleaner.
+// nil. It also runs the sequencer, the TX checker and, if CleanCron is set,
+// the cleaner. Without a registered handler the instance only produces: it
+// runs those duties but does not register or consume as a service.
 //
 // Each poll takes or renews the service's lease, numbers newly committed
 // events (the sequencer), reads up to LimitPerRun events after the
@@ -26,10 +28,10 @@ import (
 // Start returns an error only when it cannot start.
 func (b *EventBus) Start(ctx context.Context) error {
 	b.mu.Lock()
-	h := b.handler
+	consumer := b.handler != nil
 	b.mu.Unlock()
-	if h == nil {
-		return ErrNoEventHandler
+	if !consumer {
+		b.log.Info("eventbus: no event handler registered; this instance only produces")
 	}
 	if !b.running.CompareAndSwap(false, true) {
 		return ErrAlreadyStarted
@@ -45,7 +47,7 @@ func (b *EventBus) Start(ctx context.Context) error {
 	wg.Go(func() { b.runTXChecker(ctx) })
 	defer wg.Wait()
 
-	b.consume(ctx)
+	b.consume(ctx, consumer)
 	b.bg.Wait()
 	b.dropPrefetch()
 	if err := b.awaitOffset(); err != nil {
@@ -68,14 +70,14 @@ const (
 
 // consume polls every RunInterval (counted from the start of the previous
 // poll), at once while full batches come, and when woken.
-func (b *EventBus) consume(ctx context.Context) {
+func (b *EventBus) consume(ctx context.Context, consumer bool) {
 	timer := time.NewTimer(b.opts.RunInterval)
 	defer timer.Stop()
 	var backoff time.Duration
 	kind := pollTimer
 	for {
 		began := time.Now()
-		more, err := b.pollOnce(ctx, kind)
+		more, err := b.pollOnce(ctx, kind, consumer)
 		if ctx.Err() != nil {
 			return
 		}
@@ -148,12 +150,21 @@ func (b *EventBus) takeWake() bool {
 // it last ran RunInterval ago; a quick poll does the same with the
 // sequencer: while a backlog drains, they would find nothing new at every
 // batch.
-func (b *EventBus) pollOnce(ctx context.Context, kind pollKind) (bool, error) {
+func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (bool, error) {
 	now := time.Now()
 	quick := kind == pollQuick
-	l, err := b.ensureLease(ctx)
-	if err != nil {
-		return false, err
+	var l *lease
+	if consumer {
+		if !b.registered {
+			if err := b.registerService(ctx); err != nil {
+				return false, err
+			}
+			b.registered = true
+		}
+		var err error
+		if l, err = b.ensureLease(ctx); err != nil {
+			return false, err
+		}
 	}
 	if l != nil && kind == pollTimer && b.prefetched == nil {
 		b.startPrefetch(ctx, l.offset)
@@ -163,6 +174,7 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind) (bool, error) {
 		b.lastSequenced = now
 		found = kind == pollWoken
 		if !found {
+			var err error
 			if found, err = b.hasUnnumbered(ctx); err != nil {
 				return false, err
 			}
@@ -175,7 +187,7 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind) (bool, error) {
 		}
 	}
 	if l == nil {
-		return false, nil // another instance consumes; this one only numbers
+		return false, nil // a producer, or another instance consumes: this one only numbers
 	}
 	moreEvents, err := b.batchPhase(ctx, l)
 	if err != nil {
@@ -200,7 +212,9 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind) (bool, error) {
 // number runs one sequencer batch here, and hands what it leaves to the
 // background.
 func (b *EventBus) number(ctx context.Context) error {
-	n, more, err := b.sequenceBatch(ctx)
+	bctx, cancel := b.bounded(ctx)
+	defer cancel()
+	n, more, err := b.sequenceBatch(bctx)
 	b.stats.sequenced.Add(int64(n))
 	if err != nil {
 		return err

@@ -12,8 +12,6 @@ var (
 	ErrInvalidServiceName = errors.New("eventbus: invalid service name")
 	// ErrInvalidEvent: an event failed validation; nothing was written.
 	ErrInvalidEvent = errors.New("eventbus: invalid event")
-	// ErrNoEventHandler: Start was called before RegisterEventHandler.
-	ErrNoEventHandler = errors.New("eventbus: no event handler registered")
 	// ErrHandlerRegistered: RegisterEventHandler or RegisterEventTXChecker was called twice.
 	ErrHandlerRegistered = errors.New("eventbus: handler already registered")
 	// ErrAlreadyStarted: Start was called on a bus that is running.
@@ -30,4 +28,6 @@ var (
 	ErrTxNotFound = errors.New("eventbus: transaction not found")
 	// ErrLeaseLost: this instance no longer owns its service's lease; its work is discarded.
 	ErrLeaseLost = errors.New("eventbus: lease lost")
+	// ErrServiceActive: RemoveService was called while an instance holds the service's lease.
+	ErrServiceActive = errors.New("eventbus: service is running")
 )

@@ -52,6 +52,7 @@ type EventBus struct {
 
 	// Owned by the consume loop.
 	lease         *lease
+	registered    bool         // the service's row exists
 	prefetched    *prefetch    // the next batch, read while this one ran
 	offsets       offsetWriter // offset updates in the background
 	lastSequenced time.Time    // last time a poll ran the sequencer
@@ -71,7 +72,8 @@ var (
 // NewEventBus returns the bus of service serviceName on db (SQLite, MySQL or
 // PostgreSQL through GORM). It validates the name and the options, checks
 // the connection, runs the embedded migrations (unless AutoMigrate is off)
-// and registers the service, which then starts at Options.StartPosition.
+// The service registers (and its offset starts at Options.StartPosition)
+// when an instance with a handler first starts consuming.
 func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, error) {
 	if err := validateServiceName(serviceName); err != nil {
 		return nil, err
@@ -119,9 +121,6 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 			return nil, err
 		}
 	}
-	if err := b.registerService(ctx); err != nil {
-		return nil, err
-	}
 	return b, nil
 }
 
@@ -146,6 +145,8 @@ func (b *EventBus) registerService(ctx context.Context) error {
 	case 2:
 		pos = b.opts.StartPosition.seq
 	}
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
 	if _, err := b.sqlDB.ExecContext(ctx, b.q.ensureService, b.service, pos, pos); err != nil {
 		return fmt.Errorf("register service %s: %w", b.service, err)
 	}

@@ -21,13 +21,26 @@ type lease struct {
 	offset int64 // consumed_seq: every event with seq <= offset is finished
 
 	mu        sync.Mutex
-	renewedAt time.Time // local monotonic time of the last successful renewal
+	renewedAt time.Time // local monotonic time when the last successful renewal was sent
+	lost      bool      // a renewal found another owner
 }
 
 func (l *lease) renewed(at time.Time) {
 	l.mu.Lock()
 	l.renewedAt = at
 	l.mu.Unlock()
+}
+
+func (l *lease) markLost() {
+	l.mu.Lock()
+	l.lost = true
+	l.mu.Unlock()
+}
+
+func (l *lease) isLost() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
 }
 
 func (l *lease) age() time.Duration {
@@ -40,6 +53,9 @@ func (l *lease) age() time.Duration {
 // a third of its duration has passed) or can take it; nil if another live
 // instance holds it.
 func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
+	if l := b.lease; l != nil && l.isLost() {
+		b.lease = nil
+	}
 	if l := b.lease; l != nil {
 		age := l.age()
 		if age < b.opts.LeaseDuration/3 {
@@ -76,6 +92,8 @@ func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 }
 
 func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
 	start := time.Now()
 	var l *lease
 	err := b.inTx(ctx, func(tx *sql.Tx) error {
@@ -106,9 +124,22 @@ func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
 	return l, nil
 }
 
-// renewLease extends l; ErrLeaseLost if another instance has taken it.
+// leaseUsable reports whether work may start under l: it is not known to be
+// lost, and was renewed less than two thirds of its duration ago (judged on
+// this instance's monotonic clock, from before the renewal was sent, so
+// the database's own expiry comes later).
+func (b *EventBus) leaseUsable(l *lease) bool {
+	return !l.isLost() && l.age() <= b.opts.LeaseDuration*2/3
+}
+
+// renewLease extends l; ErrLeaseLost if another instance has taken it. A
+// renewal that takes longer than a third of the lease is abandoned: the
+// lease could not be kept with such a database anyway, and a stalled
+// connection must not hold the caller.
 func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, b.opts.LeaseDuration/3)
+	defer cancel()
 	res, err := b.execPrepared(ctx, b.q.renewLease, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
 	if err != nil {
 		return fmt.Errorf("renew lease: %w", err)
@@ -116,6 +147,7 @@ func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("renew lease: %w", err)
 	} else if n == 0 {
+		l.markLost()
 		return ErrLeaseLost
 	}
 	l.renewed(start)
@@ -137,33 +169,55 @@ func (b *EventBus) fence(ctx context.Context, tx *sql.Tx, l *lease) error {
 	return nil
 }
 
-// releaseLease hands the service over at once on a graceful stop.
+// releaseLease hands the service over at once on a graceful stop. It goes by
+// owner alone: the lease may still name this instance after it stopped
+// trusting it (a renewal that timed out), and no other instance can hold a
+// lease that names this one.
 func (b *EventBus) releaseLease(ctx context.Context) {
-	l := b.lease
-	if l == nil {
+	b.lease = nil
+	if !b.registered {
 		return
 	}
-	b.lease = nil
-	if _, err := b.sqlDB.ExecContext(ctx, b.q.releaseLease, b.service, b.owner, l.epoch); err != nil {
+	if _, err := b.sqlDB.ExecContext(ctx, b.q.releaseLease, b.service, b.owner); err != nil {
 		b.log.Warn("eventbus: release lease", "err", err)
 	}
 }
 
-// heartbeat renews l every third of the lease while a long batch runs; it
-// calls lost if the lease is gone. It stops when done is closed.
-func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}, lost func()) {
-	t := time.NewTicker(b.opts.LeaseDuration / 3)
+// heartbeat keeps l while a batch runs: it renews the lease once a third
+// of it has passed, and calls halt (no further event starts) when the lease
+// is lost or when it could not be renewed for two thirds of its duration.
+// In the second case another instance may take over soon, and this one
+// cannot tell: starting more events would risk handling them twice at once.
+// Renewals run apart from the watch, so a stalled connection cannot keep
+// the instance working past its lease. It stops when done is closed.
+func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}, halt func()) {
+	d := b.opts.LeaseDuration
+	t := time.NewTicker(d / 6)
 	defer t.Stop()
+	renewed := make(chan error, 1)
+	renewing := false
 	for {
 		select {
 		case <-done:
 			return
-		case <-t.C:
-			if err := b.renewLease(ctx, l); errors.Is(err, ErrLeaseLost) {
-				lost()
+		case err := <-renewed:
+			renewing = false
+			if errors.Is(err, ErrLeaseLost) {
+				halt()
 				return
 			} else if err != nil {
 				b.log.Warn("eventbus: heartbeat", "err", err)
+			}
+		case <-t.C:
+			age := l.age()
+			if !b.leaseUsable(l) {
+				b.log.Warn("eventbus: could not renew the lease; starting no further events of this batch", "epoch", l.epoch, "since", age.Round(time.Millisecond))
+				halt()
+				return
+			}
+			if !renewing && age >= d/3 {
+				renewing = true
+				go func() { renewed <- b.renewLease(ctx, l) }()
 			}
 		}
 	}

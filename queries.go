@@ -36,8 +36,7 @@ type queries struct {
 	smallInserts [smallInsert + 1]string // insertEvents(n) for n <= smallInsert
 
 	// cleaner
-	minConsumed, cleanCandidates, deleteOldDead, oldResolvedTxs string
-	deleteEvents                                                func(n int) string
+	minConsumed, cleanCandidates, oldDeadServices, oldDeadLetters, oldResolvedTxs string
 }
 
 const eventCols = "event_id, event_type, sender, send_type, payload, metadata, occurred_at"
@@ -96,12 +95,14 @@ func newQueries(d dialect, prefix string) *queries {
 	q.renewLease = r("UPDATE " + q.services + " SET version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
 		" WHERE name = ? AND owner = ? AND epoch = ?")
 	q.releaseLease = r("UPDATE " + q.services + " SET owner = '', version = version + 1, lease_until = 0, updated_at = {now}" +
-		" WHERE name = ? AND owner = ? AND epoch = ?")
+		" WHERE name = ? AND owner = ?")
 	q.commitOffset = r("UPDATE " + q.services + " SET consumed_seq = ?, version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
 		" WHERE name = ? AND owner = ? AND epoch = ? AND consumed_seq <= ?")
 	q.fence = q.renewLease
+	// Pending counts committed events not sequenced yet: the sequencer runs
+	// only while some instance polls, and they are every service's backlog.
 	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.updated_at, q.last_seq," +
-		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq)," +
+		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq OR e.seq IS NULL)," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 0)," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 1)" +
 		" FROM " + q.services + " s CROSS JOIN " + q.sequencer + " q WHERE q.id = 1 ORDER BY s.name")
@@ -141,9 +142,14 @@ func newQueries(d dialect, prefix string) *queries {
 
 	// Cleaner.
 	q.minConsumed = r("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0) FROM " + q.services)
-	q.cleanCandidates = r("SELECT e.id FROM " + q.events + " e WHERE e.seq <= ? AND e.created_at < {now} - ?" +
-		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = e.id) ORDER BY e.seq LIMIT ?")
-	q.deleteOldDead = r("DELETE FROM " + q.retries + " WHERE state = 1 AND updated_at < {now} - ?")
+	// An anti-join written as LEFT JOIN ... IS NULL: MariaDB turns NOT EXISTS
+	// into a materialised subquery that scans the whole retry index on every
+	// batch; this form looks each candidate up in retries_event.
+	q.cleanCandidates = r("SELECT e.id FROM " + q.events + " e LEFT JOIN " + q.retries + " r ON r.event_pk = e.id" +
+		" WHERE e.seq <= ? AND e.created_at < {now} - ? AND r.event_pk IS NULL ORDER BY e.seq LIMIT ?")
+	q.oldDeadServices = r("SELECT DISTINCT service FROM " + q.retries + " WHERE state = 1 AND updated_at < {now} - ?")
+	q.oldDeadLetters = r("SELECT event_pk FROM " + q.retries + " WHERE service = ? AND state = 1 AND updated_at < {now} - ?" +
+		" ORDER BY event_pk LIMIT ?")
 	for n := 1; n <= smallInsert; n++ {
 		q.smallInserts[n] = q.insertEvents(n)
 	}
@@ -208,10 +214,13 @@ func in(n int) string {
 }
 
 // assignSeq returns the sequencer's UPDATE of ids: seq = id + delta keeps
-// the batch's id order and starts above the last sequence number.
+// the batch's id order and starts above the last sequence number. "seq IS
+// NULL" is re-checked on the current row version: should a snapshot ever
+// miss another batch's numbers, the count comes out short and the batch
+// rolls back instead of numbering a row twice.
 func (q *queries) assignSeq(delta int64, ids []int64) string {
 	var b strings.Builder
-	b.WriteString("UPDATE " + q.events + " SET seq = id + " + strconv.FormatInt(delta, 10) + " WHERE id IN (")
+	b.WriteString("UPDATE " + q.events + " SET seq = id + " + strconv.FormatInt(delta, 10) + " WHERE seq IS NULL AND id IN (")
 	for i, id := range ids {
 		if i > 0 {
 			b.WriteByte(',')
@@ -234,6 +243,13 @@ func (q *queries) deleteEventsByID(n int) string {
 	return q.d.rebind("DELETE FROM " + q.events + " WHERE id IN " + in(n) +
 		" AND seq <= (SELECT MIN(consumed_seq) FROM " + q.services + ")" +
 		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = " + q.events + ".id)")
+}
+
+// deleteDeadByPK returns the cleaner's DELETE of n dead letters of one
+// service; the age is checked again in case one was replayed and failed anew.
+func (q *queries) deleteDeadByPK(n int) string {
+	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 1 AND updated_at < " + q.now + " - ?" +
+		" AND event_pk IN " + in(n))
 }
 
 // deleteTxsByID returns the cleaner's DELETE of n resolved transactions.

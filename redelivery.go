@@ -12,7 +12,9 @@ import (
 // It reports whether more may be due at once: a full page, or a success that
 // may have released the next parked FIFO event.
 func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
-	rows, err := b.queryPrepared(ctx, b.q.fetchRetries, b.service, b.opts.LimitPerRun)
+	qctx, cancel := b.bounded(ctx)
+	defer cancel()
+	rows, err := b.queryPrepared(qctx, b.q.fetchRetries, b.service, b.opts.LimitPerRun)
 	if err != nil {
 		return false, fmt.Errorf("fetch retries: %w", err)
 	}

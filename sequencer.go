@@ -51,6 +51,8 @@ const (
 // sequenceInBackground. Any instance of any service may number; the lock
 // makes concurrent batches take turns.
 func (b *EventBus) hasUnnumbered(ctx context.Context) (bool, error) {
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
 	var probe int64
 	err := b.queryRowPrepared(ctx, b.q.hasUnsequenced).Scan(&probe)
 	if err == sql.ErrNoRows {
@@ -76,7 +78,9 @@ func (b *EventBus) sequenceInBackground(ctx context.Context) {
 			b.Notify() // rows committed during the last batch: the next poll numbers them
 		}()
 		for ctx.Err() == nil {
-			n, more, err := b.sequenceBatch(ctx)
+			bctx, cancel := b.bounded(ctx)
+			n, more, err := b.sequenceBatch(bctx)
+			cancel()
 			b.stats.sequenced.Add(int64(n))
 			if n > 0 {
 				b.Notify()

@@ -8,15 +8,12 @@ import (
 	"time"
 )
 
-// ErrServiceActive is returned by RemoveService while an instance holds the service's lease.
-var ErrServiceActive = errors.New("eventbus: service is running")
-
 // ServiceStatus describes one consuming service.
 type ServiceStatus struct {
 	Name        string
 	ConsumedSeq int64     // every event with seq <= ConsumedSeq is finished
 	HeadSeq     int64     // the last sequence number given out
-	Pending     int64     // events after ConsumedSeq not yet handled
+	Pending     int64     // events after ConsumedSeq, sequenced or not yet, not handled
 	Retrying    int64     // events waiting for a retry (or parked)
 	DeadLetters int64     // dead letters
 	Owner       string    // the instance holding the lease ("" if none)

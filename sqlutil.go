@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 )
 
 type querier interface {
@@ -14,7 +15,11 @@ type querier interface {
 // the database has levels). fn's first statement must be a write, so that
 // SQLite takes the write lock at once whatever the DSN's _txlock is.
 func (b *EventBus) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := b.sqlDB.BeginTx(ctx, b.d.txOptions())
+	return b.inTxWith(ctx, b.d.txOptions(), fn)
+}
+
+func (b *EventBus) inTxWith(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+	tx, err := b.sqlDB.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -26,6 +31,14 @@ func (b *EventBus) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// bounded limits one database operation of the poll loop to LeaseDuration
+// (at least 5s): a connection that hangs without a reset (a network
+// partition) then fails, and the loop backs off and retries, instead of
+// waiting for the operating system to give up on it.
+func (b *EventBus) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, max(b.opts.LeaseDuration, 5*time.Second))
 }
 
 func queryInt64s(ctx context.Context, db querier, query string, args ...any) ([]int64, error) {

@@ -65,21 +65,28 @@ func (b *EventBus) runTXChecker(ctx context.Context) {
 // returns how many it resolved (committed, rolled back or marked
 // unresolved). Start runs it periodically.
 func (b *EventBus) CheckTransactions(ctx context.Context) (int, error) {
-	ids, err := queryInt64s(ctx, b.sqlDB, b.q.dueTxs, b.service, txDuePage)
-	if err != nil {
-		return 0, fmt.Errorf("due transactions: %w", err)
-	}
 	resolved := 0
-	for _, id := range ids {
-		done, err := b.checkTx(ctx, id)
+	// Page until a short page: every transaction of a page leaves the due
+	// set (claimed and rescheduled, resolved, or claimed by another
+	// instance), so the next page holds only ones not seen yet.
+	for {
+		ids, err := queryInt64s(ctx, b.sqlDB, b.q.dueTxs, b.service, txDuePage)
 		if err != nil {
-			return resolved, err
+			return resolved, fmt.Errorf("due transactions: %w", err)
 		}
-		if done {
-			resolved++
+		for _, id := range ids {
+			done, err := b.checkTx(ctx, id)
+			if err != nil {
+				return resolved, err
+			}
+			if done {
+				resolved++
+			}
+		}
+		if len(ids) < txDuePage || ctx.Err() != nil {
+			return resolved, ctx.Err()
 		}
 	}
-	return resolved, nil
 }
 
 // checkTx claims transaction id (so no other instance checks it meanwhile),
@@ -125,13 +132,16 @@ func (b *EventBus) checkTx(ctx context.Context, id int64) (bool, error) {
 	return false, b.rescheduleTx(ctx, id, checks, txPending, checkDelay(b.opts.TXCheckTimeout, checks), reason)
 }
 
-// checkDelay grows the wait before check n+1: TXCheckTimeout doubled per check, capped.
+// checkDelay grows the wait before check n+1: TXCheckTimeout doubled per
+// check, capped at txMaxDelay (or at TXCheckTimeout if that is longer: a
+// later check never comes sooner than the first).
 func checkDelay(base time.Duration, checks int) time.Duration {
+	limit := max(base, txMaxDelay)
 	d := base
-	for i := 1; i < checks && d < txMaxDelay; i++ {
+	for i := 1; i < checks && d < limit; i++ {
 		d *= 2
 	}
-	return min(d, txMaxDelay)
+	return min(d, limit)
 }
 
 // ignoreResolved: someone else resolved the transaction first; that is fine.

@@ -14,9 +14,10 @@ import (
 // attempts[i] is how many times recs[i] was tried before (nil: never).
 // A FIFO record parks instead of running when its sender is in blocked, or
 // when an earlier FIFO record of its sender failed and will be retried.
-// Once stop is closed no further record starts; those stay unfinished.
+// A record starts only if proceed() holds; once it does not, the records
+// not yet started stay unfinished.
 func (b *EventBus) runBySender(ctx context.Context, h ddd.DomainEventHandler, recs []*record, attempts []int,
-	blocked map[string]bool, stop <-chan struct{}) []result {
+	blocked map[string]bool, proceed func() bool) []result {
 	results := make([]result, len(recs))
 	var order []string
 	groups := make(map[string][]int)
@@ -30,10 +31,8 @@ func (b *EventBus) runBySender(ctx context.Context, h ddd.DomainEventHandler, re
 	run := func(idx []int) {
 		fifoBlocked := blocked[recs[idx[0]].evt.Sender]
 		for _, i := range idx {
-			select {
-			case <-stop:
+			if !proceed() {
 				return
-			default:
 			}
 			fifo := recs[i].evt.SendType == ddd.SendFIFO
 			if fifo && fifoBlocked {

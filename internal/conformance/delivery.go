@@ -242,32 +242,40 @@ func testStartPositions(t *testing.T, tdb *dbtest.Database) {
 	db := tdb.Open(t)
 	producer := newBus(t, db, "producer")
 	dispatchN(t, producer, "old", 0, 5)
-	// Number the old events, as a running instance would.
-	seqr := newBus(t, db, "sequencer-helper")
-	must(t, seqr.RegisterEventHandler(func(context.Context, *ddd.DomainEvent) error { return nil }))
-	stop := start(t, seqr)
+	// An instance without a handler only produces: it numbers the events but
+	// does not register as a service, so it holds nothing back.
+	stop := start(t, producer)
 	waitFor(t, 10*time.Second, "old events sequenced", func() bool {
 		return count(t, db, "SELECT COUNT(*) FROM ddd_events WHERE seq IS NULL") == 0
 	})
 	stop()
+	if n := count(t, db, "SELECT COUNT(*) FROM ddd_services"); n != 0 {
+		t.Fatalf("%d services registered by a producer-only instance, want 0", n)
+	}
 
+	// A service registers when it first consumes; "latest" starts after
+	// everything sequenced by then.
 	latest := newBus(t, db, "latest", eventbus.WithStartPosition(eventbus.StartFromLatest))
-	earliest := newBus(t, db, "earliest", eventbus.WithStartPosition(eventbus.StartFromEarliest))
+	latestRec := newRecorder()
+	must(t, latest.RegisterEventHandler(latestRec.handle))
+	start(t, latest)
+	waitFor(t, 10*time.Second, "latest to register", func() bool { return leased(t, db, "latest") })
+
 	var thirdSeq int64
 	must(t, db.Raw("SELECT seq FROM ddd_events ORDER BY seq LIMIT 1 OFFSET 2").Scan(&thirdSeq).Error)
+	earliest := newBus(t, db, "earliest", eventbus.WithStartPosition(eventbus.StartFromEarliest))
 	explicit := newBus(t, db, "explicit", eventbus.WithStartPosition(eventbus.StartAt(thirdSeq)))
 	newIDs := dispatchN(t, producer, "new", 0, 2)
 
-	want := map[*eventbus.EventBus]int{latest: 2, earliest: 7, explicit: 4}
+	waitFor(t, 10*time.Second, "latest to get the new events", func() bool { return latestRec.deliveries() >= 2 })
+	latestRec.checkExactlyOnce(t, newIDs)
+	want := map[*eventbus.EventBus]int{earliest: 7, explicit: 4}
 	for bus, n := range want {
 		rec := newRecorder()
 		must(t, bus.RegisterEventHandler(rec.handle))
 		start(t, bus)
 		waitFor(t, 10*time.Second, fmt.Sprintf("%s to get %d events", bus.Service(), n), func() bool { return rec.deliveries() >= n })
-		if bus == latest {
-			rec.checkExactlyOnce(t, newIDs)
-		}
-		// Give no chance for extra deliveries to hide: the offset is at the head.
+		// No extra deliveries hide behind the wait: the offset is at the head.
 		waitFor(t, 10*time.Second, "offset at head", func() bool {
 			return count(t, db, "SELECT COUNT(*) FROM ddd_services s, ddd_sequencer q WHERE s.name = ? AND s.consumed_seq = q.last_seq", bus.Service()) == 1
 		})

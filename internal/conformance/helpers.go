@@ -143,6 +143,13 @@ func (r *recorder) deliveries() int {
 	return r.total
 }
 
+// count1 reports whether event id was delivered at least once.
+func (r *recorder) count1(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count[id] > 0
+}
+
 func (r *recorder) distinct() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -18,6 +18,12 @@ var pgSweep sync.Once
 // every connection, and drops it when t ends.
 func Postgres(t testing.TB) *Database {
 	dsn := envOrSkip(t, PostgresEnv, "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	return postgresOn(t, dsn, true)
+}
+
+// postgresOn creates a schema of its own on the server of dsn; sweep drops
+// the leftovers of crashed runs first (once per process).
+func postgresOn(t testing.TB, dsn string, sweep bool) *Database {
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
 		t.Fatalf("%s must be a postgres:// URL: %v", PostgresEnv, err)
@@ -27,7 +33,9 @@ func Postgres(t testing.TB) *Database {
 		t.Fatalf("postgres: %v", err)
 	}
 	defer admin.Close()
-	pgSweep.Do(func() { sweepPostgres(t, admin) })
+	if sweep {
+		pgSweep.Do(func() { sweepPostgres(t, admin) })
+	}
 	name := uniqueName()
 	if _, err := admin.Exec("CREATE SCHEMA " + name); err != nil {
 		t.Fatalf("postgres: create schema: %v", err)

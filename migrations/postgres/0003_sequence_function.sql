@@ -28,7 +28,7 @@ BEGIN
         ORDER BY id LIMIT batch_size
     ), assigned AS (
         UPDATE {{prefix}}events e SET seq = e.id + v_last + 1 - (SELECT id FROM lo)
-        FROM picked WHERE e.id = picked.id
+        FROM picked WHERE e.id = picked.id AND e.seq IS NULL
         RETURNING e.seq
     )
     SELECT COUNT(*), MAX(seq), (SELECT id FROM lo) INTO numbered, v_max, v_lo FROM assigned;

@@ -1,0 +1,175 @@
+package dbtest
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// echoServer answers every line with the same line, until t ends.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+type lineConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *lineConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &lineConn{Conn: c, r: bufio.NewReader(c)}
+}
+
+// roundTrip sends line and returns what comes back within wait.
+func (c *lineConn) roundTrip(line string, wait time.Duration) (string, error) {
+	if _, err := c.Write([]byte(line + "\n")); err != nil {
+		return "", err
+	}
+	return c.readLine(wait)
+}
+
+func (c *lineConn) readLine(wait time.Duration) (string, error) {
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	s, err := c.r.ReadString('\n')
+	if len(s) > 0 && s[len(s)-1] == '\n' {
+		s = s[:len(s)-1]
+	}
+	return s, err
+}
+
+func TestProxyForwards(t *testing.T) {
+	p := NewProxy(t, echoServer(t))
+	for i := range 3 {
+		c := dial(t, p.Addr())
+		if got, err := c.roundTrip("hello", 5*time.Second); err != nil || got != "hello" {
+			t.Fatalf("conn %d: got %q, %v; want hello", i, got, err)
+		}
+	}
+	if n := p.Accepted(); n != 3 {
+		t.Fatalf("Accepted() = %d, want 3", n)
+	}
+}
+
+func TestProxyPauseHoldsBytesAndKeepsConnections(t *testing.T) {
+	p := NewProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	if got, err := c.roundTrip("before", 5*time.Second); err != nil || got != "before" {
+		t.Fatalf("before pause: %q, %v", got, err)
+	}
+	p.Pause()
+	// Nothing comes back while paused: the read times out (a bounded
+	// check), but the connection is not closed.
+	_, err := c.roundTrip("during", 300*time.Millisecond)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read while paused: %v, want a deadline error", err)
+	}
+	// A connection opened while paused is accepted but stalls too.
+	c2 := dial(t, p.Addr())
+	if _, err := c2.roundTrip("new", 300*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("new connection while paused: %v, want a deadline error", err)
+	}
+	p.Resume()
+	// The held bytes arrive, in order, on the same connections.
+	if got, err := c.readLine(5 * time.Second); err != nil || got != "during" {
+		t.Fatalf("after resume: %q, %v; want during", got, err)
+	}
+	if got, err := c2.readLine(5 * time.Second); err != nil || got != "new" {
+		t.Fatalf("new connection after resume: %q, %v; want new", got, err)
+	}
+	if got, err := c.roundTrip("after", 5*time.Second); err != nil || got != "after" {
+		t.Fatalf("after resume: %q, %v", got, err)
+	}
+}
+
+func TestProxyCutClosesAndRefusesUntilRestore(t *testing.T) {
+	p := NewProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	if got, err := c.roundTrip("x", 5*time.Second); err != nil || got != "x" {
+		t.Fatalf("before cut: %q, %v", got, err)
+	}
+	p.Cut()
+	// The open connection is closed: reading ends with EOF (or a reset).
+	if _, err := c.readLine(5 * time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after cut: %v, want the connection closed", err)
+	}
+	if nc, err := net.DialTimeout("tcp", p.Addr(), 2*time.Second); err == nil {
+		nc.Close()
+		t.Fatal("dial after cut succeeded, want connection refused")
+	}
+	// Pause and Resume while cut do not reopen anything.
+	p.Pause()
+	p.Resume()
+	if nc, err := net.DialTimeout("tcp", p.Addr(), 2*time.Second); err == nil {
+		nc.Close()
+		t.Fatal("dial after cut and resume succeeded, want connection refused")
+	}
+	if err := p.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := dial(t, p.Addr())
+	if got, err := c2.roundTrip("back", 5*time.Second); err != nil || got != "back" {
+		t.Fatalf("after restore: %q, %v", got, err)
+	}
+}
+
+func TestProxyCutWhilePausedAndClose(t *testing.T) {
+	p, err := StartProxy(echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, p.Addr())
+	p.Pause()
+	if _, err := c.Write([]byte("stuck\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Cut releases the held pipe: the connection closes instead of hanging.
+	p.Cut()
+	if _, err := c.readLine(5 * time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after cut while paused: %v, want the connection closed", err)
+	}
+	if err := p.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	p.Resume()
+	c2 := dial(t, p.Addr())
+	if got, err := c2.roundTrip("ok", 5*time.Second); err != nil || got != "ok" {
+		t.Fatalf("after restore: %q, %v", got, err)
+	}
+	// Close returns (it waits for every goroutine) and is idempotent.
+	p.Close()
+	p.Close()
+	if err := p.Restore(); err == nil {
+		t.Fatal("Restore after Close succeeded")
+	}
+	if _, err := c2.readLine(5 * time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after close: %v, want the connection closed", err)
+	}
+}
