@@ -196,33 +196,20 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 		retryArgs = append(retryArgs, b.service, r.pk, r.seq, r.evt.ID, r.evt.Sender, fifo, state, attempts, delay.Milliseconds(), errText)
 		nRetry++
 	}
+	// The update commits before the next batch starts, so a crash
+	// redelivers at most the batch in flight. Without retries it is one
+	// statement, no transaction.
+	var err error
 	if nRetry == 0 {
-		// The update runs in the background (offsetWriter); the next
-		// batch is read and handled meanwhile.
-		if err := b.offsetFailure(); err != nil {
-			return err
-		}
-		if b.lease != l {
-			return ErrLeaseLost
-		}
-		l.offset = newOffset
-		b.writeOffset(ctx, l, newOffset)
-		return nil
+		err = b.moveOffset(ctx, b.sqlDB, l, newOffset)
+	} else {
+		err = b.inTx(ctx, func(tx *sql.Tx) error {
+			if err := b.moveOffset(ctx, tx, l, newOffset); err != nil {
+				return err
+			}
+			return b.insertRetries(ctx, tx, retryArgs, nRetry)
+		})
 	}
-	// Retries: wait for the offset updates in flight, then move the offset
-	// and store the retries in one transaction.
-	if err := b.awaitOffset(); err != nil {
-		return err
-	}
-	if b.lease != l {
-		return ErrLeaseLost
-	}
-	err := b.inTx(ctx, func(tx *sql.Tx) error {
-		if err := b.moveOffset(ctx, tx, l, newOffset); err != nil {
-			return err
-		}
-		return b.insertRetries(ctx, tx, retryArgs, nRetry)
-	})
 	if err != nil {
 		return err
 	}

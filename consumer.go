@@ -18,11 +18,10 @@ import (
 // service's offset and hands them to the workers, then runs due retries.
 // Polls come every RunInterval, at once while full batches come, and when
 // a local commit wakes the bus (Notify). The offset only moves past events
-// that are finished: handled, skipped, or moved to the retry store; it is
-// updated in the background while the next batches are read and handled
-// (see offsetWriter). A crash at any point loses nothing; at worst the
-// events handled since the last offset update that committed are
-// delivered again.
+// that are finished: handled, skipped, or moved to the retry store, and it
+// is committed before the next batch starts (while the next batch is read
+// ahead). A crash at any point loses nothing; at worst the events of the
+// batch in flight are delivered again.
 //
 // Errors (the database going away, say) are logged and retried with backoff;
 // Start returns an error only when it cannot start.
@@ -50,9 +49,6 @@ func (b *EventBus) Start(ctx context.Context) error {
 	b.consume(ctx, consumer)
 	b.bg.Wait()
 	b.dropPrefetch()
-	if err := b.awaitOffset(); err != nil {
-		b.log.Warn("eventbus: last offset update", "err", err)
-	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	b.releaseLease(shutdown)

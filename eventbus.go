@@ -52,12 +52,11 @@ type EventBus struct {
 
 	// Owned by the consume loop.
 	lease         *lease
-	registered    bool         // the service's row exists
-	prefetched    *prefetch    // the next batch, read while this one ran
-	offsets       offsetWriter // offset updates in the background
-	lastSequenced time.Time    // last time a poll ran the sequencer
-	lastRetried   time.Time    // last time a poll ran the retry phase
-	retryMore     bool         // the last retry phase had more to do
+	registered    bool      // the service's row exists
+	prefetched    *prefetch // the next batch, read while this one ran
+	lastSequenced time.Time // last time a poll ran the sequencer
+	lastRetried   time.Time // last time a poll ran the retry phase
+	retryMore     bool      // the last retry phase had more to do
 
 	// Background sequencing of a backlog (see sequenceInBackground).
 	seqBusy atomic.Bool

@@ -61,16 +61,6 @@ func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 		if age < b.opts.LeaseDuration/3 {
 			return l, nil
 		}
-		// The offset update in flight renews the lease too, or reports it lost.
-		if err := b.awaitOffset(); err != nil {
-			if err = b.dropLease(err); err != nil {
-				return nil, err
-			}
-			return b.acquireLease(ctx)
-		}
-		if l.age() < b.opts.LeaseDuration/3 {
-			return l, nil
-		}
 		err := b.renewLease(ctx, l)
 		switch {
 		case err == nil:
@@ -87,7 +77,6 @@ func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 			return nil, err
 		}
 	}
-	_ = b.awaitOffset() // made under a lease already dropped: only its end is awaited
 	return b.acquireLease(ctx)
 }
 

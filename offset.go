@@ -1,0 +1,21 @@
+package eventbus
+
+import (
+	"context"
+	"fmt"
+)
+
+// moveOffset sets l's offset, fenced by its owner and epoch; ErrLeaseLost
+// if another instance holds the lease.
+func (b *EventBus) moveOffset(ctx context.Context, db execer, l *lease, offset int64) error {
+	res, err := b.execOnPrepared(ctx, db, b.q.commitOffset, offset, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch, offset)
+	if err != nil {
+		return fmt.Errorf("commit offset: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
