@@ -151,11 +151,11 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 	quick := kind == pollQuick
 	var l *lease
 	if consumer {
-		if !b.registered {
+		if !b.registered.Load() {
 			if err := b.registerService(ctx); err != nil {
 				return false, err
 			}
-			b.registered = true
+			b.registered.Store(true)
 		}
 		var err error
 		if l, err = b.ensureLease(ctx); err != nil {

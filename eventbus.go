@@ -52,11 +52,11 @@ type EventBus struct {
 
 	// Owned by the consume loop.
 	lease         *lease
-	registered    bool      // the service's row exists
-	prefetched    *prefetch // the next batch, read while this one ran
-	lastSequenced time.Time // last time a poll ran the sequencer
-	lastRetried   time.Time // last time a poll ran the retry phase
-	retryMore     bool      // the last retry phase had more to do
+	registered    atomic.Bool // the service's row exists
+	prefetched    *prefetch   // the next batch, read while this one ran
+	lastSequenced time.Time   // last time a poll ran the sequencer
+	lastRetried   time.Time   // last time a poll ran the retry phase
+	retryMore     bool        // the last retry phase had more to do
 
 	// Background sequencing of a backlog (see sequenceInBackground).
 	seqBusy atomic.Bool
@@ -72,7 +72,8 @@ var (
 // PostgreSQL through GORM). It validates the name and the options, checks
 // the connection, runs the embedded migrations (unless AutoMigrate is off)
 // The service registers (and its offset starts at Options.StartPosition)
-// when an instance with a handler first starts consuming.
+// when a handler is registered: a bus without one only produces and holds
+// nothing back.
 func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, error) {
 	if err := validateServiceName(serviceName); err != nil {
 		return nil, err
@@ -156,7 +157,9 @@ func (b *EventBus) registerService(ctx context.Context) error {
 func (b *EventBus) Service() string { return b.service }
 
 // RegisterEventHandler sets the handler called for every event this service
-// consumes (typically ddd.Router.HandleEvent). It may be set once, before Start.
+// consumes (typically ddd.Router.HandleEvent), and registers the service, so
+// that its offset starts at Options.StartPosition as of this call. It may be
+// set once, before Start.
 func (b *EventBus) RegisterEventHandler(h ddd.DomainEventHandler) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil event handler", ErrInvalidOption)
@@ -165,6 +168,16 @@ func (b *EventBus) RegisterEventHandler(h ddd.DomainEventHandler) error {
 	defer b.mu.Unlock()
 	if b.handler != nil {
 		return ErrHandlerRegistered
+	}
+	// The service registers now, so that its start position is taken here
+	// and the cleaner keeps what it will consume from now on. If the
+	// database is unreachable, the consume loop registers it later.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.registerService(ctx); err != nil {
+		b.log.Warn("eventbus: register service; will retry when consuming", "err", err)
+	} else {
+		b.registered.Store(true)
 	}
 	b.handler = h
 	return nil

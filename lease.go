@@ -164,7 +164,7 @@ func (b *EventBus) fence(ctx context.Context, tx *sql.Tx, l *lease) error {
 // lease that names this one.
 func (b *EventBus) releaseLease(ctx context.Context) {
 	b.lease = nil
-	if !b.registered {
+	if !b.registered.Load() {
 		return
 	}
 	if _, err := b.sqlDB.ExecContext(ctx, b.q.releaseLease, b.service, b.owner); err != nil {

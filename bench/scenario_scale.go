@@ -109,8 +109,8 @@ func scaleLib(ctx context.Context, t *target, cfg *config, old int) (withSeq, pr
 	if err := insertOldLib(ctx, t, db, old); err != nil {
 		return 0, 0, 0, fmt.Errorf("older rows: %w", err)
 	}
-	// Registered now, both services start after the older rows.
-	latest := eventbus.WithStartPosition(eventbus.StartFromLatest)
+	// Both services start after the older rows (numbered 1..old).
+	latest := eventbus.WithStartPosition(eventbus.StartAt(int64(old)))
 	s1, err := newLibBus(t, "scale-1", latest)
 	if err != nil {
 		return 0, 0, 0, err
