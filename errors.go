@@ -26,6 +26,8 @@ var (
 	ErrTxCommitted = errors.New("eventbus: transaction already committed")
 	// ErrTxNotFound: the transaction does not exist (never began, or was cleaned).
 	ErrTxNotFound = errors.New("eventbus: transaction not found")
+	// ErrTxOtherService: Commit or Rollback of a transaction another service began.
+	ErrTxOtherService = errors.New("eventbus: transaction belongs to another service")
 	// ErrLeaseLost: this instance no longer owns its service's lease; its work is discarded.
 	ErrLeaseLost = errors.New("eventbus: lease lost")
 	// ErrServiceActive: RemoveService was called while an instance holds the service's lease.

@@ -124,9 +124,9 @@ func newQueries(d dialect, prefix string) *queries {
 	// Transactions.
 	q.insertTx = r("INSERT INTO " + q.txs + " (service, state, check_count, due_at, last_error, created_at, updated_at)" +
 		" VALUES (?, 0, 0, {now} + ?, '', {now}, {now})" + d.returningID())
-	q.txState = r("SELECT state FROM " + q.txs + " WHERE id = ?")
+	q.txState = r("SELECT state, service FROM " + q.txs + " WHERE id = ?")
 	q.txChecks = r("SELECT check_count FROM " + q.txs + " WHERE id = ?")
-	q.resolveTx = r("UPDATE " + q.txs + " SET state = ?, updated_at = {now} WHERE id = ? AND state IN (0, 3)")
+	q.resolveTx = r("UPDATE " + q.txs + " SET state = ?, updated_at = {now} WHERE id = ? AND service = ? AND state IN (0, 3)")
 	q.claimTx = r("UPDATE " + q.txs + " SET check_count = check_count + 1, due_at = {now} + ?, updated_at = {now}" +
 		" WHERE id = ? AND state = 0 AND due_at <= {now}")
 	q.dueTxs = r("SELECT id FROM " + q.txs + " WHERE service = ? AND state = 0 AND due_at <= {now} ORDER BY due_at LIMIT ?")

@@ -131,7 +131,8 @@ func (b *EventBus) Rollback(ctx context.Context) error {
 }
 
 // CommitTransaction commits transaction id by hand (for example one the
-// checker left unresolved). See Commit.
+// checker left unresolved). See Commit. Only the service that began a
+// transaction resolves it; another service's bus gets ErrTxOtherService.
 func (b *EventBus) CommitTransaction(ctx context.Context, id int64) error {
 	err := b.resolveTx(ctx, id, txCommitted)
 	if err == nil {
@@ -154,7 +155,7 @@ func (b *EventBus) RollbackTransaction(ctx context.Context, id int64) error {
 // of a transaction can succeed.
 func (b *EventBus) resolveTx(ctx context.Context, id int64, state int) error {
 	return b.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, b.q.resolveTx, state, id)
+		res, err := tx.ExecContext(ctx, b.q.resolveTx, state, id, b.service)
 		if err != nil {
 			return fmt.Errorf("resolve transaction %d: %w", id, err)
 		}
@@ -177,12 +178,15 @@ func (b *EventBus) resolveTx(ctx context.Context, id int64, state int) error {
 
 func (b *EventBus) alreadyResolved(ctx context.Context, tx *sql.Tx, id int64, want int) error {
 	var got int
-	err := tx.QueryRowContext(ctx, b.q.txState, id).Scan(&got)
+	var owner string
+	err := tx.QueryRowContext(ctx, b.q.txState, id).Scan(&got, &owner)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("%w: %d", ErrTxNotFound, id)
 	case err != nil:
 		return err
+	case owner != b.service:
+		return fmt.Errorf("%w: %d is %s's", ErrTxOtherService, id, owner)
 	case got == want:
 		return nil
 	case got == txCommitted:

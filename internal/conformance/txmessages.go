@@ -133,6 +133,17 @@ func testTxCommitRollback(t *testing.T, tdb *dbtest.Database) {
 		t.Fatalf("%d pending events in the log, want 0", n)
 	}
 
+	// Only the service that began a transaction resolves it.
+	if err := consumer.CommitTransaction(ctx, cid); !errors.Is(err, eventbus.ErrTxOtherService) {
+		t.Fatalf("another service's CommitTransaction: err %v, want ErrTxOtherService", err)
+	}
+	if err := consumer.Rollback(cctx); !errors.Is(err, eventbus.ErrTxOtherService) {
+		t.Fatalf("another service's Rollback: err %v, want ErrTxOtherService", err)
+	}
+	if txState(t, db, cid) != txPending {
+		t.Fatal("another service's calls changed the transaction")
+	}
+
 	must(t, producer.Commit(cctx))
 	must(t, producer.Commit(cctx))                // a second call is a no-op
 	must(t, producer.CommitTransaction(ctx, cid)) // so is committing it by hand
