@@ -29,9 +29,11 @@ import (
 // rowids (see the dialects' unnumbered). PostgreSQL then picks within a
 // window of sequenceSpan ids above it, so that its planner, misled by
 // statistics of an empty or fully numbered table, cannot sort the whole
-// backlog for each batch.
+// backlog for each batch, and it numbers the picked ids through the
+// primary key (an array), never by a join the planner could turn into a
+// rescan per unnumbered row (TestSequencerWorkFollowsTheBatch).
 //
-// On PostgreSQL the batch is a function (migration 0003), one round trip:
+// On PostgreSQL the batch is a function (migration 0004), one round trip:
 // it locks the sequencer row and reads last_seq, then picks, numbers and
 // saves in statements that each take a new snapshot, after the lock is
 // held, so they see every earlier batch. The batch commits asynchronously

@@ -1,0 +1,2 @@
+-- PostgreSQL only (version 2 of its sequencer function); the file keeps
+-- the version numbers of the dialects aligned.
