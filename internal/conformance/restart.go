@@ -108,19 +108,8 @@ func ServerRestart(t *testing.T, srv *dbtest.Server) {
 	defer mu.Unlock()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	dups, lostUnknown := 0, 0
-	want := map[string]bool{}
-	for _, id := range confirmed {
-		want[id] = true
-		switch c := rec.count[id]; {
-		case c == 0:
-			t.Errorf("confirmed event %s lost", id)
-		case c > 2:
-			t.Errorf("event %s delivered %d times", id, c)
-		case c == 2:
-			dups++
-		}
-	}
+	dups, want := rec.checkOnceOrTwiceLocked(t, confirmed)
+	lostUnknown := 0
 	for id, c := range rec.count {
 		switch {
 		case want[id]:

@@ -157,8 +157,22 @@ func (r *recorder) checkAtLeastOnce(t testing.TB, ids []string) int {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	want := map[string]bool{}
-	dups := 0
+	dups, want := r.checkOnceOrTwiceLocked(t, ids)
+	for id := range r.count {
+		if !want[id] {
+			t.Errorf("unexpected event %s delivered", id)
+		}
+	}
+	r.checkFirstDeliveryOrderLocked(t)
+	return dups
+}
+
+// checkOnceOrTwiceLocked reports each of ids that was never delivered or
+// delivered more than twice, and returns how many were delivered twice and
+// ids as a set.
+func (r *recorder) checkOnceOrTwiceLocked(t testing.TB, ids []string) (dups int, want map[string]bool) {
+	t.Helper()
+	want = make(map[string]bool, len(ids))
 	for _, id := range ids {
 		want[id] = true
 		switch c := r.count[id]; {
@@ -170,13 +184,7 @@ func (r *recorder) checkAtLeastOnce(t testing.TB, ids []string) int {
 			dups++
 		}
 	}
-	for id := range r.count {
-		if !want[id] {
-			t.Errorf("unexpected event %s delivered", id)
-		}
-	}
-	r.checkFirstDeliveryOrderLocked(t)
-	return dups
+	return dups, want
 }
 
 // checkFirstDeliveryOrderLocked verifies each sender's first deliveries

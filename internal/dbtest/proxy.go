@@ -67,6 +67,12 @@ func (p *Proxy) Resume() { p.set(func() { p.paused = false }) }
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	p.cut = true
+	p.dropLocked()
+}
+
+// dropLocked, called with p.mu held, takes the listener and every connection, unlocks p.mu
+// and closes them after unlocking.
+func (p *Proxy) dropLocked() {
 	ln := p.ln
 	p.ln = nil
 	conns := p.takeConnsLocked()
@@ -116,17 +122,7 @@ func (p *Proxy) Close() {
 		return
 	}
 	p.closed = true
-	ln := p.ln
-	p.ln = nil
-	conns := p.takeConnsLocked()
-	p.cond.Broadcast()
-	p.mu.Unlock()
-	if ln != nil {
-		_ = ln.Close()
-	}
-	for _, c := range conns {
-		_ = c.Close()
-	}
+	p.dropLocked()
 	p.wg.Wait()
 }
 
