@@ -36,13 +36,23 @@ var Targets = []Target{
 	{Name: "postgres", New: Postgres},
 }
 
+// SerializableTargets are the servers with SERIALIZABLE as the session
+// default isolation level of every connection (SQLite has no levels).
+var SerializableTargets = []Target{
+	{Name: "mysql-serializable", New: MySQLSerializable},
+	{Name: "postgres-serializable", New: PostgresSerializable},
+}
+
 // Database is an isolated database; Open returns a new connection pool to
 // it each time, so several bus instances behave like separate processes.
 type Database struct {
 	Dialect string
 	// Addr is the server's host:port ("" for SQLite).
 	Addr string
-	open func(t testing.TB, addr string) *gorm.DB
+	// Isolation, if set, is every connection's session default isolation
+	// level ("serializable"); "" keeps the server's default.
+	Isolation string
+	open      func(t testing.TB, addr string) *gorm.DB
 }
 
 // Open returns a new connection pool to the database, closed when t ends.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -28,6 +29,15 @@ func init() {
 func MySQL(t testing.TB) *Database {
 	dsn := envOrSkip(t, MySQLEnv, "root@tcp(127.0.0.1:3306)/")
 	return mysqlOn(t, dsn, true)
+}
+
+// MySQLSerializable is MySQL with SERIALIZABLE as every connection's
+// session default isolation level, to check that the bus states the level
+// of every transaction it runs instead of inheriting the server's default.
+func MySQLSerializable(t testing.TB) *Database {
+	d := MySQL(t)
+	d.Isolation = "serializable"
+	return d
 }
 
 // mysqlOn creates a database of its own on the server of dsn; sweep drops
@@ -56,20 +66,37 @@ func mysqlOn(t testing.TB, dsn string, sweep bool) *Database {
 			admin.Close()
 		}
 	})
-	return &Database{
-		Dialect: "mysql",
-		Addr:    cfg.Addr,
-		open: func(t testing.TB, addr string) *gorm.DB {
-			c := cfg.Clone()
-			c.DBName, c.Addr = name, addr
-			db, err := gorm.Open(mysql.Open(c.FormatDSN()), gormConfig())
-			if err != nil {
-				t.Fatalf("open mysql: %v", err)
-			}
-			closeOnCleanup(t, db)
-			return db
-		},
+	d := &Database{Dialect: "mysql", Addr: cfg.Addr}
+	d.open = func(t testing.TB, addr string) *gorm.DB {
+		c := cfg.Clone()
+		c.DBName, c.Addr = name, addr
+		if d.Isolation != "" {
+			c.Params = map[string]string{isolationVar(t, cfg): "'" + strings.ToUpper(d.Isolation) + "'"}
+		}
+		db, err := gorm.Open(mysql.Open(c.FormatDSN()), gormConfig())
+		if err != nil {
+			t.Fatalf("open mysql: %v", err)
+		}
+		closeOnCleanup(t, db)
+		return db
 	}
+	return d
+}
+
+// isolationVar is the session variable of the default isolation level:
+// transaction_isolation on MySQL 8 and MariaDB 11.1+, tx_isolation on
+// older MariaDB.
+func isolationVar(t testing.TB, cfg *mysqldrv.Config) string {
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatalf("mysql: %v", err)
+	}
+	defer admin.Close()
+	var v string
+	if admin.QueryRow("SELECT @@transaction_isolation").Scan(&v) == nil {
+		return "transaction_isolation"
+	}
+	return "tx_isolation"
 }
 
 // sweepMySQL drops test databases left by runs that crashed long ago.

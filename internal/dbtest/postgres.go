@@ -21,6 +21,14 @@ func Postgres(t testing.TB) *Database {
 	return postgresOn(t, dsn, true)
 }
 
+// PostgresSerializable is Postgres with default_transaction_isolation set
+// to serializable on every connection (see MySQLSerializable).
+func PostgresSerializable(t testing.TB) *Database {
+	d := Postgres(t)
+	d.Isolation = "serializable"
+	return d
+}
+
 // postgresOn creates a schema of its own on the server of dsn; sweep drops
 // the leftovers of crashed runs first (once per process).
 func postgresOn(t testing.TB, dsn string, sweep bool) *Database {
@@ -47,23 +55,24 @@ func postgresOn(t testing.TB, dsn string, sweep bool) *Database {
 			admin.Close()
 		}
 	})
-	return &Database{
-		Dialect: "postgres",
-		Addr:    u.Host,
-		open: func(t testing.TB, addr string) *gorm.DB {
-			c := *u
-			c.Host = addr
-			q := c.Query()
-			q.Set("search_path", name)
-			c.RawQuery = q.Encode()
-			db, err := gorm.Open(postgres.Open(c.String()), gormConfig())
-			if err != nil {
-				t.Fatalf("open postgres: %v", err)
-			}
-			closeOnCleanup(t, db)
-			return db
-		},
+	d := &Database{Dialect: "postgres", Addr: u.Host}
+	d.open = func(t testing.TB, addr string) *gorm.DB {
+		c := *u
+		c.Host = addr
+		q := c.Query()
+		q.Set("search_path", name)
+		if d.Isolation != "" {
+			q.Set("default_transaction_isolation", d.Isolation)
+		}
+		c.RawQuery = q.Encode()
+		db, err := gorm.Open(postgres.Open(c.String()), gormConfig())
+		if err != nil {
+			t.Fatalf("open postgres: %v", err)
+		}
+		closeOnCleanup(t, db)
+		return db
 	}
+	return d
 }
 
 // sweepPostgres drops test schemas left by runs that crashed long ago.
