@@ -173,3 +173,98 @@ func TestProxyCutWhilePausedAndClose(t *testing.T) {
 		t.Fatalf("read after close: %v, want the connection closed", err)
 	}
 }
+
+// recordingServer echoes every line and sends what it received, line by
+// line, on the returned channel; it closes a connection at end of input.
+func recordingServer(t *testing.T) (string, <-chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan string, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					got <- line[:len(line)-1]
+					if _, err := c.Write([]byte(line)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), got
+}
+
+func TestProxyLoseReplyTo(t *testing.T) {
+	addr, got := recordingServer(t)
+	p := NewProxy(t, addr)
+	c := dial(t, p.Addr())
+	if s, err := c.roundTrip("insert", 5*time.Second); err != nil || s != "insert" {
+		t.Fatalf("before the fault: %q, %v", s, err)
+	}
+	fired := p.LoseReplyTo("commit")
+	// The server receives the packet, the client never sees the reply and
+	// its connection closes.
+	if s, err := c.roundTrip("COMMIT", 5*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("reply to COMMIT: %q, %v; want the connection closed without it", s, err)
+	}
+	select {
+	case <-fired:
+	default:
+		t.Fatal("the fault did not report firing")
+	}
+	for _, want := range []string{"insert", "COMMIT"} {
+		select {
+		case s := <-got:
+			if s != want {
+				t.Fatalf("server received %q, want %q", s, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("server did not receive %q", want)
+		}
+	}
+	// One-shot: a new connection carries COMMIT both ways.
+	c2 := dial(t, p.Addr())
+	if s, err := c2.roundTrip("commit", 5*time.Second); err != nil || s != "commit" {
+		t.Fatalf("after the fault: %q, %v", s, err)
+	}
+}
+
+func TestProxyDropPacket(t *testing.T) {
+	addr, got := recordingServer(t)
+	p := NewProxy(t, addr)
+	c := dial(t, p.Addr())
+	fired := p.DropPacket("commit")
+	if s, err := c.roundTrip("begin", 5*time.Second); err != nil || s != "begin" {
+		t.Fatalf("before the fault: %q, %v", s, err)
+	}
+	if s, err := c.roundTrip("commit", 5*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("reply to commit: %q, %v; want the connection closed", s, err)
+	}
+	<-fired
+	if s := <-got; s != "begin" {
+		t.Fatalf("server received %q, want begin", s)
+	}
+	// The dropped packet never arrives; a new connection works.
+	c2 := dial(t, p.Addr())
+	if s, err := c2.roundTrip("next", 5*time.Second); err != nil || s != "next" {
+		t.Fatalf("after the fault: %q, %v", s, err)
+	}
+	if s := <-got; s != "next" {
+		t.Fatalf("server received %q after the dropped packet, want next", s)
+	}
+}
