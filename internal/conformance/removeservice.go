@@ -20,6 +20,20 @@ func init() {
 
 func nop(context.Context, *ddd.DomainEvent) error { return nil }
 
+// waitRemovable retries RemoveService of name while it answers
+// ErrServiceActive, until it succeeds or timeout passes.
+func waitRemovable(t testing.TB, timeout time.Duration, admin *eventbus.EventBus, name string) {
+	t.Helper()
+	waitFor(t, timeout, name+" to become removable", func() bool {
+		err := admin.RemoveService(context.Background(), name)
+		if !errors.Is(err, eventbus.ErrServiceActive) {
+			must(t, err)
+			return true
+		}
+		return false
+	})
+}
+
 // testRemoveWhileStandby: the owner is running, then stopped, while a
 // standby that polls rarely runs: RemoveService is refused both times.
 func testRemoveWhileStandby(t *testing.T, tdb *dbtest.Database) {
@@ -66,7 +80,6 @@ func testRemoveWhileStandby(t *testing.T, tdb *dbtest.Database) {
 // or its pool closed) stops reporting in; the service becomes removable
 // once its presence lapses, LeaseDuration later, not never.
 func testRemoveAfterStandbyDied(t *testing.T, tdb *dbtest.Database) {
-	ctx := context.Background()
 	db := tdb.Open(t)
 	admin := newBus(t, db, "admin")
 	opts := []eventbus.Option{eventbus.WithLeaseDuration(time.Second)}
@@ -85,14 +98,7 @@ func testRemoveAfterStandbyDied(t *testing.T, tdb *dbtest.Database) {
 	kill()
 	stopOwner()
 	began := time.Now()
-	waitFor(t, 15*time.Second, "the service to become removable", func() bool {
-		err := admin.RemoveService(ctx, "svc")
-		if !errors.Is(err, eventbus.ErrServiceActive) {
-			must(t, err)
-			return true
-		}
-		return false
-	})
+	waitRemovable(t, 15*time.Second, admin, "svc")
 	if _, ok := statusOf(t, admin, "svc"); ok {
 		t.Fatal("the service is still listed")
 	}
@@ -107,7 +113,6 @@ func testRemovedStandbySaysSo(t *testing.T, tdb *dbtest.Database) {
 	if tdb.Addr == "" {
 		t.Skip("SQLite is embedded: there is no connection to pause")
 	}
-	ctx := context.Background()
 	db := tdb.Open(t)
 	admin := newBus(t, db, "admin")
 	// The owner polls once, then hourly, holding a long lease: only the
@@ -127,14 +132,7 @@ func testRemovedStandbySaysSo(t *testing.T, tdb *dbtest.Database) {
 	proxy.Pause()
 	t.Cleanup(proxy.Resume)
 	stopOwner()
-	waitFor(t, 15*time.Second, "the service to become removable", func() bool {
-		err := admin.RemoveService(ctx, "svc")
-		if !errors.Is(err, eventbus.ErrServiceActive) {
-			must(t, err)
-			return true
-		}
-		return false
-	})
+	waitRemovable(t, 15*time.Second, admin, "svc")
 	proxy.Resume()
 	waitFor(t, 20*time.Second, "the standby to say its service was removed", func() bool { return logs.count("was removed") > 0 })
 	if _, ok := statusOf(t, admin, "svc"); ok {

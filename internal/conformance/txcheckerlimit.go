@@ -53,6 +53,22 @@ func (g *gate) waitEntered(t testing.TB) {
 	}
 }
 
+// checkResult is what CheckTransactions returned.
+type checkResult struct {
+	n   int
+	err error
+}
+
+// checkInBackground runs bus.CheckTransactions and sends its result.
+func checkInBackground(ctx context.Context, bus *eventbus.EventBus) <-chan checkResult {
+	done := make(chan checkResult, 1)
+	go func() {
+		n, err := bus.CheckTransactions(ctx)
+		done <- checkResult{n, err}
+	}()
+	return done
+}
+
 // testTxCheckerLateAnswer: a checker that ignores its context and answers
 // "commit" after TXCheckCallTimeout: the check ends at the limit, counts as
 // unknown (the transaction rescheduled), and the late answer is never
@@ -76,17 +92,9 @@ func testTxCheckerLateAnswer(t *testing.T, tdb *dbtest.Database) {
 	makeDue(t, db)
 
 	began := time.Now()
-	type result struct {
-		n   int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		n, err := producer.CheckTransactions(ctx)
-		done <- result{n, err}
-	}()
+	done := checkInBackground(ctx, producer)
 	g.waitEntered(t)
-	var r result
+	var r checkResult
 	select {
 	case r = <-done:
 	case <-time.After(limit + 2*time.Second):
@@ -194,15 +202,7 @@ func testTxCheckerClaim(t *testing.T, tdb *dbtest.Database) {
 	must(t, err)
 	id := txIDOf(t, tctx)
 	makeDue(t, db)
-	type result struct {
-		n   int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		n, err := a.CheckTransactions(ctx)
-		done <- result{n, err}
-	}()
+	done := checkInBackground(ctx, a)
 	g.waitEntered(t)
 
 	// The claim covers the call's limit and a margin.

@@ -8,6 +8,7 @@ import (
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/internal/dbtest"
+	"gorm.io/gorm"
 )
 
 func init() {
@@ -35,16 +36,7 @@ func testTxEngineCommitOutcomeUnknown(t *testing.T, tdb *dbtest.Database) {
 	// The producing service on a direct pool, with a checker that decides
 	// by looking for the business row, as a real one would.
 	producer := newBus(t, db, "orders", eventbus.WithTXCheckTimeout(time.Minute))
-	probe := newProbe(func(ctx context.Context, events []*ddd.DomainEvent) (ddd.TXStatus, error) {
-		var n int64
-		if err := db.WithContext(ctx).Model(&order{}).Where("id = ?", events[0].Sender).Count(&n).Error; err != nil {
-			return ddd.TXUnknown, err
-		}
-		if n == 1 {
-			return ddd.TXCommit, nil
-		}
-		return ddd.TXRollback, nil
-	})
+	probe := newProbe(orderExists(db))
 	must(t, producer.RegisterEventTXChecker(probe.check))
 	// One engine writes business rows and half messages in one transaction
 	// through the proxy (never started: its own commits would meet the
@@ -135,5 +127,20 @@ func testTxEngineCommitOutcomeUnknown(t *testing.T, tdb *dbtest.Database) {
 	must(t, db.Raw("SELECT state FROM ddd_transactions ORDER BY id").Scan(&states).Error)
 	if len(states) != 3 || states[0] != txCommitted || states[1] != txCommitted || states[2] != txRolledBack {
 		t.Fatalf("transaction states %v, want [committed committed rolled-back]: the dropped COMMIT left no half message", states)
+	}
+}
+
+// orderExists is a TX checker that decides by looking for the business
+// row named by the first event's sender in db, as a real one would.
+func orderExists(db *gorm.DB) ddd.DomainEventTXChecker {
+	return func(ctx context.Context, events []*ddd.DomainEvent) (ddd.TXStatus, error) {
+		var n int64
+		if err := db.WithContext(ctx).Model(&order{}).Where("id = ?", events[0].Sender).Count(&n).Error; err != nil {
+			return ddd.TXUnknown, err
+		}
+		if n == 1 {
+			return ddd.TXCommit, nil
+		}
+		return ddd.TXRollback, nil
 	}
 }

@@ -22,6 +22,11 @@ func TxIDsAcrossRestart(t *testing.T, srv *dbtest.Server) {
 	tdb := srv.NewDatabase(t)
 	db := tdb.Open(t)
 	bus := newBus(t, db, "producer")
+	// After a restart, a new pool and bus, as a restarted process has.
+	reopen := func() {
+		db = tdb.Open(t)
+		bus = newBus(t, db, "producer")
+	}
 	var maxTx int64
 	for i := range 3 {
 		tctx, err := bus.DispatchBegin(ctx, mustEvent(t, "committed", i))
@@ -36,8 +41,7 @@ func TxIDsAcrossRestart(t *testing.T, srv *dbtest.Server) {
 	must(t, db.Exec("DELETE FROM ddd_events").Error)
 	srv.Stop(t)
 	srv.Start(t)
-	db = tdb.Open(t)
-	bus = newBus(t, db, "producer")
+	reopen()
 	tctx, err := bus.DispatchBegin(ctx, mustEvent(t, "after-restart", 0))
 	must(t, err)
 	must(t, bus.Commit(tctx))
@@ -56,8 +60,7 @@ func TxIDsAcrossRestart(t *testing.T, srv *dbtest.Server) {
 	must(t, err)
 	srv.Crash(t)
 	srv.Start(t)
-	db = tdb.Open(t)
-	bus = newBus(t, db, "producer")
+	reopen()
 	next, err := bus.DispatchBegin(ctx, mustEvent(t, "after-crash", 0))
 	must(t, err)
 	lost, got := txIDOf(t, pending), txIDOf(t, next)

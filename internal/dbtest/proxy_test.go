@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// echoServer answers every line with the same line, until t ends.
-func echoServer(t *testing.T) string {
+// serve runs a test server on 127.0.0.1 that hands every connection to
+// handle, until t ends; it returns the server's address.
+func serve(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,11 +27,16 @@ func echoServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
-				_, _ = io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// echoServer answers every line with the same line, until t ends.
+func echoServer(t *testing.T) string {
+	return serve(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 type lineConn struct {
@@ -177,36 +183,21 @@ func TestProxyCutWhilePausedAndClose(t *testing.T) {
 // recordingServer echoes every line and sends what it received, line by
 // line, on the returned channel; it closes a connection at end of input.
 func recordingServer(t *testing.T) (string, <-chan string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	got := make(chan string, 100)
-	go func() {
+	addr := serve(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					got <- line[:len(line)-1]
-					if _, err := c.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
+			got <- line[:len(line)-1]
+			if _, err := c.Write([]byte(line)); err != nil {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String(), got
+	})
+	return addr, got
 }
 
 func TestProxyLoseReplyTo(t *testing.T) {
