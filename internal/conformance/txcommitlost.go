@@ -63,7 +63,7 @@ func testTxEngineCommitOutcomeUnknown(t *testing.T, tdb *dbtest.Database) {
 		})
 		select {
 		case <-fired:
-		default:
+		case <-time.After(5 * time.Second):
 			t.Fatalf("%s: the proxy never saw the COMMIT (Run returned %v)", id, err)
 		}
 		return outcome{evt, err}

@@ -289,13 +289,16 @@ func (p *Proxy) pipe(dst, src net.Conn, dropReplies *atomic.Bool, fromClient boo
 // reads pkt, then end of input) and waits for the other pipe, which throws
 // the reply away, to see the server close; the deferred closes of both
 // pipes then close the client's connection.
+// f.fired is closed before the client can see its connection fail.
 func (p *Proxy) fire(f *fault, server net.Conn, pkt []byte, dropReplies *atomic.Bool) {
-	defer close(f.fired)
 	if !f.forward {
+		close(f.fired)
 		return // the caller's deferred closes cut both sides
 	}
 	dropReplies.Store(true)
-	if _, err := server.Write(pkt); err != nil {
+	_, err := server.Write(pkt)
+	close(f.fired)
+	if err != nil {
 		return
 	}
 	if tc, ok := server.(*net.TCPConn); ok {
