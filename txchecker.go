@@ -133,7 +133,7 @@ func (b *EventBus) checkTx(ctx context.Context, id int64, checks int) (bool, err
 	checker := b.txChecker
 	b.mu.Unlock()
 	if checker == nil {
-		return b.recordCheck(ctx, id, claim, b.rescheduleTx(ctx, id, claim, txUnresolved, 0, "no TX checker registered"))
+		return b.recordCheck(id, claim, b.rescheduleTx(ctx, id, claim, txUnresolved, 0, "no TX checker registered"))
 	}
 	events, err := b.txEvents(ctx, id)
 	if err != nil {
@@ -149,9 +149,9 @@ func (b *EventBus) checkTx(ctx context.Context, id int64, checks int) (bool, err
 		if err == nil {
 			b.Notify()
 		}
-		return b.recordCheck(ctx, id, claim, err)
+		return b.recordCheck(id, claim, err)
 	case cerr == nil && status == ddd.TXRollback:
-		return b.recordCheck(ctx, id, claim, b.resolveTx(ctx, txRef{id: id, claim: claim}, txRolledBack))
+		return b.recordCheck(id, claim, b.resolveTx(ctx, txRef{id: id, claim: claim}, txRolledBack))
 	}
 	reason := "checker answered unknown"
 	if cerr != nil {
@@ -160,16 +160,16 @@ func (b *EventBus) checkTx(ctx context.Context, id int64, checks int) (bool, err
 	}
 	if claim >= b.opts.TXCheckMaxChecks {
 		b.log.Warn("eventbus: transaction unresolved after max checks", "tx", id, "checks", claim)
-		return b.recordCheck(ctx, id, claim, b.rescheduleTx(ctx, id, claim, txUnresolved, 0, reason))
+		return b.recordCheck(id, claim, b.rescheduleTx(ctx, id, claim, txUnresolved, 0, reason))
 	}
-	_, err = b.recordCheck(ctx, id, claim, b.rescheduleTx(ctx, id, claim, txPending, checkDelay(b.opts.TXCheckTimeout, claim), reason))
+	_, err = b.recordCheck(id, claim, b.rescheduleTx(ctx, id, claim, txPending, checkDelay(b.opts.TXCheckTimeout, claim), reason))
 	return false, err
 }
 
 // recordCheck reports the outcome of recording check number claim of id:
 // resolved, or not because the claim was lost (the answer is discarded, as
 // another instance asks or has asked), or an error.
-func (b *EventBus) recordCheck(ctx context.Context, id int64, claim int, err error) (bool, error) {
+func (b *EventBus) recordCheck(id int64, claim int, err error) (bool, error) {
 	if errors.Is(err, errClaimLost) {
 		b.log.Warn("eventbus: TX check answer discarded: its claim lapsed or another instance took it", "tx", id, "check", claim)
 		return false, nil
