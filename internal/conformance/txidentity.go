@@ -16,6 +16,7 @@ import (
 func init() {
 	register("TxContextResolvesOnlyItsOwn", testTxContextResolvesOnlyItsOwn)
 	register("TxAnswersAfterCleaning", testTxAnswersAfterCleaning)
+	register("TxCleanedMarkAfterUpgrade", testTxCleanedMarkAfterUpgrade)
 }
 
 // beginIn runs DispatchBegin inside a business transaction on the bus's
@@ -140,5 +141,42 @@ func testTxAnswersAfterCleaning(t *testing.T, tdb *dbtest.Database) {
 	must(t, producer.Commit(fresh))
 	if err := producer.Rollback(fresh); !errors.Is(err, eventbus.ErrTxCommitted) {
 		t.Fatalf("Rollback after Commit: err %v, want ErrTxCommitted", err)
+	}
+}
+
+// testTxCleanedMarkAfterUpgrade: a store whose cleaner removed transactions
+// before migration 0006 recorded the cleaner's mark. The migration starts
+// the mark at the highest id handed out, so those transactions are not
+// reported as never having existed.
+func testTxCleanedMarkAfterUpgrade(t *testing.T, tdb *dbtest.Database) {
+	ctx := context.Background()
+	db := tdb.Open(t)
+	producer := newBus(t, db, "producer")
+	var ids []int64
+	for i := range 5 {
+		tctx, err := producer.DispatchBegin(ctx, mustEvent(t, "old", i))
+		must(t, err)
+		must(t, producer.Commit(tctx))
+		ids = append(ids, txIDOf(t, tctx))
+	}
+	// Back to the schema before 0006, with the newest three cleaned.
+	must(t, db.Exec("DROP TABLE ddd_cleaned").Error)
+	must(t, db.Exec("ALTER TABLE ddd_transactions DROP COLUMN token").Error)
+	must(t, db.Exec("ALTER TABLE ddd_services DROP COLUMN standby_until").Error)
+	must(t, db.Exec("DELETE FROM ddd_schema_migrations WHERE version = 6").Error)
+	must(t, db.Exec("DELETE FROM ddd_transactions WHERE id >= ?", ids[2]).Error)
+	must(t, eventbus.Migrate(ctx, db, "ddd_"))
+
+	upgraded := newBus(t, tdb.Open(t), "producer")
+	for _, id := range ids[2:] {
+		if err := upgraded.RollbackTransaction(ctx, id); !errors.Is(err, eventbus.ErrTxCleaned) {
+			t.Errorf("RollbackTransaction(%d) of a transaction cleaned before the upgrade: err %v, want ErrTxCleaned", id, err)
+		}
+	}
+	for _, id := range ids[:2] {
+		must(t, upgraded.CommitTransaction(ctx, id)) // still stored: committed
+	}
+	if err := upgraded.RollbackTransaction(ctx, ids[4]+1000); err != nil {
+		t.Fatalf("RollbackTransaction of an id never handed out: err %v, want nil", err)
 	}
 }
