@@ -30,10 +30,10 @@ func TestRolledBackOnlyWhenCertain(t *testing.T) {
 	}{
 		{lite, errors.New("FOREIGN KEY constraint failed"), true},
 		{pg, fmt.Errorf("commit: %w", sqlStateError("40001")), true}, // serialization failure
-		{pg, sqlStateError("23503"), true},                            // deferred foreign key
-		{pg, sqlStateError("57P01"), false},                           // terminated: may have committed locally
-		{pg, sqlStateError("08006"), false},                           // connection failure
-		{pg, io.ErrUnexpectedEOF, false},                              // reply lost
+		{pg, sqlStateError("23503"), true},                           // deferred foreign key
+		{pg, sqlStateError("57P01"), false},                          // terminated: may have committed locally
+		{pg, sqlStateError("08006"), false},                          // connection failure
+		{pg, io.ErrUnexpectedEOF, false},                             // reply lost
 		{my, errors.New("invalid connection"), false},
 		{my, errors.New("Error 1213 (40001): Deadlock found"), false}, // no SQLSTATE method: unknown
 	}
