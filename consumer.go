@@ -150,6 +150,10 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 	now := time.Now()
 	quick := kind == pollQuick
 	var l *lease
+	if consumer && b.removed.Load() {
+		b.logRemoved()
+		consumer = false
+	}
 	if consumer {
 		if !b.registered.Load() {
 			if err := b.registerService(ctx); err != nil {
@@ -160,6 +164,11 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 		var err error
 		if l, err = b.ensureLease(ctx); err != nil {
 			return false, err
+		}
+		if l == nil {
+			if err := b.standBy(ctx); err != nil {
+				return false, err
+			}
 		}
 	}
 	if l != nil && kind == pollTimer && b.prefetched == nil {

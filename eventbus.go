@@ -57,6 +57,9 @@ type EventBus struct {
 	lastSequenced time.Time   // last time a poll ran the sequencer
 	lastRetried   time.Time   // last time a poll ran the retry phase
 	retryMore     bool        // the last retry phase had more to do
+	standbyAt     time.Time   // last time this instance reported in as a standby
+	removedLogged time.Time   // last time it said its service was removed
+	removed       atomic.Bool // its service was removed while it ran (see standBy)
 
 	// Background sequencing of a backlog (see sequenceInBackground).
 	seqBusy atomic.Bool

@@ -58,6 +58,13 @@ type Options struct {
 	// TXCheckMaxChecks is how many TXUnknown answers (or checker errors) a
 	// pending transaction gets before it is marked unresolved. Default 10.
 	TXCheckMaxChecks int
+	// TXCheckCallTimeout bounds one call of the TX checker: its context is
+	// cancelled then, and an answer that comes later counts as unknown (the
+	// call is abandoned; the bus, and Start's return, never wait for it).
+	// While a call runs, the transaction is claimed for TXCheckCallTimeout
+	// plus max(TXCheckCallTimeout, 30s), so no other instance asks about it;
+	// an answer is applied only while that claim holds. Default 30s; at most 1h.
+	TXCheckCallTimeout time.Duration
 	// LeaseDuration is how long an instance owns its service's consumption
 	// without renewing it. Another instance takes over after it lapses. Default 15s.
 	LeaseDuration time.Duration
@@ -77,21 +84,22 @@ type Options struct {
 // DefaultOptions returns the defaults documented on Options.
 func DefaultOptions() Options {
 	return Options{
-		RunInterval:       200 * time.Millisecond,
-		LimitPerRun:       500,
-		ConsumeConcurrent: 16,
-		RetryStrategy:     DefaultRetryStrategy(),
-		HandlerTimeout:    time.Minute,
-		CleanCron:         "@daily",
-		RetentionTime:     7 * 24 * time.Hour,
-		TXCheckTimeout:    time.Minute,
-		TXCheckMaxChecks:  10,
-		LeaseDuration:     15 * time.Second,
-		StartPosition:     StartFromLatest,
-		MaxPayloadBytes:   1 << 20,
-		TablePrefix:       "ddd_",
-		AutoMigrate:       true,
-		Logger:            slog.Default(),
+		RunInterval:        200 * time.Millisecond,
+		LimitPerRun:        500,
+		ConsumeConcurrent:  16,
+		RetryStrategy:      DefaultRetryStrategy(),
+		HandlerTimeout:     time.Minute,
+		CleanCron:          "@daily",
+		RetentionTime:      7 * 24 * time.Hour,
+		TXCheckTimeout:     time.Minute,
+		TXCheckMaxChecks:   10,
+		TXCheckCallTimeout: 30 * time.Second,
+		LeaseDuration:      15 * time.Second,
+		StartPosition:      StartFromLatest,
+		MaxPayloadBytes:    1 << 20,
+		TablePrefix:        "ddd_",
+		AutoMigrate:        true,
+		Logger:             slog.Default(),
 	}
 }
 
@@ -129,6 +137,11 @@ func WithTXCheckTimeout(d time.Duration) Option { return func(o *Options) { o.TX
 
 // WithTXCheckMaxChecks sets Options.TXCheckMaxChecks.
 func WithTXCheckMaxChecks(n int) Option { return func(o *Options) { o.TXCheckMaxChecks = n } }
+
+// WithTXCheckCallTimeout sets Options.TXCheckCallTimeout.
+func WithTXCheckCallTimeout(d time.Duration) Option {
+	return func(o *Options) { o.TXCheckCallTimeout = d }
+}
 
 // WithLeaseDuration sets Options.LeaseDuration.
 func WithLeaseDuration(d time.Duration) Option { return func(o *Options) { o.LeaseDuration = d } }
@@ -179,6 +192,8 @@ func (o *Options) validate() error {
 		return bad("TXCheckTimeout must be positive, got %s", o.TXCheckTimeout)
 	case o.TXCheckMaxChecks < 1:
 		return bad("TXCheckMaxChecks must be >= 1, got %d", o.TXCheckMaxChecks)
+	case o.TXCheckCallTimeout <= 0 || o.TXCheckCallTimeout > time.Hour:
+		return bad("TXCheckCallTimeout must be in (0, 1h], got %s", o.TXCheckCallTimeout)
 	case o.LeaseDuration < 100*time.Millisecond:
 		return bad("LeaseDuration must be at least 100ms, got %s", o.LeaseDuration)
 	case o.StartPosition.kind == 2 && o.StartPosition.seq < 0:
