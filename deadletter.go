@@ -30,19 +30,7 @@ func (b *EventBus) DeadLetters(ctx context.Context, afterSeq int64, limit int) (
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	defer rows.Close()
-	var out []DeadLetter
-	for rows.Next() {
-		var dl DeadLetter
-		var pk, failed int64
-		evt, err := scanEvent(rows, &pk, &dl.Attempts, &dl.LastError, &failed, &dl.Seq)
-		if err != nil {
-			return nil, fmt.Errorf("dead letters: %w", err)
-		}
-		dl.Event, dl.FailedAt = evt, time.UnixMilli(failed).UTC()
-		out = append(out, dl)
-	}
-	return out, rows.Err()
+	return scanDeadLetters(rows)
 }
 
 // CountDeadLetters returns how many dead letters this service has.

@@ -25,16 +25,17 @@ const insertChunk = 500
 // Every event is validated first; if any is invalid (nil, malformed, or a
 // payload over MaxPayloadBytes) Dispatch returns an error wrapping
 // ErrInvalidEvent and writes nothing.
-func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) error {
+func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) (err error) {
 	if len(events) == 0 {
 		return nil
 	}
+	ctx, observed := b.observeDispatch(ctx, events, false)
+	defer func() { observed(err) }()
 	args := make([]any, 0, len(events)*7)
 	for i, evt := range events {
 		if err := b.validateEvent(evt); err != nil {
 			return fmt.Errorf("dispatch event %d: %w", i, err)
 		}
-		var err error
 		if args, err = eventArgs(evt, args); err != nil {
 			return err
 		}
@@ -46,7 +47,7 @@ func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) err
 		}
 		return b.insertEvents(ctx, pool, args, len(events))
 	}
-	err := b.inTx(ctx, func(tx *sql.Tx) error { return b.insertEvents(ctx, tx, args, len(events)) })
+	err = b.inTx(ctx, func(tx *sql.Tx) error { return b.insertEvents(ctx, tx, args, len(events)) })
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}

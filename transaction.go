@@ -73,16 +73,17 @@ func newTxToken() int64 {
 // database: then it is written in that transaction and exists if and only
 // if it commits (BegunInTx reports which). If neither Commit nor Rollback
 // follows within TXCheckTimeout, the TX checker decides.
-func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent) (context.Context, error) {
+func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent) (_ context.Context, err error) {
 	if len(events) == 0 {
 		return ctx, fmt.Errorf("%w: DispatchBegin needs at least one event", ErrInvalidEvent)
 	}
+	_, observed := b.observeDispatch(ctx, events, true) // the context returned stays the caller's
+	defer func() { observed(err) }()
 	var evArgs []any
 	for i, evt := range events {
 		if err := b.validateEvent(evt); err != nil {
 			return ctx, fmt.Errorf("dispatch begin event %d: %w", i, err)
 		}
-		var err error
 		if evArgs, err = eventArgs(evt, evArgs); err != nil {
 			return ctx, err
 		}
@@ -108,7 +109,6 @@ func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent
 		return id, nil
 	}
 	var id int64
-	var err error
 	inCallerTx := false
 	if tx, ok := ddd.TxFromContext(ctx); ok {
 		if pool, perr := b.txPool(tx); perr == nil {
@@ -290,7 +290,7 @@ func (b *EventBus) alreadyResolved(ctx context.Context, tx *sql.Tx, ref txRef, w
 // one the cleaner may have removed after it was resolved (ErrTxCleaned): ids
 // at or below the highest one it removed. The cleaner deletes and raises
 // that mark in one transaction, so a row found missing here has its mark.
-func (b *EventBus) txNotStored(ctx context.Context, tx *sql.Tx, id int64) error {
+func (b *EventBus) txNotStored(ctx context.Context, tx execQuerier, id int64) error {
 	var mark int64
 	if err := tx.QueryRowContext(ctx, b.q.txWatermark).Scan(&mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("transaction %d: read the cleaner's mark: %w", id, err)

@@ -40,15 +40,18 @@ func (b *EventBus) runBySender(ctx context.Context, h ddd.DomainEventHandler, re
 				b.stats.parked.Add(1)
 				continue
 			}
-			res := b.invoke(ctx, h, recs[i].evt)
+			attempt := 1
+			if attempts != nil {
+				attempt = attempts[i] + 1
+			}
+			hctx, observed := b.observeHandlerStart(ctx, recs[i], attempt)
+			res := b.invoke(hctx, h, recs[i].evt)
 			if res.verdict == failed {
-				res.attempts = 1
-				if attempts != nil {
-					res.attempts = attempts[i] + 1
-				}
+				res.attempts = attempt
 				b.nextAttempt(&res)
 				fifoBlocked = fifoBlocked || (fifo && res.retry)
 			}
+			b.observeHandlerEnd(observed, recs[i].evt, res)
 			results[i] = res
 		}
 	}
