@@ -49,6 +49,7 @@ type EventBus struct {
 	wake      chan struct{}
 	stmts     *stmtCache
 	stats     counters
+	obsPanic  atomic.Int64 // when a panicking observer was last logged (Unix ns)
 
 	// Owned by the consume loop.
 	lease         *lease

@@ -2,7 +2,6 @@ package eventbus
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
@@ -255,18 +254,16 @@ func (m multiObserver) LeaseChange(ctx context.Context, e LeaseChange) {
 // The bus's side: each call checks for an observer first (no cost without
 // one) and recovers a panic.
 
-// observerPanicAt is when a panicking observer was last logged (Unix ns);
-// process-wide, so a broken observer shared by many buses logs once a minute.
-var observerPanicAt atomic.Int64
-
+// observerPanicked recovers a panic of an observer's method and logs it,
+// at most once a minute per bus.
 func (b *EventBus) observerPanicked(method string) {
 	p := recover()
 	if p == nil {
 		return
 	}
 	now := time.Now().UnixNano()
-	last := observerPanicAt.Load()
-	if now-last >= int64(time.Minute) && observerPanicAt.CompareAndSwap(last, now) {
+	last := b.obsPanic.Load()
+	if now-last >= int64(time.Minute) && b.obsPanic.CompareAndSwap(last, now) {
 		b.log.Error("eventbus: observer panicked; ignored (logged at most once a minute)", "method", method, "panic", p)
 	}
 }
