@@ -49,6 +49,9 @@ type Database struct {
 	Dialect string
 	// Addr is the server's host:port ("" for SQLite).
 	Addr string
+	// DSN names the database for the command-line tool: sqlite:PATH,
+	// mysql:DSN or a postgres:// URL.
+	DSN string
 	// Isolation, if set, is every connection's session default isolation
 	// level ("serializable"); "" keeps the server's default.
 	Isolation string

@@ -67,6 +67,9 @@ func mysqlOn(t testing.TB, dsn string, sweep bool) *Database {
 		}
 	})
 	d := &Database{Dialect: "mysql", Addr: cfg.Addr}
+	named := cfg.Clone()
+	named.DBName = name
+	d.DSN = "mysql:" + named.FormatDSN()
 	d.open = func(t testing.TB, addr string, session map[string]string) *gorm.DB {
 		c := cfg.Clone()
 		c.DBName, c.Addr = name, addr

@@ -56,6 +56,11 @@ func postgresOn(t testing.TB, dsn string, sweep bool) *Database {
 		}
 	})
 	d := &Database{Dialect: "postgres", Addr: u.Host}
+	named := *u
+	q := named.Query()
+	q.Set("search_path", name)
+	named.RawQuery = q.Encode()
+	d.DSN = named.String()
 	d.open = func(t testing.TB, addr string, session map[string]string) *gorm.DB {
 		c := *u
 		c.Host = addr

@@ -13,6 +13,7 @@ func SQLite(t testing.TB) *Database {
 	path := filepath.Join(t.TempDir(), "events.db")
 	return &Database{
 		Dialect: "sqlite",
+		DSN:     "sqlite:" + path,
 		open: func(t testing.TB, _ string, _ map[string]string) *gorm.DB {
 			db, err := eventbus.OpenSQLite(path)
 			if err != nil {
