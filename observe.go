@@ -68,7 +68,8 @@ func (BaseObserver) LeaseChange(context.Context, LeaseChange) {}
 
 // DispatchStart describes a Dispatch or DispatchBegin call.
 type DispatchStart struct {
-	Service string // the dispatching bus's service
+	Service string    // the dispatching bus's service
+	Time    time.Time // when the call started (a span's start: one clock reading for both)
 	// Events are the caller's events. The observer may add Metadata
 	// entries; it must not change anything else. Metadata is a map shared
 	// with the caller: an event dispatched from two goroutines at once
@@ -84,7 +85,8 @@ type DispatchEnd struct {
 	Service       string
 	Events        []*ddd.DomainEvent
 	Transactional bool
-	Err           error // nil: stored (with the caller's transaction, if ctx carried one)
+	Err           error     // nil: stored (with the caller's transaction, if ctx carried one)
+	Time          time.Time // when the call ended
 	Duration      time.Duration
 }
 
@@ -92,8 +94,9 @@ type DispatchEnd struct {
 type HandlerStart struct {
 	Service string
 	Event   *ddd.DomainEvent
-	Seq     int64 // the event's log position
-	Attempt int   // 1 for the first delivery, n+1 for the n-th retry (1 again after a replay)
+	Seq     int64     // the event's log position
+	Attempt int       // 1 for the first delivery, n+1 for the n-th retry (1 again after a replay)
+	Time    time.Time // when the call starts
 }
 
 // Outcome is what became of one handler call.
@@ -147,7 +150,8 @@ type HandlerEnd struct {
 	Outcome  Outcome
 	Err      error         // the handler's error (failed outcomes), else nil
 	RetryIn  time.Duration // OutcomeRetry: the delay before the next attempt
-	Duration time.Duration // from HandlerStart to the handler's return (or to when the bus stopped waiting)
+	Time     time.Time     // when the handler returned (or the bus stopped waiting)
+	Duration time.Duration // from HandlerStart.Time to Time
 }
 
 // SequencerBatch describes one batch of the sequencer.
@@ -276,22 +280,26 @@ func (b *EventBus) observeDispatch(ctx context.Context, events []*ddd.DomainEven
 		return ctx, func(error) {}
 	}
 	start := time.Now()
-	octx := ctx
-	func() {
-		defer b.observerPanicked("DispatchStart")
-		octx = obs.DispatchStart(ctx, DispatchStart{Service: b.service, Events: events, Transactional: transactional})
-	}()
-	if octx == nil {
-		octx = ctx
-	}
+	octx := b.callDispatchStart(obs, ctx, DispatchStart{Service: b.service, Time: start, Events: events, Transactional: transactional})
 	return octx, func(err error) {
 		defer b.observerPanicked("DispatchEnd")
-		obs.DispatchEnd(octx, DispatchEnd{Service: b.service, Events: events, Transactional: transactional, Err: err, Duration: time.Since(start)})
+		end := time.Now()
+		obs.DispatchEnd(octx, DispatchEnd{Service: b.service, Events: events, Transactional: transactional, Err: err, Time: end, Duration: end.Sub(start)})
 	}
 }
 
+// callDispatchStart calls obs.DispatchStart; ctx if it panics or returns nil.
+func (b *EventBus) callDispatchStart(obs Observer, ctx context.Context, e DispatchStart) (out context.Context) {
+	out = ctx
+	defer b.observerPanicked("DispatchStart")
+	if c := obs.DispatchStart(ctx, e); c != nil {
+		out = c
+	}
+	return out
+}
+
 // handlerObservation is one observed handler call, between its start and
-// its end.
+// its end; the zero value is an unobserved call.
 type handlerObservation struct {
 	ctx   context.Context
 	start time.Time
@@ -300,30 +308,35 @@ type handlerObservation struct {
 }
 
 // observeHandlerStart reports a handler call about to start and returns
-// the handler's context; nil observation without an observer.
-func (b *EventBus) observeHandlerStart(ctx context.Context, r *record, attempt int) (context.Context, *handlerObservation) {
+// the handler's context.
+func (b *EventBus) observeHandlerStart(ctx context.Context, r *record, attempt int) (context.Context, handlerObservation) {
 	obs := b.opts.Observer
 	if obs == nil {
-		return ctx, nil
+		return ctx, handlerObservation{}
 	}
-	hctx := ctx
-	func() {
-		defer b.observerPanicked("HandlerStart")
-		hctx = obs.HandlerStart(ctx, HandlerStart{Service: b.service, Event: r.evt, Seq: r.seq, Attempt: attempt})
-	}()
-	if hctx == nil {
-		hctx = ctx
+	o := handlerObservation{ctx: ctx, start: time.Now(), seq: r.seq, try: attempt}
+	o.ctx = b.callHandlerStart(obs, ctx, HandlerStart{Service: b.service, Event: r.evt, Seq: r.seq, Attempt: attempt, Time: o.start})
+	return o.ctx, o
+}
+
+// callHandlerStart calls obs.HandlerStart; ctx if it panics or returns nil.
+func (b *EventBus) callHandlerStart(obs Observer, ctx context.Context, e HandlerStart) (out context.Context) {
+	out = ctx
+	defer b.observerPanicked("HandlerStart")
+	if c := obs.HandlerStart(ctx, e); c != nil {
+		out = c
 	}
-	return hctx, &handlerObservation{ctx: hctx, start: time.Now(), seq: r.seq, try: attempt}
+	return out
 }
 
 // observeHandlerEnd reports what became of the call; res has been through
 // the retry strategy.
-func (b *EventBus) observeHandlerEnd(o *handlerObservation, evt *ddd.DomainEvent, res result) {
-	if o == nil {
+func (b *EventBus) observeHandlerEnd(o handlerObservation, evt *ddd.DomainEvent, res result) {
+	if o.ctx == nil {
 		return
 	}
-	e := HandlerEnd{Service: b.service, Event: evt, Seq: o.seq, Attempt: o.try, Duration: time.Since(o.start)}
+	end := time.Now()
+	e := HandlerEnd{Service: b.service, Event: evt, Seq: o.seq, Attempt: o.try, Time: end, Duration: end.Sub(o.start)}
 	switch res.verdict {
 	case handled:
 		e.Outcome = OutcomeHandled

@@ -13,8 +13,7 @@ import (
 const (
 	MetricSent            = "messaging.client.sent.messages"      // counter: events stored by Dispatch/DispatchBegin
 	MetricDispatchTime    = "messaging.client.operation.duration" // histogram, s: one Dispatch/DispatchBegin call
-	MetricProcessTime     = "messaging.process.duration"          // histogram, s: one handler call
-	MetricOutcomes        = "eventbus.consumer.outcomes"          // counter: handler calls by outcome
+	MetricProcessTime     = "messaging.process.duration"          // histogram, s: one handler call, by outcome (its count counts them)
 	MetricLag             = "eventbus.consumer.lag"               // gauge: events after the offset
 	MetricLagAge          = "eventbus.consumer.lag.age"           // gauge, s: age of the oldest of them
 	MetricRetries         = "eventbus.consumer.retries"           // gauge: events waiting for a retry (or parked)
@@ -30,33 +29,31 @@ const (
 var secondsBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
 type instruments struct {
-	sent, outcomes, leases, storeErrors metric.Int64Counter
-	dispatchTime, processTime, seqTime  metric.Float64Histogram
-	seqSize                             metric.Int64Histogram
-	lag, retries, deadLetters, txs      metric.Int64ObservableGauge
-	lagAge                              metric.Float64ObservableGauge
+	sent, leases, storeErrors          metric.Int64Counter
+	dispatchTime, processTime, seqTime metric.Float64Histogram
+	seqSize                            metric.Int64Histogram
+	lag, retries, deadLetters, txs     metric.Int64ObservableGauge
+	lagAge                             metric.Float64ObservableGauge
 }
 
 func (m *instruments) init(meter metric.Meter) error {
-	var errs [13]error
+	var errs [12]error
 	m.sent, errs[0] = meter.Int64Counter(MetricSent, metric.WithUnit("{message}"), metric.WithDescription("Events stored by Dispatch (send) or DispatchBegin (create)."))
 	m.dispatchTime, errs[1] = meter.Float64Histogram(MetricDispatchTime, metric.WithUnit("s"), metric.WithDescription("Duration of a Dispatch or DispatchBegin call."),
 		metric.WithExplicitBucketBoundaries(secondsBuckets...))
-	m.processTime, errs[2] = meter.Float64Histogram(MetricProcessTime, metric.WithUnit("s"), metric.WithDescription("Duration of a handler call."),
+	m.processTime, errs[2] = meter.Float64Histogram(MetricProcessTime, metric.WithUnit("s"), metric.WithDescription("Duration of a handler call, by outcome: handled, skipped, retry, dead_letter, abandoned (failed = retry + dead_letter); its count counts the calls."),
 		metric.WithExplicitBucketBoundaries(secondsBuckets...))
-	m.outcomes, errs[3] = meter.Int64Counter(MetricOutcomes, metric.WithUnit("{event}"),
-		metric.WithDescription("Handler calls by outcome: handled, skipped, retry, dead_letter, abandoned (failed = retry + dead_letter)."))
-	m.lag, errs[4] = meter.Int64ObservableGauge(MetricLag, metric.WithUnit("{event}"), metric.WithDescription("Events a service has not consumed yet (after its offset, or not sequenced yet)."))
-	m.lagAge, errs[5] = meter.Float64ObservableGauge(MetricLagAge, metric.WithUnit("s"), metric.WithDescription("Age of the oldest event a service has not consumed (0 when none)."))
-	m.retries, errs[6] = meter.Int64ObservableGauge(MetricRetries, metric.WithUnit("{event}"), metric.WithDescription("Events in a service's retry store: waiting for a retry, or parked."))
-	m.deadLetters, errs[7] = meter.Int64ObservableGauge(MetricDeadLetters, metric.WithUnit("{event}"), metric.WithDescription("A service's dead letters."))
-	m.txs, errs[8] = meter.Int64ObservableGauge(MetricTransactions, metric.WithUnit("{transaction}"), metric.WithDescription("Transactional messages waiting for a resolution, by state."))
-	m.seqSize, errs[9] = meter.Int64Histogram(MetricSequencerSize, metric.WithUnit("{event}"), metric.WithDescription("Events numbered by one sequencer batch."),
+	m.lag, errs[3] = meter.Int64ObservableGauge(MetricLag, metric.WithUnit("{event}"), metric.WithDescription("Events a service has not consumed yet (after its offset, or not sequenced yet)."))
+	m.lagAge, errs[4] = meter.Float64ObservableGauge(MetricLagAge, metric.WithUnit("s"), metric.WithDescription("Age of the oldest event a service has not consumed (0 when none)."))
+	m.retries, errs[5] = meter.Int64ObservableGauge(MetricRetries, metric.WithUnit("{event}"), metric.WithDescription("Events in a service's retry store: waiting for a retry, or parked."))
+	m.deadLetters, errs[6] = meter.Int64ObservableGauge(MetricDeadLetters, metric.WithUnit("{event}"), metric.WithDescription("A service's dead letters."))
+	m.txs, errs[7] = meter.Int64ObservableGauge(MetricTransactions, metric.WithUnit("{transaction}"), metric.WithDescription("Transactional messages waiting for a resolution, by state."))
+	m.seqSize, errs[8] = meter.Int64Histogram(MetricSequencerSize, metric.WithUnit("{event}"), metric.WithDescription("Events numbered by one sequencer batch."),
 		metric.WithExplicitBucketBoundaries(1, 10, 50, 100, 500, 1000, 2500, 5000))
-	m.seqTime, errs[10] = meter.Float64Histogram(MetricSequencerTime, metric.WithUnit("s"), metric.WithDescription("Duration of one sequencer batch."),
+	m.seqTime, errs[9] = meter.Float64Histogram(MetricSequencerTime, metric.WithUnit("s"), metric.WithDescription("Duration of one sequencer batch."),
 		metric.WithExplicitBucketBoundaries(secondsBuckets...))
-	m.leases, errs[11] = meter.Int64Counter(MetricLeaseChanges, metric.WithUnit("{change}"), metric.WithDescription("Lease changes of this process's instances: acquired, lost, released."))
-	m.storeErrors, errs[12] = meter.Int64Counter(MetricStoreReadErrors, metric.WithUnit("{error}"), metric.WithDescription("Failed reads of the store's gauges."))
+	m.leases, errs[10] = meter.Int64Counter(MetricLeaseChanges, metric.WithUnit("{change}"), metric.WithDescription("Lease changes of this process's instances: acquired, lost, released."))
+	m.storeErrors, errs[11] = meter.Int64Counter(MetricStoreReadErrors, metric.WithUnit("{error}"), metric.WithDescription("Failed reads of the store's gauges."))
 	for _, err := range errs {
 		if err != nil {
 			return err
@@ -113,17 +110,15 @@ func (i *Instrumentation) recordHandler(ctx context.Context, e eventbus.HandlerE
 	if e.Err != nil {
 		errType = errorType(e.Err)
 	}
-	typ := e.Event.Type
-	i.m.processTime.Record(ctx, e.Duration.Seconds(), i.set(attrKey{kind: 3, service: e.Service, typ: typ, err: errType}, func() []attribute.KeyValue {
-		a := []attribute.KeyValue{systemAttr, semconv.MessagingOperationName("process"), semconv.MessagingDestinationName(typ), semconv.MessagingConsumerGroupName(e.Service)}
+	typ, outcome := e.Event.Type, e.Outcome.String()
+	// One histogram: its count by outcome is the count of calls.
+	i.m.processTime.Record(ctx, e.Duration.Seconds(), i.set(attrKey{kind: 3, service: e.Service, typ: typ, outcome: outcome, err: errType}, func() []attribute.KeyValue {
+		a := []attribute.KeyValue{systemAttr, semconv.MessagingOperationName("process"), semconv.MessagingDestinationName(typ),
+			semconv.MessagingConsumerGroupName(e.Service), OutcomeKey.String(outcome)}
 		if errType != "" {
 			a = append(a, semconv.ErrorTypeKey.String(errType))
 		}
 		return a
-	}))
-	outcome := e.Outcome.String()
-	i.m.outcomes.Add(ctx, 1, i.set(attrKey{kind: 4, service: e.Service, typ: typ, outcome: outcome}, func() []attribute.KeyValue {
-		return []attribute.KeyValue{systemAttr, semconv.MessagingDestinationName(typ), semconv.MessagingConsumerGroupName(e.Service), OutcomeKey.String(outcome)}
 	}))
 }
 

@@ -89,6 +89,7 @@ type Instrumentation struct {
 	meter    metric.Meter
 	m        instruments
 	sets     sync.Map // attrKey -> metric.MeasurementOption, the metrics' attribute sets
+	names    sync.Map // event type -> consumer span name
 }
 
 // New returns the instrumentation; add it to a bus with eventbus.WithObserver.

@@ -49,7 +49,7 @@ func (i *Instrumentation) DispatchStart(ctx context.Context, e eventbus.Dispatch
 	} else {
 		attrs = append(attrs, semconv.MessagingBatchMessageCount(len(e.Events)))
 	}
-	ctx, _ = i.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+	ctx, _ = i.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...), trace.WithTimestamp(e.Time))
 	for _, evt := range e.Events {
 		if evt.Metadata == nil {
 			evt.Metadata = make(map[string]string, 2)
@@ -67,17 +67,19 @@ func (i *Instrumentation) DispatchEnd(ctx context.Context, e eventbus.DispatchEn
 		span.SetStatus(codes.Error, firstLine(e.Err))
 		span.SetAttributes(semconv.ErrorTypeKey.String(errorType(e.Err)))
 	}
-	span.End()
+	span.End(trace.WithTimestamp(e.Time))
 	i.recordDispatch(ctx, e)
 }
 
 // HandlerStart starts the consumer span ("process TYPE") of one handler
 // call: a child of the producer's span (or, with WithLinkOnly, a new trace
-// linked to it), carried by the handler's context.
+// linked to it), carried by the handler's context. It starts and ends at
+// the bus's own clock readings (HandlerStart.Time, HandlerEnd.Time).
 func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerStart) context.Context {
 	evt := e.Event
 	opts := []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithTimestamp(e.Time), // the bus's clock reading: no second one
 		trace.WithAttributes(systemAttr, semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess,
 			semconv.MessagingDestinationName(evt.Type), semconv.MessagingMessageID(evt.ID),
 			semconv.MessagingConsumerGroupName(e.Service), SenderKey.String(evt.Sender),
@@ -93,9 +95,8 @@ func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerSt
 		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: producer}))
 	default:
 		ctx = trace.ContextWithRemoteSpanContext(ctx, producer)
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: producer}))
 	}
-	ctx, _ = i.tracer.Start(ctx, "process "+evt.Type, opts...)
+	ctx, _ = i.tracer.Start(ctx, i.processName(evt.Type), opts...)
 	return ctx
 }
 
@@ -118,7 +119,7 @@ func (i *Instrumentation) HandlerEnd(ctx context.Context, e eventbus.HandlerEnd)
 	case eventbus.OutcomeAbandoned:
 		span.SetStatus(codes.Error, "abandoned: the bus stopped waiting for the handler")
 	}
-	span.End()
+	span.End(trace.WithTimestamp(e.Time))
 	i.recordHandler(ctx, e)
 }
 
@@ -130,6 +131,16 @@ func (i *Instrumentation) SequencerBatch(ctx context.Context, e eventbus.Sequenc
 // LeaseChange counts a lease change.
 func (i *Instrumentation) LeaseChange(ctx context.Context, e eventbus.LeaseChange) {
 	i.recordLease(ctx, e)
+}
+
+// processName is "process TYPE", built once per type.
+func (i *Instrumentation) processName(typ string) string {
+	if n, ok := i.names.Load(typ); ok {
+		return n.(string)
+	}
+	n := "process " + typ
+	i.names.Store(typ, n)
+	return n
 }
 
 func firstLine(err error) string {

@@ -76,7 +76,7 @@ func TestPrometheusLagOfStoppedServiceGrows(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n, _ := scrape(t, addr, "eventbus_consumer_outcomes_total", `eventbus_outcome="retry"`); n != 1 {
+	if n, _ := scrape(t, addr, "messaging_process_duration_seconds_count", `eventbus_outcome="retry"`); n != 1 {
 		t.Errorf("retries counted %v, want 1", n)
 	}
 	cancel()
