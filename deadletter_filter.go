@@ -69,12 +69,8 @@ func (b *EventBus) DeadLettersWhere(ctx context.Context, f DeadLetterFilter, aft
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
-	cond, fargs := f.where(b.q.now)
-	query := b.d.rebind("SELECT r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at" +
-		" FROM " + b.q.retries + " r JOIN " + b.q.events + " e ON e.id = r.event_pk" +
-		" WHERE r.service = ? AND r.state = 1 AND r.seq > ?" + cond + " ORDER BY r.seq LIMIT ?")
-	args := append(append([]any{b.service, afterSeq}, fargs...), limit)
-	rows, err := b.sqlDB.QueryContext(ctx, query, args...)
+	query, fargs := b.deadLettersQuery("r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at", f)
+	rows, err := b.sqlDB.QueryContext(ctx, query, append(append([]any{b.service, afterSeq}, fargs...), limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
@@ -109,9 +105,7 @@ func (b *EventBus) eachDeadLetterWhere(ctx context.Context, f DeadLetterFilter, 
 	if err := f.validate(); err != nil {
 		return 0, err
 	}
-	cond, fargs := f.where(b.q.now)
-	pick := b.d.rebind("SELECT r.event_pk, r.seq FROM " + b.q.retries + " r JOIN " + b.q.events + " e ON e.id = r.event_pk" +
-		" WHERE r.service = ? AND r.state = 1 AND r.seq > ?" + cond + " ORDER BY r.seq LIMIT ?")
+	pick, fargs := b.deadLettersQuery("r.event_pk, r.seq", f)
 	total := 0
 	after := int64(-1)
 	for {
@@ -154,6 +148,17 @@ func (b *EventBus) eachDeadLetterWhere(ctx context.Context, f DeadLetterFilter, 
 			return total, nil
 		}
 	}
+}
+
+// deadLettersQuery selects cols of this service's dead letters matching f
+// after a seq, in log order; its arguments are the service, the seq, the
+// returned ones, and the limit. The retry store's primary key (service,
+// event_pk) and retries_due (service, state, next_at) find the service's
+// dead letters; each one's event is read by its primary key.
+func (b *EventBus) deadLettersQuery(cols string, f DeadLetterFilter) (string, []any) {
+	cond, args := f.where(b.q.now)
+	return b.d.rebind("SELECT " + cols + " FROM " + b.q.retries + " r JOIN " + b.q.events + " e ON e.id = r.event_pk" +
+		" WHERE r.service = ? AND r.state = 1 AND r.seq > ?" + cond + " ORDER BY r.seq LIMIT ?"), args
 }
 
 func scanDeadLetters(rows *sql.Rows) ([]DeadLetter, error) {

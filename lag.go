@@ -22,28 +22,44 @@ type ServiceLag struct {
 
 // Lags reports, for every registered service, the age of the oldest event
 // it has not consumed: with ServiceStatus.Pending (events) it is the
-// service's lag. It costs one indexed lookup per service (the first event
-// after its offset, by the seq index) and one for the oldest event not
-// sequenced yet, whatever the backlog.
+// service's lag. Whatever the backlog, it costs a read of the services
+// table, one lookup per service in the seq index (the first event after
+// its offset), and two for the oldest event not sequenced yet (the
+// sequencer's probe, then that row by its key).
 func (b *EventBus) Lags(ctx context.Context) ([]ServiceLag, error) {
-	ev := b.q.events
-	var unnumbered sql.NullInt64
-	err := b.sqlDB.QueryRowContext(ctx, b.d.rebind("SELECT created_at FROM "+ev+" WHERE "+b.d.unnumbered(ev)+" ORDER BY id LIMIT 1")).Scan(&unnumbered)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	unnumbered, err := b.oldestUnnumbered(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("lags: oldest unsequenced event: %w", err)
 	}
-	rows, err := b.sqlDB.QueryContext(ctx, b.lagQuery())
+	type offset struct {
+		name string
+		seq  int64
+	}
+	var offsets []offset
+	var now int64
+	rows, err := b.sqlDB.QueryContext(ctx, b.lagServicesQuery())
 	if err != nil {
 		return nil, fmt.Errorf("lags: %w", err)
 	}
-	defer rows.Close()
-	var out []ServiceLag
 	for rows.Next() {
-		var l ServiceLag
-		var now int64
-		var first sql.NullInt64
-		if err := rows.Scan(&l.Name, &now, &first); err != nil {
+		var o offset
+		if err := rows.Scan(&o.name, &o.seq, &now); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("lags: %w", err)
+		}
+		offsets = append(offsets, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lags: %w", err)
+	}
+	out := make([]ServiceLag, 0, len(offsets))
+	for _, o := range offsets {
+		l := ServiceLag{Name: o.name}
+		var first sql.NullInt64
+		err := b.sqlDB.QueryRowContext(ctx, b.firstAfterQuery(), o.seq).Scan(&first)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("lags: %s: %w", o.name, err)
 		}
 		oldest := first
 		if unnumbered.Valid && (!oldest.Valid || unnumbered.Int64 < oldest.Int64) {
@@ -55,12 +71,38 @@ func (b *EventBus) Lags(ctx context.Context) ([]ServiceLag, error) {
 		}
 		out = append(out, l)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
-// lagQuery reads each service's first event after its offset (its oldest
-// sequenced, unconsumed one) through the seq index.
-func (b *EventBus) lagQuery() string {
-	return b.d.rebind("SELECT s.name, " + b.q.now + ", (SELECT e.created_at FROM " + b.q.events + " e" +
-		" WHERE e.seq > s.consumed_seq ORDER BY e.seq LIMIT 1) FROM " + b.q.services + " s ORDER BY s.name")
+// oldestUnnumbered returns the storing time of the oldest event not
+// sequenced yet: the sequencer's probe finds its id, then its row is read
+// by key (a query selecting more than the id could leave the probe's index).
+func (b *EventBus) oldestUnnumbered(ctx context.Context) (sql.NullInt64, error) {
+	var id int64
+	var at sql.NullInt64
+	err := b.queryRowPrepared(ctx, b.q.hasUnsequenced).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return at, nil
+	}
+	if err != nil {
+		return at, err
+	}
+	err = b.sqlDB.QueryRowContext(ctx, b.eventCreatedQuery(), id).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) { // numbered (or cleaned) meanwhile
+		return sql.NullInt64{}, nil
+	}
+	return at, err
+}
+
+func (b *EventBus) lagServicesQuery() string {
+	return "SELECT name, consumed_seq, " + b.q.now + " FROM " + b.q.services + " ORDER BY name"
+}
+
+// firstAfterQuery reads the first event after an offset through the seq index.
+func (b *EventBus) firstAfterQuery() string {
+	return b.d.rebind("SELECT created_at FROM " + b.q.events + " WHERE seq > ? ORDER BY seq LIMIT 1")
+}
+
+func (b *EventBus) eventCreatedQuery() string {
+	return b.d.rebind("SELECT created_at FROM " + b.q.events + " WHERE id = ?")
 }
