@@ -454,6 +454,21 @@ func TestSplitDSN(t *testing.T) {
 	}
 }
 
+func TestIsTerminal(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	must(t, err)
+	defer null.Close()
+	if isTerminal(null) {
+		t.Error("/dev/null is taken for a terminal")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "stdin")
+	must(t, err)
+	defer f.Close()
+	if isTerminal(f) {
+		t.Error("a file is taken for a terminal")
+	}
+}
+
 // TestBinary builds the command and runs it as a process, for the exit
 // codes and the environment variable.
 func TestBinary(t *testing.T) {
@@ -466,10 +481,13 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	s := newStore(t, dbtest.SQLite(t))
-	runBin := func(stdin string, args ...string) (int, string) {
+	null, err := os.Open(os.DevNull)
+	must(t, err)
+	defer null.Close()
+	runBin := func(args ...string) (int, string) {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "EVENTBUS_DSN="+s.dsn)
-		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Stdin = null // a character device, not a terminal
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -486,12 +504,16 @@ func TestBinary(t *testing.T) {
 		{[]string{"status"}, exitOK},
 		{[]string{"nope"}, exitUsage},
 		{[]string{"dead", "list", "--service", "billing", "--type", "none"}, exitNotFound},
-		{[]string{"dead", "discard", "--service", "billing", "--all"}, exitRefused}, // stdin is a pipe, no --yes
+		{[]string{"dead", "discard", "--service", "billing", "--all"}, exitRefused}, // stdin is /dev/null, no --yes
 		{[]string{"dead", "discard", "--service", "billing", "--all", "--yes"}, exitOK},
 		{[]string{"status", "--dsn", "sqlite:" + filepath.Join(t.TempDir(), "missing.db")}, exitError},
 	} {
-		if code, out := runBin("y\n", c.args...); code != c.want {
+		code, out := runBin(c.args...)
+		if code != c.want {
 			t.Errorf("eventbus %s: exit %d, want %d\n%s", strings.Join(c.args, " "), code, c.want, out)
+		}
+		if c.want == exitRefused && !strings.Contains(out, "without --yes") {
+			t.Errorf("eventbus %s: %q, want a refusal that names --yes", strings.Join(c.args, " "), out)
 		}
 	}
 }

@@ -35,9 +35,14 @@ func main() {
 	os.Exit(code)
 }
 
-// isTerminal reports whether f is a character device (an interactive
-// terminal), without a dependency.
+// isTerminal reports whether f is an interactive terminal, without a
+// dependency: a character device other than /dev/null (a script's usual
+// stdin among character devices).
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(st, null)
 }

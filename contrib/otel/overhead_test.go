@@ -19,6 +19,8 @@ import (
 	"github.com/dddbus/eventbus/internal/dbtest"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"gorm.io/gorm"
 )
 
@@ -40,20 +42,26 @@ type configuration struct {
 }
 
 // configurations returns off and the instrumentation as a production
-// program would set it up: spans batched to an exporter, every one
-// sampled ("on") or a tenth of the traces, parent-based ("on-10%"), and
-// metrics aggregated by the SDK (a reader that is not collected here).
+// program would set it up: metrics aggregated by the SDK (a reader that is
+// not collected here) and spans batched to an exporter, every one sampled
+// ("on") or a tenth of the traces, parent-based ("on-10%"); and metrics
+// alone, with a no-op tracer provider ("metrics").
 func configurations(b *testing.B) []configuration {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	out := []configuration{{name: "off"}}
 	for _, c := range []struct {
-		name    string
-		sampler sdktrace.Sampler
-	}{{"on", sdktrace.AlwaysSample()}, {"on-10%", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))}} {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}), sdktrace.WithSampler(c.sampler))
-		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-		inst, err := eventbusotel.New(eventbusotel.WithTracerProvider(tp), eventbusotel.WithMeterProvider(mp))
+		name string
+		tp   trace.TracerProvider
+	}{
+		{"on", sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}), sdktrace.WithSampler(sdktrace.AlwaysSample()))},
+		{"on-10%", sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))))},
+		{"metrics", noop.NewTracerProvider()},
+	} {
+		if sdk, ok := c.tp.(*sdktrace.TracerProvider); ok {
+			b.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
+		}
+		inst, err := eventbusotel.New(eventbusotel.WithTracerProvider(c.tp), eventbusotel.WithMeterProvider(mp))
 		must(b, err)
 		out = append(out, configuration{c.name, inst})
 	}
@@ -66,7 +74,7 @@ func quietOptions(extra ...eventbus.Option) []eventbus.Option {
 }
 
 // BenchmarkOverhead measures what tracing and metrics cost, side by side:
-// each round runs every configuration (off, on, on-10%: see
+// each round runs every configuration (off, on, on-10%, metrics: see
 // configurations) one after the other, in an order that rotates, on the
 // same database; the medians over the rounds are reported with their
 // ratios to off.
