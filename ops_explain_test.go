@@ -76,7 +76,7 @@ func TestOperationsQueriesUseIndexes(t *testing.T) {
 						scans = append(scans, bad)
 					}
 				}
-				if name == "transactions" && !strings.Contains(strings.Join(plan, "\n"), "transactions_due") {
+				if name == "transactions" && !usesIndex(tdb.Dialect, plan, "ddd_transactions_due") {
 					scans = append(scans, "transactions_due unused: the primary key is walked in id order")
 				}
 				if len(scans) > 0 {
@@ -109,4 +109,15 @@ func dispatchable(t testing.TB, i int) *ddd.DomainEvent {
 		t.Fatal(err)
 	}
 	return evt
+}
+
+// usesIndex reports whether plan reads through index.
+func usesIndex(dialect string, plan []string, index string) bool {
+	for _, line := range plan {
+		if dialect == "mysql" && strings.Contains(line, " key="+index+" ") ||
+			dialect != "mysql" && strings.Contains(line, index) {
+			return true
+		}
+	}
+	return false
 }

@@ -87,12 +87,15 @@ func (b *EventBus) Transactions(ctx context.Context, after int64, limit int, onl
 
 // transactionsQuery lists a service's transactions in n states, through
 // transactions_due (service, state, due_at).
-// MySQL is told to: its optimizer walks the primary key in id order
-// instead, through every resolved transaction kept for RetentionTime.
+// MySQL and SQLite are told to: their planners walk the primary key in id
+// order instead, through every resolved transaction kept for RetentionTime.
 func (b *EventBus) transactionsQuery(n int) string {
 	from := b.q.txs
-	if b.d.name() == "mysql" {
+	switch b.d.name() {
+	case "mysql":
 		from += " FORCE INDEX (" + b.opts.TablePrefix + "transactions_due)"
+	case "sqlite":
+		from += " INDEXED BY " + b.opts.TablePrefix + "transactions_due"
 	}
 	return b.d.rebind("SELECT " + txInfoCols + " FROM " + from + " WHERE service = ? AND state IN " + in(n) + " AND id > ? ORDER BY id LIMIT ?")
 }

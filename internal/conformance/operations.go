@@ -180,8 +180,14 @@ func testSeekRetries(t *testing.T, tdb *dbtest.Database) {
 	}
 	// Back to the start: every dead letter is still one, even after its
 	// event is delivered (and fails) again.
-	_, err = bus.SeekService(ctx, "seekr", eventbus.SeekEarliest)
+	res, err = bus.SeekService(ctx, "seekr", eventbus.SeekEarliest)
 	must(t, err)
+	if res.RetriesDropped != 1 {
+		t.Errorf("seek to the start dropped %d retries, want 1 (the one left)", res.RetriesDropped)
+	}
+	if got := deadLetterIDs(t, bus); !equalStrings(got, sortedCopy(dead)) {
+		t.Errorf("dead letters after a seek before them %v, want %v", got, dead)
+	}
 	bus2 := newBus(t, db, "seekr", eventbus.WithRetryStrategy(&eventbus.IntervalRetry{Limit: 5, Interval: time.Hour}))
 	var redelivered = make(chan string, 16)
 	must(t, bus2.RegisterEventHandler(func(_ context.Context, evt *ddd.DomainEvent) error {
