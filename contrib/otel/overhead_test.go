@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,14 +95,14 @@ func BenchmarkOverhead(b *testing.B) {
 			db := target.New(b).Open(b)
 			configs := configurations(b)
 			b.Run("dispatch", func(b *testing.B) {
-				sides(b, configs, func(c configuration, round int) float64 { return dispatchRate(b, db, c.inst, round) })
+				sides(b, configs, func(c configuration, round int) sample { return dispatchRate(b, db, c.inst, round) })
 			})
 			backlog(b, db, *overheadEvents)
 			b.Run("drain", func(b *testing.B) {
-				sides(b, configs, func(c configuration, round int) float64 { return drainRate(b, db, c, round, 0, *overheadEvents) })
+				sides(b, configs, func(c configuration, round int) sample { return drainRate(b, db, c, round, 0, *overheadEvents) })
 			})
 			b.Run("drain-1ms", func(b *testing.B) {
-				sides(b, configs, func(c configuration, round int) float64 {
+				sides(b, configs, func(c configuration, round int) sample {
 					return drainRate(b, db, c, round, time.Millisecond, min(*overheadEvents, 2000))
 				})
 			})
@@ -109,28 +110,60 @@ func BenchmarkOverhead(b *testing.B) {
 	}
 }
 
-// sides runs measure for every configuration in each round and reports
-// the medians, and each one's ratio to the first (off).
-func sides(b *testing.B, configs []configuration, measure func(c configuration, round int) float64) {
-	rates := make([][]float64, len(configs))
+// sample is one measurement: events per second, and this process's CPU
+// time per event (user and system, from getrusage): on a machine shared
+// with other work the CPU time says more about what the instrumentation
+// costs than the rate, which other processes slow down at random.
+type sample struct {
+	rate, cpu float64 // events/s, µs/event
+}
+
+// measured runs fn, which handles n events, and returns its sample; the
+// rate counts from when fn reports the work started (start) to its return.
+func measured(b *testing.B, n int, fn func(start func())) sample {
+	var before, after syscall.Rusage
+	must(b, syscall.Getrusage(syscall.RUSAGE_SELF, &before))
+	began := time.Now()
+	fn(func() { began = time.Now() })
+	elapsed := time.Since(began)
+	must(b, syscall.Getrusage(syscall.RUSAGE_SELF, &after))
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	return sample{rate: float64(n) / elapsed.Seconds(), cpu: float64(cpu.Microseconds()) / float64(n)}
+}
+
+// sides runs measure for every configuration in each round, in an order
+// that rotates, and reports the medians and each one's ratio to the
+// first (off).
+func sides(b *testing.B, configs []configuration, measure func(c configuration, round int) sample) {
+	samples := make([][]sample, len(configs))
 	for round := range *overheadRounds {
-		line := fmt.Sprintf("round %d:", round)
 		for k := range configs {
 			j := (k + round) % len(configs)
-			rates[j] = append(rates[j], measure(configs[j], round))
+			samples[j] = append(samples[j], measure(configs[j], round))
 		}
+		line := fmt.Sprintf("round %d:", round)
 		for j, c := range configs {
-			line += fmt.Sprintf(" %s %.0f", c.name, rates[j][round])
+			line += fmt.Sprintf(" %s %.0f/s %.1fµs", c.name, samples[j][round].rate, samples[j][round].cpu)
 		}
-		b.Log(line + " events/s")
+		b.Log(line)
 	}
-	off := median(rates[0])
-	b.ReportMetric(off, "off-events/s")
-	summary := fmt.Sprintf("median events/s: off %.0f", off)
+	medians := func(j int) (rate, cpu float64) {
+		var r, c []float64
+		for _, s := range samples[j] {
+			r, c = append(r, s.rate), append(c, s.cpu)
+		}
+		return median(r), median(c)
+	}
+	offRate, offCPU := medians(0)
+	b.ReportMetric(offRate, "off-events/s")
+	b.ReportMetric(offCPU, "off-cpu-µs/event")
+	summary := fmt.Sprintf("medians: off %.0f events/s, %.1f CPU-µs/event", offRate, offCPU)
 	for j, c := range configs[1:] {
-		m := median(rates[j+1])
-		b.ReportMetric(m/off, c.name+"/off")
-		summary += fmt.Sprintf(", %s %.0f (%s/off %.3f, cost %.1f%%)", c.name, m, c.name, m/off, 100*(1-m/off))
+		rate, cpu := medians(j + 1)
+		b.ReportMetric(rate/offRate, c.name+"/off")
+		b.ReportMetric(cpu-offCPU, c.name+"-extra-cpu-µs/event")
+		summary += fmt.Sprintf("; %s %.0f events/s (%s/off %.3f, rate cost %.1f%%), %.1f CPU-µs/event (+%.1f%%)",
+			c.name, rate, c.name, rate/offRate, 100*(1-rate/offRate), cpu, 100*(cpu/offCPU-1))
 	}
 	b.Log(summary)
 }
@@ -153,33 +186,32 @@ func busFor(b *testing.B, db *gorm.DB, service string, inst *eventbusotel.Instru
 	return bus
 }
 
-func dispatchRate(b *testing.B, db *gorm.DB, inst *eventbusotel.Instrumentation, round int) float64 {
+func dispatchRate(b *testing.B, db *gorm.DB, inst *eventbusotel.Instrumentation, round int) sample {
 	bus := busFor(b, db, "producer", inst)
 	const producers = 8
 	n := *overheadEvents
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, producers)
-	start := time.Now()
-	for p := range producers {
-		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				evt, err := ddd.NewDomainEvent(fmt.Sprintf("r%d-p%d", round, p), Placed{N: p})
-				if err == nil {
-					err = bus.Dispatch(context.Background(), evt)
+	return measured(b, n, func(func()) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, producers)
+		for p := range producers {
+			wg.Go(func() {
+				for next.Add(1) <= int64(n) {
+					evt, err := ddd.NewDomainEvent(fmt.Sprintf("r%d-p%d", round, p), Placed{N: p})
+					if err == nil {
+						err = bus.Dispatch(context.Background(), evt)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
 				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	must(b, <-errs)
-	return float64(n) / elapsed.Seconds()
+			})
+		}
+		wg.Wait()
+		close(errs)
+		must(b, <-errs)
+	})
 }
 
 // backlog stores n events, numbered, for the drain rounds, after the
@@ -213,33 +245,35 @@ func backlog(b *testing.B, db *gorm.DB, n int) {
 }
 
 // drainRate drains the first n events of the backlog with a new service
-// whose handler waits work, and removes the service.
-func drainRate(b *testing.B, db *gorm.DB, c configuration, round int, work time.Duration, n int) float64 {
+// whose handler waits work, and removes the service. The rate counts from
+// the first handler call.
+func drainRate(b *testing.B, db *gorm.DB, c configuration, round int, work time.Duration, n int) sample {
 	service := fmt.Sprintf("drain-%d-%d-%s", round, work.Milliseconds(), strings.TrimSuffix(c.name, "%"))
 	bus := busFor(b, db, service, c.inst)
-	var handled atomic.Int64
-	done := make(chan struct{})
-	must(b, bus.RegisterEventHandler(func(context.Context, *ddd.DomainEvent) error {
-		if work > 0 {
-			time.Sleep(work)
+	return measured(b, n, func(started func()) {
+		var handled atomic.Int64
+		var first sync.Once
+		done := make(chan struct{})
+		must(b, bus.RegisterEventHandler(func(context.Context, *ddd.DomainEvent) error {
+			first.Do(started)
+			if work > 0 {
+				time.Sleep(work)
+			}
+			if handled.Add(1) == int64(n) {
+				close(done)
+			}
+			return nil
+		}))
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = bus.Start(ctx) })
+		select {
+		case <-done:
+		case <-time.After(5 * time.Minute):
+			b.Fatalf("%s drained %d of %d events in 5 minutes", service, handled.Load(), n)
 		}
-		if handled.Add(1) == int64(n) {
-			close(done)
-		}
-		return nil
-	}))
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	start := time.Now()
-	wg.Go(func() { _ = bus.Start(ctx) })
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("%s drained %d of %d events in 5 minutes", service, handled.Load(), n)
-	}
-	elapsed := time.Since(start)
-	cancel()
-	wg.Wait()
-	must(b, bus.RemoveService(context.Background(), service))
-	return float64(n) / elapsed.Seconds()
+		cancel()
+		wg.Wait()
+		must(b, bus.RemoveService(context.Background(), service))
+	})
 }

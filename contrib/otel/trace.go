@@ -12,7 +12,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-var systemAttr = semconv.MessagingSystemKey.String(System)
+var (
+	systemAttr = semconv.MessagingSystemKey.String(System)
+	// The consumer span's fixed options, built once: each option is an
+	// allocation per span otherwise.
+	consumerKind = trace.WithSpanKind(trace.SpanKindConsumer)
+	processAttrs = trace.WithAttributes(systemAttr, semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess)
+	newRoot      = trace.WithNewRoot()
+	producerKind = trace.WithSpanKind(trace.SpanKindProducer)
+)
 
 // destination is the event type of events when they share one ("" otherwise).
 func destination(e eventbus.DispatchStart) string {
@@ -49,7 +57,7 @@ func (i *Instrumentation) DispatchStart(ctx context.Context, e eventbus.Dispatch
 	} else {
 		attrs = append(attrs, semconv.MessagingBatchMessageCount(len(e.Events)))
 	}
-	ctx, _ = i.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...), trace.WithTimestamp(e.Time))
+	ctx, _ = i.tracer.Start(ctx, name, producerKind, trace.WithAttributes(attrs...))
 	for _, evt := range e.Events {
 		if evt.Metadata == nil {
 			evt.Metadata = make(map[string]string, 2)
@@ -67,32 +75,28 @@ func (i *Instrumentation) DispatchEnd(ctx context.Context, e eventbus.DispatchEn
 		span.SetStatus(codes.Error, firstLine(e.Err))
 		span.SetAttributes(semconv.ErrorTypeKey.String(errorType(e.Err)))
 	}
-	span.End(trace.WithTimestamp(e.Time))
+	span.End()
 	i.recordDispatch(ctx, e)
 }
 
 // HandlerStart starts the consumer span ("process TYPE") of one handler
 // call: a child of the producer's span (or, with WithLinkOnly, a new trace
-// linked to it), carried by the handler's context. It starts and ends at
-// the bus's own clock readings (HandlerStart.Time, HandlerEnd.Time).
+// linked to it), carried by the handler's context.
 func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerStart) context.Context {
 	evt := e.Event
-	opts := []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithTimestamp(e.Time), // the bus's clock reading: no second one
-		trace.WithAttributes(systemAttr, semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess,
-			semconv.MessagingDestinationName(evt.Type), semconv.MessagingMessageID(evt.ID),
+	var buf [5]trace.SpanStartOption
+	opts := append(buf[:0], consumerKind, processAttrs,
+		trace.WithAttributes(semconv.MessagingDestinationName(evt.Type), semconv.MessagingMessageID(evt.ID),
 			semconv.MessagingConsumerGroupName(e.Service), SenderKey.String(evt.Sender),
-			SeqKey.Int64(e.Seq), AttemptKey.Int(e.Attempt)),
-	}
+			SeqKey.Int64(e.Seq), AttemptKey.Int(e.Attempt)))
 	producer := trace.SpanContextFromContext(i.prop.Extract(context.Background(), propagation.MapCarrier(evt.Metadata)))
 	switch {
 	case !producer.IsValid():
 		// No producer context: a root span, not a child of whatever the
 		// bus's own context carries.
-		opts = append(opts, trace.WithNewRoot())
+		opts = append(opts, newRoot)
 	case i.linkOnly:
-		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: producer}))
+		opts = append(opts, newRoot, trace.WithLinks(trace.Link{SpanContext: producer}))
 	default:
 		ctx = trace.ContextWithRemoteSpanContext(ctx, producer)
 	}
@@ -119,7 +123,7 @@ func (i *Instrumentation) HandlerEnd(ctx context.Context, e eventbus.HandlerEnd)
 	case eventbus.OutcomeAbandoned:
 		span.SetStatus(codes.Error, "abandoned: the bus stopped waiting for the handler")
 	}
-	span.End(trace.WithTimestamp(e.Time))
+	span.End()
 	i.recordHandler(ctx, e)
 }
 
