@@ -280,7 +280,7 @@ func (b *EventBus) observeDispatch(ctx context.Context, events []*ddd.DomainEven
 		return ctx, func(error) {}
 	}
 	start := time.Now()
-	octx := b.callDispatchStart(obs, ctx, DispatchStart{Service: b.service, Time: start, Events: events, Transactional: transactional})
+	octx := callStart(b, "DispatchStart", obs.DispatchStart, ctx, DispatchStart{Service: b.service, Time: start, Events: events, Transactional: transactional})
 	return octx, func(err error) {
 		defer b.observerPanicked("DispatchEnd")
 		end := time.Now()
@@ -288,11 +288,12 @@ func (b *EventBus) observeDispatch(ctx context.Context, events []*ddd.DomainEven
 	}
 }
 
-// callDispatchStart calls obs.DispatchStart; ctx if it panics or returns nil.
-func (b *EventBus) callDispatchStart(obs Observer, ctx context.Context, e DispatchStart) (out context.Context) {
+// callStart calls an observer's start method; ctx if it panics or
+// returns nil.
+func callStart[E any](b *EventBus, method string, start func(context.Context, E) context.Context, ctx context.Context, e E) (out context.Context) {
 	out = ctx
-	defer b.observerPanicked("DispatchStart")
-	if c := obs.DispatchStart(ctx, e); c != nil {
+	defer b.observerPanicked(method)
+	if c := start(ctx, e); c != nil {
 		out = c
 	}
 	return out
@@ -315,18 +316,8 @@ func (b *EventBus) observeHandlerStart(ctx context.Context, r *record, attempt i
 		return ctx, handlerObservation{}
 	}
 	o := handlerObservation{ctx: ctx, start: time.Now(), seq: r.seq, try: attempt}
-	o.ctx = b.callHandlerStart(obs, ctx, HandlerStart{Service: b.service, Event: r.evt, Seq: r.seq, Attempt: attempt, Time: o.start})
+	o.ctx = callStart(b, "HandlerStart", obs.HandlerStart, ctx, HandlerStart{Service: b.service, Event: r.evt, Seq: r.seq, Attempt: attempt, Time: o.start})
 	return o.ctx, o
-}
-
-// callHandlerStart calls obs.HandlerStart; ctx if it panics or returns nil.
-func (b *EventBus) callHandlerStart(obs Observer, ctx context.Context, e HandlerStart) (out context.Context) {
-	out = ctx
-	defer b.observerPanicked("HandlerStart")
-	if c := obs.HandlerStart(ctx, e); c != nil {
-		out = c
-	}
-	return out
 }
 
 // observeHandlerEnd reports what became of the call; res has been through

@@ -99,18 +99,12 @@ func deadList(ctx context.Context, c *cli, o *opts, args []string) error {
 	for _, dl := range dls {
 		rows = append(rows, newDeadRow(dl, false))
 	}
-	if c.json {
-		if err := c.printJSON(rows); err != nil {
-			return err
-		}
-	} else if len(rows) > 0 {
-		var table [][]string
-		for _, r := range rows {
-			table = append(table, []string{i64(r.Seq), r.EventID, r.Type, r.Sender, strconv.Itoa(r.Attempts), fmtTime(r.FailedAt), r.LastError})
-		}
-		if err := c.table([]string{"SEQ", "EVENT_ID", "TYPE", "SENDER", "ATTEMPTS", "FAILED_AT", "LAST_ERROR"}, table); err != nil {
-			return err
-		}
+	var table [][]string
+	for _, r := range rows {
+		table = append(table, []string{i64(r.Seq), r.EventID, r.Type, r.Sender, strconv.Itoa(r.Attempts), fmtTime(r.FailedAt), r.LastError})
+	}
+	if err := c.list(rows, []string{"SEQ", "EVENT_ID", "TYPE", "SENDER", "ATTEMPTS", "FAILED_AT", "LAST_ERROR"}, table); err != nil {
+		return err
 	}
 	if len(rows) == 0 {
 		return notFound("no dead letters of %s match", o.service)

@@ -92,19 +92,13 @@ func txList(ctx context.Context, c *cli, o *opts, args []string) error {
 			rows = append(rows, newTxRow(t))
 		}
 	}
-	if c.json {
-		if err := c.printJSON(rows); err != nil {
-			return err
-		}
-	} else if len(rows) > 0 {
-		var table [][]string
-		for _, r := range rows {
-			table = append(table, []string{i64(r.ID), r.Service, r.State, strconv.Itoa(r.Checks), fmtTime(r.CreatedAt), fmtTime(r.DueAt),
-				strconv.Itoa(len(r.Events)), orDash(firstLine(r.LastError))})
-		}
-		if err := c.table([]string{"ID", "SERVICE", "STATE", "CHECKS", "CREATED_AT", "DUE_AT", "EVENTS", "LAST_ERROR"}, table); err != nil {
-			return err
-		}
+	var table [][]string
+	for _, r := range rows {
+		table = append(table, []string{i64(r.ID), r.Service, r.State, strconv.Itoa(r.Checks), fmtTime(r.CreatedAt), fmtTime(r.DueAt),
+			strconv.Itoa(len(r.Events)), orDash(firstLine(r.LastError))})
+	}
+	if err := c.list(rows, []string{"ID", "SERVICE", "STATE", "CHECKS", "CREATED_AT", "DUE_AT", "EVENTS", "LAST_ERROR"}, table); err != nil {
+		return err
 	}
 	if len(rows) == 0 {
 		return notFound("no transactions waiting for a resolution")
@@ -123,16 +117,21 @@ func txID(args []string, cmd string) (int64, error) {
 	return id, nil
 }
 
-func txShow(ctx context.Context, c *cli, _ *opts, args []string) error {
-	id, err := txID(args, "tx show")
+// lookupTx returns the transaction named by the one argument of cmd.
+func (c *cli) lookupTx(ctx context.Context, args []string, cmd string) (eventbus.TransactionInfo, error) {
+	id, err := txID(args, cmd)
 	if err != nil {
-		return err
+		return eventbus.TransactionInfo{}, err
 	}
 	bus, err := c.anyBus(ctx)
 	if err != nil {
-		return err
+		return eventbus.TransactionInfo{}, err
 	}
-	t, err := bus.Transaction(ctx, id)
+	return bus.Transaction(ctx, id)
+}
+
+func txShow(ctx context.Context, c *cli, _ *opts, args []string) error {
+	t, err := c.lookupTx(ctx, args, "tx show")
 	if err != nil {
 		return err
 	}
@@ -165,18 +164,11 @@ func txResolve(commit bool) func(ctx context.Context, c *cli, _ *opts, args []st
 		verb, done, want = "commit", "committed", eventbus.TxCommitted
 	}
 	return func(ctx context.Context, c *cli, _ *opts, args []string) error {
-		id, err := txID(args, "tx "+verb)
+		t, err := c.lookupTx(ctx, args, "tx "+verb)
 		if err != nil {
 			return err
 		}
-		bus, err := c.anyBus(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := bus.Transaction(ctx, id)
-		if err != nil {
-			return err
-		}
+		id := t.ID
 		result := struct {
 			ID      int64  `json:"id"`
 			Service string `json:"service"`

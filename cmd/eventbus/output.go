@@ -25,6 +25,18 @@ func (c *cli) table(header []string, rows [][]string) error {
 	return w.Flush()
 }
 
+// list prints v as JSON with --json, else table under header (nothing
+// when it is empty: the caller says so).
+func (c *cli) list(v any, header []string, table [][]string) error {
+	if c.json {
+		return c.printJSON(v)
+	}
+	if len(table) == 0 {
+		return nil
+	}
+	return c.table(header, table)
+}
+
 // fields writes label: value lines, aligned.
 func (c *cli) fields(kv ...string) error {
 	w := tabwriter.NewWriter(c.io.out, 0, 4, 1, ' ', 0)
