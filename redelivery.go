@@ -14,26 +14,18 @@ import (
 func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
 	qctx, cancel := b.bounded(ctx)
 	defer cancel()
-	rows, err := b.queryPrepared(qctx, b.q.fetchRetries, b.service, b.opts.LimitPerRun)
-	if err != nil {
-		return false, fmt.Errorf("fetch retries: %w", err)
-	}
 	var recs []*record
 	var attempts []int
-	for rows.Next() {
+	err := b.query(qctx, nil, b.q.fetchRetries, []any{b.service, b.opts.LimitPerRun}, func(rows *sql.Rows) error {
 		r := &record{}
 		var n int
-		evt, err := scanEvent(rows, &r.pk, &n, &r.seq)
-		if err != nil {
-			rows.Close()
-			return false, fmt.Errorf("fetch retries: %w", err)
-		}
-		r.evt = evt
+		var err error
+		r.evt, err = scanEvent(rows, &r.pk, &n, &r.seq)
 		recs = append(recs, r)
 		attempts = append(attempts, n)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return err
+	})
+	if err != nil {
 		return false, fmt.Errorf("fetch retries: %w", err)
 	}
 	if len(recs) == 0 {

@@ -23,22 +23,21 @@ type ServiceStatus struct {
 
 // Services reports every registered service and how far behind it is.
 func (b *EventBus) Services(ctx context.Context) ([]ServiceStatus, error) {
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.serviceStatus)
-	if err != nil {
-		return nil, fmt.Errorf("services: %w", err)
-	}
-	defer rows.Close()
 	var out []ServiceStatus
-	for rows.Next() {
+	err := b.query(ctx, nil, b.q.serviceStatus, nil, func(rows *sql.Rows) error {
 		var s ServiceStatus
 		var lease, updated int64
 		if err := rows.Scan(&s.Name, &s.ConsumedSeq, &s.Owner, &lease, &updated, &s.HeadSeq, &s.Pending, &s.Retrying, &s.DeadLetters); err != nil {
-			return nil, fmt.Errorf("services: %w", err)
+			return err
 		}
 		s.LeaseUntil, s.UpdatedAt = time.UnixMilli(lease).UTC(), time.UnixMilli(updated).UTC()
 		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("services: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RemoveService deletes a service that no longer exists, with its offset,

@@ -70,7 +70,7 @@ func (b *EventBus) CheckTransactions(ctx context.Context) (int, error) {
 	// set (claimed and rescheduled, resolved, or claimed by another
 	// instance), so the next page holds only ones not seen yet.
 	for {
-		ids, err := queryInt64s(ctx, b.sqlDB, b.q.dueTxs, b.service, txDuePage)
+		ids, err := queryAll[int64](ctx, b, nil, b.q.dueTxs, b.service, txDuePage)
 		if err != nil {
 			return resolved, fmt.Errorf("due transactions: %w", err)
 		}
@@ -92,7 +92,7 @@ func (b *EventBus) CheckTransactions(ctx context.Context) (int, error) {
 // checkTx claims transaction id (so no other instance checks it meanwhile),
 // asks the checker and records the answer.
 func (b *EventBus) checkTx(ctx context.Context, id int64) (bool, error) {
-	res, err := b.sqlDB.ExecContext(ctx, b.q.claimTx, txClaim.Milliseconds(), id)
+	res, err := b.exec(ctx, nil, b.q.claimTx, txClaim.Milliseconds(), id)
 	if err != nil {
 		return false, fmt.Errorf("claim transaction %d: %w", id, err)
 	}
@@ -100,7 +100,7 @@ func (b *EventBus) checkTx(ctx context.Context, id int64) (bool, error) {
 		return false, err // resolved or claimed by another instance meanwhile
 	}
 	var checks int
-	if err := b.sqlDB.QueryRowContext(ctx, b.q.txChecks, id).Scan(&checks); err != nil {
+	if err := b.queryRow(ctx, nil, b.q.txChecks, []any{id}, &checks); err != nil {
 		return false, fmt.Errorf("read transaction %d: %w", id, err)
 	}
 	b.mu.Lock()
@@ -153,7 +153,7 @@ func ignoreResolved(err error) error {
 }
 
 func (b *EventBus) rescheduleTx(ctx context.Context, id int64, checks, state int, delay time.Duration, reason string) error {
-	if _, err := b.sqlDB.ExecContext(ctx, b.q.rescheduleTx, state, delay.Milliseconds(), reason, id, checks); err != nil {
+	if _, err := b.exec(ctx, nil, b.q.rescheduleTx, state, delay.Milliseconds(), reason, id, checks); err != nil {
 		return fmt.Errorf("reschedule transaction %d: %w", id, err)
 	}
 	return nil
@@ -172,20 +172,16 @@ func (b *EventBus) askChecker(ctx context.Context, c ddd.DomainEventTXChecker, e
 }
 
 func (b *EventBus) txEvents(ctx context.Context, id int64) ([]*ddd.DomainEvent, error) {
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.txEventsOf, id)
+	var out []*ddd.DomainEvent
+	err := b.query(ctx, nil, b.q.txEventsOf, []any{id}, func(rows *sql.Rows) error {
+		evt, err := scanEvent(rows)
+		out = append(out, evt)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("transaction %d events: %w", id, err)
 	}
-	defer rows.Close()
-	var out []*ddd.DomainEvent
-	for rows.Next() {
-		evt, err := scanEvent(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, evt)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // UnresolvedTx is a transaction the checker could not resolve.
@@ -205,24 +201,19 @@ func (b *EventBus) UnresolvedTransactions(ctx context.Context, after int64, limi
 	if limit < 1 || limit > 1000 {
 		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidOption, limit)
 	}
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.unresolvedTxs, b.service, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("unresolved transactions: %w", err)
-	}
 	var out []UnresolvedTx
-	for rows.Next() {
+	err := b.query(ctx, nil, b.q.unresolvedTxs, []any{b.service, after, limit}, func(rows *sql.Rows) error {
 		var u UnresolvedTx
 		var created, updated int64
 		if err := rows.Scan(&u.ID, &u.Checks, &u.LastError, &created, &updated); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		u.CreatedAt, u.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
 		out = append(out, u)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unresolved transactions: %w", err)
 	}
 	for i := range out {
 		if out[i].Events, err = b.txEvents(ctx, out[i].ID); err != nil {
@@ -236,7 +227,7 @@ func (b *EventBus) UnresolvedTransactions(ctx context.Context, after int64, limi
 // transactions are unresolved.
 func (b *EventBus) CountUnresolvedTransactions(ctx context.Context) (int64, error) {
 	var n int64
-	err := b.sqlDB.QueryRowContext(ctx, b.q.countUnresolved, b.service).Scan(&n)
+	err := b.queryRow(ctx, nil, b.q.countUnresolved, []any{b.service}, &n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
