@@ -52,18 +52,29 @@ type Database struct {
 	// Isolation, if set, is every connection's session default isolation
 	// level ("serializable"); "" keeps the server's default.
 	Isolation string
-	open      func(t testing.TB, addr string) *gorm.DB
+	open      func(t testing.TB, addr string, session map[string]string) *gorm.DB
 }
 
 // Open returns a new connection pool to the database, closed when t ends.
-func (d *Database) Open(t testing.TB) *gorm.DB { return d.open(t, d.Addr) }
+func (d *Database) Open(t testing.TB) *gorm.DB { return d.open(t, d.Addr, nil) }
+
+// OpenSession returns a new pool whose every connection sets the given
+// session variables (MySQL: system variables such as time_zone or
+// timestamp, values quoted as SQL literals; PostgreSQL: run-time parameters
+// such as TimeZone). SQLite has none: the test skips.
+func (d *Database) OpenSession(t testing.TB, vars map[string]string) *gorm.DB {
+	if d.Addr == "" {
+		t.Skip("SQLite has no session variables")
+	}
+	return d.open(t, d.Addr, vars)
+}
 
 // OpenVia returns a new pool that reaches the server through addr (a proxy).
 func (d *Database) OpenVia(t testing.TB, addr string) *gorm.DB {
 	if d.Addr == "" {
 		t.Skip("SQLite is embedded: there is no connection to proxy")
 	}
-	return d.open(t, addr)
+	return d.open(t, addr, nil)
 }
 
 // uniqueName returns a name that starts with the creation time, so stale

@@ -67,11 +67,15 @@ func mysqlOn(t testing.TB, dsn string, sweep bool) *Database {
 		}
 	})
 	d := &Database{Dialect: "mysql", Addr: cfg.Addr}
-	d.open = func(t testing.TB, addr string) *gorm.DB {
+	d.open = func(t testing.TB, addr string, session map[string]string) *gorm.DB {
 		c := cfg.Clone()
 		c.DBName, c.Addr = name, addr
+		c.Params = map[string]string{}
 		if d.Isolation != "" {
-			c.Params = map[string]string{isolationVar(t, cfg): "'" + strings.ToUpper(d.Isolation) + "'"}
+			c.Params[isolationVar(t, cfg)] = "'" + strings.ToUpper(d.Isolation) + "'"
+		}
+		for k, v := range session {
+			c.Params[k] = v
 		}
 		db, err := gorm.Open(mysql.Open(c.FormatDSN()), gormConfig())
 		if err != nil {

@@ -56,13 +56,16 @@ func postgresOn(t testing.TB, dsn string, sweep bool) *Database {
 		}
 	})
 	d := &Database{Dialect: "postgres", Addr: u.Host}
-	d.open = func(t testing.TB, addr string) *gorm.DB {
+	d.open = func(t testing.TB, addr string, session map[string]string) *gorm.DB {
 		c := *u
 		c.Host = addr
 		q := c.Query()
 		q.Set("search_path", name)
 		if d.Isolation != "" {
 			q.Set("default_transaction_isolation", d.Isolation)
+		}
+		for k, v := range session {
+			q.Set(k, v)
 		}
 		c.RawQuery = q.Encode()
 		db, err := gorm.Open(postgres.Open(c.String()), gormConfig())

@@ -13,7 +13,7 @@ func SQLite(t testing.TB) *Database {
 	path := filepath.Join(t.TempDir(), "events.db")
 	return &Database{
 		Dialect: "sqlite",
-		open: func(t testing.TB, _ string) *gorm.DB {
+		open: func(t testing.TB, _ string, _ map[string]string) *gorm.DB {
 			db, err := eventbus.OpenSQLite(path)
 			if err != nil {
 				t.Fatalf("open sqlite: %v", err)
