@@ -151,7 +151,7 @@ func testCleanerDoesNotDelay(t *testing.T, tdb *dbtest.Database) {
 	// The clean's DELETE waits on the last of its candidates; by then it
 	// has read (on MySQL before the fix: locked) the services rows.
 	last := eventPKByID(t, db, old[len(old)-1])
-	h := holdLocks(t, tdb, "UPDATE ddd_events SET created_at = created_at - 1 WHERE id = "+strconv.FormatInt(last, 10))
+	h := holdLocks(t, tdb, "UPDATE ddd_events SET created_at = created_at - 1 WHERE id = "+itoa64(last))
 	cleaned := cleanAsync(producer, 60*time.Second)
 	waitFor(t, 10*time.Second, "the clean to wait on the held event row", func() bool {
 		return h.blocking(t, db, tdb.Dialect, "DELETE FROM ddd_events")
@@ -190,3 +190,5 @@ func leaseUntil(t testing.TB, db *gorm.DB, service string) int64 {
 	t.Helper()
 	return count(t, db, "SELECT lease_until FROM ddd_services WHERE name = ?", service)
 }
+
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
