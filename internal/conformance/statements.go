@@ -59,7 +59,7 @@ func preparedUnderLoad(t *testing.T, tdb *dbtest.Database, buses, conns int) []i
 	var all []*eventbus.EventBus
 	var recs []*recorder
 	for i := range buses {
-		bus := newBus(t, db, fmt.Sprintf("stmt-%d", i), eventbus.WithLimitPerRun(7),
+		bus := newBus(t, db, fmt.Sprintf("stmt-%d", i), eventbus.WithLimitPerRun(25),
 			eventbus.WithRetryStrategy(&eventbus.LimitRetry{Limit: 1}))
 		rec := newRecorder()
 		rec.fail = func(evt *ddd.DomainEvent) error {
@@ -128,13 +128,14 @@ func preparedUnderLoad(t *testing.T, tdb *dbtest.Database, buses, conns int) []i
 		t.Fatalf("dispatch: %v", err)
 	}
 	check := tdb.Open(t)
-	for i, bus := range all {
+	for _, bus := range all {
 		bus.Notify()
-		waitCaughtUp(t, check, fmt.Sprintf("stmt-%d", i))
-		waitFor(t, 30*time.Second, "the retries", func() bool {
-			return count(t, check, "SELECT COUNT(*) FROM ddd_retries WHERE state = 0") == 0
-		})
 	}
+	waitFor(t, time.Minute, "every service to finish every event", func() bool {
+		return count(t, check, "SELECT COUNT(*) FROM ddd_events WHERE seq IS NULL") == 0 &&
+			count(t, check, "SELECT COUNT(*) FROM ddd_services s, ddd_sequencer q WHERE s.consumed_seq = q.last_seq") == int64(buses) &&
+			count(t, check, "SELECT COUNT(*) FROM ddd_retries WHERE state = 0") == 0
+	})
 	for _, stop := range stops {
 		stop()
 	}
