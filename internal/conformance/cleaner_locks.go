@@ -140,10 +140,7 @@ func testCleanerDoesNotDelay(t *testing.T, tdb *dbtest.Database) {
 	}
 	db := tdb.Open(t)
 	producer := newBus(t, db, "producer", eventbus.WithRetentionTime(time.Hour))
-	live := newBus(t, tdb.Open(t), "live")
-	rec := newRecorder()
-	must(t, live.RegisterEventHandler(rec.handle))
-	start(t, live)
+	live, rec := startRecording(t, tdb.Open(t), "live")
 	old := dispatchN(t, producer, "old", 0, 20)
 	waitCaughtUp(t, db, "live")
 	ageEvents(t, db, old)

@@ -64,10 +64,7 @@ func testIsolationOffsetCommit(t *testing.T, tdb *dbtest.Database) {
 	db := tdb.Open(t)
 	producer := newBus(t, db, "producer")
 	sink := newLogSink()
-	bus := newBus(t, sdb, "iso", eventbus.WithLogger(sink.logger()))
-	rec := newRecorder()
-	must(t, bus.RegisterEventHandler(rec.handle))
-	start(t, bus)
+	bus, rec := startRecording(t, sdb, "iso", eventbus.WithLogger(sink.logger()))
 	ids := dispatchN(t, producer, "first", 0, 5)
 	waitCaughtUp(t, db, "iso")
 
@@ -138,10 +135,7 @@ func testIsolationReadUncommitted(t *testing.T, tdb *dbtest.Database) {
 	udb := openAtLevel(t, tdb, "READ UNCOMMITTED")
 	db := tdb.Open(t)
 	producer := newBus(t, db, "producer")
-	bus := newBus(t, udb, "iso-ru")
-	rec := newRecorder()
-	must(t, bus.RegisterEventHandler(rec.handle))
-	start(t, bus)
+	bus, rec := startRecording(t, udb, "iso-ru")
 	ids := dispatchN(t, producer, "first", 0, 1)
 	waitCaughtUp(t, db, "iso-ru")
 

@@ -40,6 +40,17 @@ func openPool(t testing.TB, tdb *dbtest.Database, n int) *gorm.DB {
 	return db
 }
 
+// startRecording starts a new bus of service on db whose handler is a new
+// recorder.
+func startRecording(t testing.TB, db *gorm.DB, service string, opts ...eventbus.Option) (*eventbus.EventBus, *recorder) {
+	t.Helper()
+	bus := newBus(t, db, service, opts...)
+	rec := newRecorder()
+	must(t, bus.RegisterEventHandler(rec.handle))
+	start(t, bus)
+	return bus, rec
+}
+
 // within runs op with a deadline and fails the test, naming what, if op
 // fails or does not finish in time.
 func within(t testing.TB, what string, op func(ctx context.Context) error) {
@@ -266,10 +277,7 @@ func testPoolFourEngines(t *testing.T, tdb *dbtest.Database) {
 	db := openPool(t, tdb, 4)
 	bus := newBus(t, db, "pool-four")
 	eng := newEngine(t, db, bus)
-	consumer := newBus(t, tdb.Open(t), "pool-four-consumer")
-	rec := newRecorder()
-	must(t, consumer.RegisterEventHandler(rec.handle))
-	start(t, consumer)
+	consumer, rec := startRecording(t, tdb.Open(t), "pool-four-consumer")
 
 	const workers, runs = 4, 8
 	ids := make([][]string, workers)
