@@ -45,8 +45,14 @@ func newProducer(t testing.TB, db *gorm.DB) *eventbus.EventBus {
 	return b
 }
 
-// pending is how many events the service has not finished.
+// pending is how many events the bus's service has not finished.
 func pending(t testing.TB, bus *eventbus.EventBus) int64 {
+	t.Helper()
+	return pendingOf(t, bus, bus.Service())
+}
+
+// pendingOf is how many events service has not finished (-1: unknown).
+func pendingOf(t testing.TB, bus *eventbus.EventBus, service string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -56,7 +62,7 @@ func pending(t testing.TB, bus *eventbus.EventBus) int64 {
 		return -1
 	}
 	for _, s := range ss {
-		if s.Name == bus.Service() {
+		if s.Name == service {
 			return s.Pending + s.Retrying
 		}
 	}

@@ -1,0 +1,86 @@
+package relay_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/dbtest"
+	"github.com/dddbus/eventbus/relay"
+)
+
+// TestRelayNATSRestart kills a private nats-server (SIGKILL) while the
+// relay publishes and producers commit, and starts it again: every event
+// reaches the stream exactly once, in each sender's commit order, and the
+// subscriber, riding out the same restart, handles every one.
+func TestRelayNATSRestart(t *testing.T) {
+	forEachDB(t, func(t *testing.T, database *dbtest.Database) {
+		srv := privateNATS(t)
+		relayThroughOutage(t, database, srv.url(), func() { srv.kill(t) }, func() { srv.start(t) })
+	})
+}
+
+// TestRelayNetworkCut cuts every connection between the relay and the
+// shared nats-server (a proxy closes them and refuses new ones) for a
+// while: the same guarantees hold.
+func TestRelayNetworkCut(t *testing.T) {
+	forEachDB(t, func(t *testing.T, database *dbtest.Database) {
+		proxy := dbtest.NewProxy(t, strings.TrimPrefix(natsURL(t), "nats://"))
+		relayThroughOutage(t, database, "nats://"+proxy.Addr(), proxy.Cut, func() {
+			if err := proxy.Restore(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+}
+
+// relayThroughOutage relays while producers commit, calls down once a
+// third of the events reached the stream, up once the relay saw publishes
+// fail, and checks the stream and the subscriber at the end.
+func relayThroughOutage(t *testing.T, database *dbtest.Database, url string, down, up func()) {
+	db := database.Open(t)
+	_, js := connect(t, url)
+	s := newStream(t, js)
+	r := newRelay(t, db, js, s, "relay")
+	handled := map[string]bool{}
+	var log orderLog
+	router := ddd.NewRouter()
+	if err := ddd.On(router, log.handle); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := relay.NewSubscriber(js, s.name, "billing", router.HandleEvent, relay.WithSubscriberLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, r.Run)
+	run(t, sub.Run)
+
+	const senders, perSender = 20, 100
+	produced := make(chan *producedSet, 1)
+	go func() { produced <- &producedSet{produce(t, db, newProducer(t, db), senders, perSender, r.Notify)} }()
+	waitFor(t, time.Minute, "a third of the events in the stream", func() bool { return s.msgs(t, js) >= senders*perSender/3 })
+	down()
+	failures := r.Stats().Failures
+	waitFor(t, time.Minute, "the relay to see publishes fail", func() bool { return r.Stats().Failures > failures })
+	up()
+	p := (<-produced).p
+	total := p.total()
+	waitFor(t, 2*time.Minute, "every event in the stream", func() bool { return s.msgs(t, js) >= uint64(total) })
+	waitFor(t, time.Minute, "the relay to finish", func() bool { return pending(t, r.Bus()) == 0 })
+	checkStream(t, p, s.events(t, js))
+	t.Logf("relay: %+v", r.Stats())
+	// The subscriber's acks may be lost in the outage: at least once.
+	waitFor(t, time.Minute, "the subscriber to handle every event", func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		for _, ids := range log.seen {
+			for _, id := range ids {
+				handled[id] = true
+			}
+		}
+		return len(handled) == total
+	})
+}
+
+type producedSet struct{ p *produced }
