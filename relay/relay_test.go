@@ -191,3 +191,5 @@ func TestRelayDedup(t *testing.T) {
 		}
 	})
 }
+
+func dbtestSQLite(t *testing.T) *gorm.DB { return dbtest.SQLite(t).Open(t) }

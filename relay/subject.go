@@ -67,3 +67,20 @@ func ValidateSubject(s string) error {
 	}
 	return nil
 }
+
+// subjectMatches reports whether subject matches pattern, whose tokens may
+// be the wildcards "*" (one token) and ">" (the rest, at least one token).
+func subjectMatches(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, p := range pt {
+		switch {
+		case p == ">":
+			return len(st) > i
+		case i >= len(st):
+			return false
+		case p != "*" && p != st[i]:
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}

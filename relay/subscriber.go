@@ -80,6 +80,7 @@ func NewSubscriber(js jetstream.JetStream, stream, durable string, h ddd.DomainE
 		deliver:        jetstream.DeliverAllPolicy,
 		deadStream:     stream + "_DEAD",
 		deadSubject:    "deadletter." + stream + "." + durable,
+		defaultDead:    true,
 		log:            slog.Default(),
 	}
 	for _, o := range opts {
@@ -160,18 +161,8 @@ func (s *Subscriber) Run(ctx context.Context) error {
 }
 
 func (s *Subscriber) setup(ctx context.Context) (jetstream.Consumer, error) {
-	if _, err := s.js.Stream(ctx, s.cfg.deadStream); errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = s.js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:        s.cfg.deadStream,
-			Description: "eventbus relay: dead letters of subscribers",
-			Subjects:    []string{s.cfg.deadSubject},
-			Storage:     jetstream.FileStorage,
-		})
-		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil, fmt.Errorf("relay: create dead-letter stream %s: %w", s.cfg.deadStream, err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("relay: dead-letter stream %s: %w", s.cfg.deadStream, err)
+	if err := s.setupDeadLetters(ctx); err != nil {
+		return nil, err
 	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.stream, jetstream.ConsumerConfig{
 		Durable:       s.durable,
@@ -187,6 +178,38 @@ func (s *Subscriber) setup(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, fmt.Errorf("relay: consumer %s on stream %s: %w", s.durable, s.stream, err)
 	}
 	return cons, nil
+}
+
+// setupDeadLetters creates the dead-letter stream if it does not exist
+// (capturing every durable's default subject, or the configured one), and
+// checks that it captures this subscriber's dead-letter subject.
+func (s *Subscriber) setupDeadLetters(ctx context.Context) error {
+	stream, err := s.js.Stream(ctx, s.cfg.deadStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		subject := s.cfg.deadSubject
+		if s.cfg.defaultDead {
+			subject = "deadletter." + s.stream + ".*"
+		}
+		stream, err = s.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        s.cfg.deadStream,
+			Description: "eventbus relay: dead letters of subscribers",
+			Subjects:    []string{subject},
+			Storage:     jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			stream, err = s.js.Stream(ctx, s.cfg.deadStream) // another subscriber made it meanwhile
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("relay: dead-letter stream %s: %w", s.cfg.deadStream, err)
+	}
+	for _, pattern := range stream.CachedInfo().Config.Subjects {
+		if subjectMatches(pattern, s.cfg.deadSubject) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: dead-letter stream %s does not capture the subject %s", eventbus.ErrInvalidOption,
+		s.cfg.deadStream, s.cfg.deadSubject)
 }
 
 // process settles one delivery: handles it (retrying a FIFO event here),

@@ -27,6 +27,7 @@ type subscriberConfig struct {
 	deliver        jetstream.DeliverPolicy
 	deadStream     string
 	deadSubject    string
+	defaultDead    bool // dead letters go where NewSubscriber put them
 	log            *slog.Logger
 }
 
@@ -75,11 +76,12 @@ func WithDeliverPolicy(p jetstream.DeliverPolicy) SubscriberOption {
 }
 
 // WithDeadLetters sets the stream and the subject dead letters are kept
-// in. Run creates the stream (subject subject, file storage, no limits)
-// if it does not exist. Default: stream "<stream>_DEAD", subject
-// "deadletter.<stream>.<durable>".
+// in. Run creates the stream (capturing subject, file storage, no limits)
+// if it does not exist, and fails if it exists and does not capture
+// subject. Default: stream "<stream>_DEAD", created capturing
+// "deadletter.<stream>.*", and subject "deadletter.<stream>.<durable>".
 func WithDeadLetters(stream, subject string) SubscriberOption {
-	return func(c *subscriberConfig) { c.deadStream, c.deadSubject = stream, subject }
+	return func(c *subscriberConfig) { c.deadStream, c.deadSubject, c.defaultDead = stream, subject, false }
 }
 
 // WithSubscriberLogger sets the subscriber's logger. Default slog.Default().
