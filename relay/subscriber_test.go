@@ -295,4 +295,3 @@ func TestRelayDeadLetter(t *testing.T) {
 		t.Fatalf("the replayed event is not last in the stream")
 	}
 }
-
