@@ -23,10 +23,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"time"
 
 	"github.com/dddbus/eventbus"
+	"github.com/dddbus/eventbus/relay"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -54,13 +56,28 @@ func main() {
 	flag.IntVar(&c.rate, "rate", 500, "commits per second of the latency run")
 	flag.IntVar(&c.relayConcurrency, "relay-concurrency", 0, "relay's ConsumeConcurrent (0: the relay's default)")
 	flag.IntVar(&c.relayBatch, "relay-batch", 0, "relay's LimitPerRun (0: the relay's default)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "relaybench:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "relaybench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if c.dsn == "" {
 		c.dsn = map[string]string{"mysql": os.Getenv("EVENTBUS_MYSQL_DSN"), "postgres": os.Getenv("EVENTBUS_POSTGRES_DSN")}[c.db]
 	}
 	c.quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if err := run(&c); err != nil {
 		fmt.Fprintln(os.Stderr, "relaybench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -84,16 +101,27 @@ func run(c *config) error {
 	ctx := context.Background()
 	fmt.Printf("relaybench: db %s, backlog %d events of %d senders, %d rounds; latency %d events at %d/s; nats %s (server %s)\n",
 		c.db, c.n, c.senders, c.rounds, c.latencyN, c.rate, c.natsURL, nc.ConnectedServerVersion())
-	var dbRates, relayRates, ratios []float64
+	concurrency := c.relayConcurrency
+	if concurrency == 0 {
+		concurrency = relay.DefaultRelayConcurrency
+	}
+	var dbRates, relayRates, ratios, waitRates, pipeRates, waitRatios, pipeRatios []float64
 	for round := range c.rounds {
 		relayFirst := round%2 == 1
 		dbRate, relayRate, err := drainRound(ctx, c, relayFirst)
 		if err != nil {
 			return fmt.Errorf("round %d: %w", round+1, err)
 		}
-		fmt.Printf("round %d: db no-op drain %.0f events/s, relay %.0f events/s (%.2fx)%s\n", round+1, dbRate, relayRate,
-			relayRate/dbRate, map[bool]string{true: ", relay first", false: ""}[relayFirst])
+		waiting, pipelined, err := rawRates(ctx, c, concurrency)
+		if err != nil {
+			return fmt.Errorf("round %d: raw JetStream: %w", round+1, err)
+		}
+		fmt.Printf("round %d: db no-op drain %.0f events/s, relay %.0f events/s (%.2fx)%s; raw JetStream %.0f msgs/s waiting on %d goroutines, %.0f pipelined\n",
+			round+1, dbRate, relayRate, relayRate/dbRate, map[bool]string{true: " (relay first)", false: ""}[relayFirst],
+			waiting, concurrency, pipelined)
 		dbRates, relayRates, ratios = append(dbRates, dbRate), append(relayRates, relayRate), append(ratios, relayRate/dbRate)
+		waitRates, pipeRates = append(waitRates, waiting), append(pipeRates, pipelined)
+		waitRatios, pipeRatios = append(waitRatios, waiting/dbRate), append(pipeRatios, pipelined/dbRate)
 	}
 	relayLat, dbLat, err := latencyRound(ctx, c)
 	if err != nil {
@@ -104,6 +132,10 @@ func run(c *config) error {
 	fmt.Println("|---|---:|---:|---:|")
 	fmt.Printf("| drain %d, no-op handler / publish until acked, median events/s | %.0f | %.0f | %.2fx |\n",
 		c.n, median(dbRates), median(relayRates), median(ratios))
+	fmt.Printf("| raw JetStream publish of as many messages, no database, %d goroutines each waiting for its ack, median msgs/s | | %.0f | %.2fx |\n",
+		concurrency, median(waitRates), median(waitRatios))
+	fmt.Printf("| raw JetStream publish, all pipelined (PublishMsgAsync), median msgs/s | | %.0f | %.2fx |\n",
+		median(pipeRates), median(pipeRatios))
 	fmt.Printf("| commit to handler p50 (subscriber for the relay), ms | %.2f | %.2f | |\n", ms(pct(dbLat, 50)), ms(pct(relayLat, 50)))
 	fmt.Printf("| commit to handler p99, ms | %.2f | %.2f | |\n", ms(pct(dbLat, 99)), ms(pct(relayLat, 99)))
 	return nil

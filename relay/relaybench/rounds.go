@@ -10,6 +10,7 @@ import (
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/relay"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"gorm.io/gorm"
 )
@@ -263,4 +264,66 @@ func latencyRound(ctx context.Context, c *config) (relayLat, dbLat []time.Durati
 		dbLat = append(dbLat, max(viaDB.seen[id].Sub(at), 0))
 	}
 	return relayLat, dbLat, nil
+}
+
+// rawRates publishes n messages like the relay's (an encoded event each,
+// with its id as Nats-Msg-Id) straight to a stream of their own, without
+// the database: on concurrency goroutines each waiting for its ack (the
+// relay's way), and pipelined (PublishMsgAsync, all in flight, then every
+// ack awaited: what a relay handed whole batches could do).
+func rawRates(ctx context.Context, c *config, concurrency int) (waiting, pipelined float64, err error) {
+	id := randomSuffix()
+	stream, prefix := "RELAYBENCH_RAW_"+id, "relaybenchraw"+id
+	if _, err := c.js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{prefix + ".>"}}); err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = c.js.DeleteStream(context.Background(), stream) }()
+	msgs := make([]*nats.Msg, 2*c.n)
+	for i := range msgs {
+		sender := fmt.Sprintf("order-%05d", i%c.senders)
+		evt, err := ddd.NewDomainEvent(sender, Placed{OrderID: sender, N: i})
+		if err == nil {
+			msgs[i], err = relay.Encode(prefix+".Placed", evt)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	began := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, concurrency)
+	for range concurrency {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(c.n); i = next.Add(1) - 1 {
+				if _, err := c.js.PublishMsg(ctx, msgs[i]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, 0, err
+	}
+	waiting = float64(c.n) / time.Since(began).Seconds()
+	began = time.Now()
+	futures := make([]jetstream.PubAckFuture, 0, c.n)
+	for _, m := range msgs[c.n:] {
+		f, err := c.js.PublishMsgAsync(m)
+		if err != nil {
+			return 0, 0, err
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return 0, 0, err
+		}
+	}
+	return waiting, float64(c.n) / time.Since(began).Seconds(), nil
 }
