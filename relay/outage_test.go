@@ -5,9 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/internal/dbtest"
-	"github.com/dddbus/eventbus/relay"
 )
 
 // TestRelayNATSRestart kills a private nats-server (SIGKILL) while the
@@ -42,19 +40,8 @@ func relayThroughOutage(t *testing.T, database *dbtest.Database, url string, dow
 	db := database.Open(t)
 	_, js := connect(t, url)
 	s := newStream(t, js)
-	r := newRelay(t, db, js, s, "relay")
+	r, log := runPipeline(t, db, js, s)
 	handled := map[string]bool{}
-	var log orderLog
-	router := ddd.NewRouter()
-	if err := ddd.On(router, log.handle); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := relay.NewSubscriber(js, s.name, "billing", router.HandleEvent, relay.WithSubscriberLogger(testLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, r.Run)
-	run(t, sub.Run)
 
 	const senders, perSender = 20, 100
 	produced := make(chan *producedSet, 1)

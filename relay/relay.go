@@ -65,13 +65,7 @@ func New(db *gorm.DB, js jetstream.JetStream, opts ...Option) (*Relay, error) {
 		maxBackoff:     DefaultMaxBackoff,
 		log:            slog.Default(),
 	}
-	for _, o := range opts {
-		if o == nil {
-			return nil, fmt.Errorf("%w: nil option", eventbus.ErrInvalidOption)
-		}
-		o(&cfg)
-	}
-	if err := cfg.validate(); err != nil {
+	if err := apply(&cfg, opts); err != nil {
 		return nil, err
 	}
 	busOpts := append([]eventbus.Option{

@@ -79,3 +79,17 @@ func (c *relayConfig) validate() error {
 	}
 	return nil
 }
+
+// apply runs opts on cfg, then validates it.
+func apply[C any, PC interface {
+	*C
+	validate() error
+}, O ~func(*C)](cfg PC, opts []O) error {
+	for _, o := range opts {
+		if o == nil {
+			return fmt.Errorf("%w: nil option", eventbus.ErrInvalidOption)
+		}
+		o(cfg)
+	}
+	return cfg.validate()
+}

@@ -93,6 +93,25 @@ func (o *orderLog) count() int {
 	return o.n
 }
 
+// runPipeline runs a relay of db to s and a subscriber ("billing") of s
+// whose router records what it handles, until the test ends.
+func runPipeline(t *testing.T, db *gorm.DB, js jetstream.JetStream, s testStream) (*relay.Relay, *orderLog) {
+	t.Helper()
+	r := newRelay(t, db, js, s, "relay")
+	log := &orderLog{}
+	router := ddd.NewRouter()
+	if err := ddd.On(router, log.handle); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := relay.NewSubscriber(js, s.name, "billing", router.HandleEvent, relay.WithSubscriberLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, r.Run)
+	run(t, sub.Run)
+	return r, log
+}
+
 // TestRelayEndToEnd relays thousands of events of many senders, committed
 // while the relay runs, and consumes them with a Subscriber: the stream
 // holds each exactly once in each sender's commit order, with its
@@ -102,18 +121,7 @@ func TestRelayEndToEnd(t *testing.T) {
 		db := database.Open(t)
 		_, js := connect(t, natsURL(t))
 		s := newStream(t, js)
-		r := newRelay(t, db, js, s, "relay")
-		var log orderLog
-		router := ddd.NewRouter()
-		if err := ddd.On(router, log.handle); err != nil {
-			t.Fatal(err)
-		}
-		sub, err := relay.NewSubscriber(js, s.name, "billing", router.HandleEvent, relay.WithSubscriberLogger(testLogger()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		run(t, r.Run)
-		run(t, sub.Run)
+		r, log := runPipeline(t, db, js, s)
 
 		const senders, perSender = 40, 75
 		p := produce(t, db, newProducer(t, db), senders, perSender, r.Notify)

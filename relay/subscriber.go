@@ -83,13 +83,7 @@ func NewSubscriber(js jetstream.JetStream, stream, durable string, h ddd.DomainE
 		defaultDead:    true,
 		log:            slog.Default(),
 	}
-	for _, o := range opts {
-		if o == nil {
-			return nil, fmt.Errorf("%w: nil option", eventbus.ErrInvalidOption)
-		}
-		o(&cfg)
-	}
-	if err := cfg.validate(); err != nil {
+	if err := apply(&cfg, opts); err != nil {
 		return nil, err
 	}
 	if !validName(cfg.deadStream) {
