@@ -209,13 +209,13 @@ func (s *Subscriber) setupDeadLetters(ctx context.Context) error {
 // process settles one delivery: handles it (retrying a FIFO event here),
 // then acks, naks or dead-letters it.
 func (s *Subscriber) process(l *lanes, d *delivery) {
-	if d.decodeErr != nil {
-		s.bury(l, d, int(d.md.NumDelivered), d.decodeErr)
-		return
-	}
 	if to := d.msg.Headers().Get(HeaderReplayFor); to != "" && to != s.durable {
 		s.skipped.Add(1)
 		s.settle(d, "ack", d.msg.Ack())
+		return
+	}
+	if d.decodeErr != nil {
+		s.bury(l, d, int(d.md.NumDelivered), d.decodeErr)
 		return
 	}
 	// Every earlier delivery counts as a failed attempt.
