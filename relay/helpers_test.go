@@ -157,15 +157,26 @@ func (p *produced) total() int {
 	return n
 }
 
-// produce commits perSender events for each of senders senders on 4
-// goroutines (each owns a quarter of the senders), 1 to 3 events of one
-// sender per transaction, through bus; after each commit it calls notify.
+// produce commits perSender events for each of senders senders (see
+// produceFrom), failing the test on an error.
 func produce(t testing.TB, db *gorm.DB, bus *eventbus.EventBus, senders, perSender int, notify func()) *produced {
 	t.Helper()
+	p, err := produceFrom(db, bus, 0, senders, perSender, notify)
+	if err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	return p
+}
+
+// produceFrom commits perSender events for each of the senders numbered
+// first to first+senders-1, on 4 goroutines (each owns a quarter of the
+// senders), 1 to 3 events of one sender per transaction, through bus;
+// after each commit it calls notify.
+func produceFrom(db *gorm.DB, bus *eventbus.EventBus, first, senders, perSender int, notify func()) (*produced, error) {
 	p := &produced{ids: map[string][]string{}}
 	engine, err := ddd.NewEngine(db, ddd.WithEventBus(bus), ddd.WithPostCommitHook(func(context.Context) { notify() }))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	const producers = 4
 	var wg sync.WaitGroup
@@ -175,7 +186,7 @@ func produce(t testing.TB, db *gorm.DB, bus *eventbus.EventBus, senders, perSend
 			done := make(map[int]int) // sender -> events committed
 			for round := 0; ; round++ {
 				busy := false
-				for s := g; s < senders; s += producers {
+				for s := first + g; s < first+senders; s += producers {
 					if done[s] == perSender {
 						continue
 					}
@@ -199,10 +210,14 @@ func produce(t testing.TB, db *gorm.DB, bus *eventbus.EventBus, senders, perSend
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		t.Fatalf("produce: %v", err)
+	return p, <-errs
+}
+
+// merge adds what q produced (other senders) to p.
+func (p *produced) merge(q *produced) {
+	for s, ids := range q.ids {
+		p.ids[s] = append(p.ids[s], ids...)
 	}
-	return p
 }
 
 func (p *produced) add(evts []*ddd.DomainEvent) {

@@ -44,14 +44,32 @@ func relayThroughOutage(t *testing.T, database *dbtest.Database, url string, dow
 	handled := map[string]bool{}
 
 	const senders, perSender = 20, 100
-	produced := make(chan *producedSet, 1)
-	go func() { produced <- &producedSet{produce(t, db, newProducer(t, db), senders, perSender, r.Notify)} }()
+	type outcome struct {
+		p   *produced
+		err error
+	}
+	before := make(chan outcome, 1)
+	go func() {
+		p, err := produceFrom(db, newProducer(t, db), 0, senders, perSender, r.Notify)
+		before <- outcome{p, err}
+	}()
 	waitFor(t, time.Minute, "a third of the events in the stream", func() bool { return s.msgs(t, js) >= senders*perSender/3 })
-	down()
 	failures := r.Stats().Failures
+	down()
+	// Commit more while NATS is away (other senders), so the relay has
+	// something to fail on even if it had caught up.
+	during, err := produceFrom(db, newProducer(t, db), senders, 5, 20, r.Notify)
+	if err != nil {
+		t.Fatalf("produce during the outage: %v", err)
+	}
 	waitFor(t, time.Minute, "the relay to see publishes fail", func() bool { return r.Stats().Failures > failures })
 	up()
-	p := (<-produced).p
+	res := <-before
+	if res.err != nil {
+		t.Fatalf("produce: %v", res.err)
+	}
+	p := res.p
+	p.merge(during)
 	total := p.total()
 	waitFor(t, 2*time.Minute, "every event in the stream", func() bool { return s.msgs(t, js) >= uint64(total) })
 	waitFor(t, time.Minute, "the relay to finish", func() bool { return pending(t, r.Bus()) == 0 })
@@ -69,5 +87,3 @@ func relayThroughOutage(t *testing.T, database *dbtest.Database, url string, dow
 		return len(handled) == total
 	})
 }
-
-type producedSet struct{ p *produced }

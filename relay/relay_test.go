@@ -103,7 +103,9 @@ func runPipeline(t *testing.T, db *gorm.DB, js jetstream.JetStream, s testStream
 	if err := ddd.On(router, log.handle); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := relay.NewSubscriber(js, s.name, "billing", router.HandleEvent, relay.WithSubscriberLogger(testLogger()))
+	// A short ack wait: messages lost on the way in an outage come again sooner.
+	sub, err := relay.NewSubscriber(js, s.name, "billing", router.HandleEvent, relay.WithSubscriberLogger(testLogger()),
+		relay.WithAckWait(3*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
