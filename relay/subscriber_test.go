@@ -295,3 +295,37 @@ func TestRelayDeadLetter(t *testing.T) {
 		t.Fatalf("the replayed event is not last in the stream")
 	}
 }
+
+// TestSubscriberKeepsHeldMessagesAlive: a handler call longer than the ack
+// wait, and the sender's message queued behind it, are not delivered a
+// second time meanwhile (InProgress every third of the ack wait).
+func TestSubscriberKeepsHeldMessagesAlive(t *testing.T) {
+	_, js := connect(t, natsURL(t))
+	s := newStream(t, js)
+	const ackWait = time.Second
+	var calls atomic.Int64
+	sub, err := relay.NewSubscriber(js, s.name, "billing", func(ctx context.Context, evt *ddd.DomainEvent) error {
+		if calls.Add(1) == 1 {
+			<-time.After(3 * ackWait) // a slow handler, not a wait for a condition
+		}
+		return nil
+	}, relay.WithSubscriberLogger(testLogger()), relay.WithAckWait(ackWait))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, sub.Run)
+	publish(t, js, s, event(t, "o1", 0), event(t, "o1", 1))
+	waitFor(t, 30*time.Second, "both events handled and acknowledged", func() bool {
+		return calls.Load() >= 2 && consumerIdle(t, js, s.name, "billing")
+	})
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("handler called %d times for 2 events", n)
+	}
+	c, err := js.Consumer(context.Background(), s.name, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.CachedInfo().Delivered.Consumer; n != 2 {
+		t.Fatalf("JetStream made %d deliveries of 2 messages: a held message was delivered again", n)
+	}
+}
