@@ -15,6 +15,7 @@ type Shipped struct{ ID string }
 // metadata that cannot be a header included, and what is not an event is
 // refused with ErrNotAnEvent.
 func TestEncodeDecode(t *testing.T) {
+	t.Parallel()
 	meta := map[string]string{
 		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		"tracestate":  "a=1,b=2",
@@ -70,6 +71,7 @@ func TestEncodeDecode(t *testing.T) {
 }
 
 func TestSubjects(t *testing.T) {
+	t.Parallel()
 	evt := &ddd.DomainEvent{Type: "orders.Order Placed>*..x"}
 	got, err := SubjectFromType("events")(evt)
 	if err != nil || got != "events.orders.Order_Placed__._.x" {

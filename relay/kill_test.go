@@ -53,6 +53,7 @@ func TestRelayHelperProcess(t *testing.T) {
 // the stream exactly once, in each sender's commit order (the batches in
 // flight are published again and JetStream drops the duplicates).
 func TestRelayKilled(t *testing.T) {
+	t.Parallel()
 	forEachDB(t, func(t *testing.T, database *dbtest.Database) {
 		db := database.Open(t)
 		_, js := connect(t, natsURL(t))

@@ -13,6 +13,7 @@ import (
 // reaches the stream exactly once, in each sender's commit order, and the
 // subscriber, riding out the same restart, handles every one.
 func TestRelayNATSRestart(t *testing.T) {
+	t.Parallel()
 	forEachDB(t, func(t *testing.T, database *dbtest.Database) {
 		srv := privateNATS(t)
 		relayThroughOutage(t, database, srv.url(), func() { srv.kill(t) }, func() { srv.start(t) })
@@ -23,6 +24,7 @@ func TestRelayNATSRestart(t *testing.T) {
 // shared nats-server (a proxy closes them and refuses new ones) for a
 // while: the same guarantees hold.
 func TestRelayNetworkCut(t *testing.T) {
+	t.Parallel()
 	forEachDB(t, func(t *testing.T, database *dbtest.Database) {
 		proxy := dbtest.NewProxy(t, strings.TrimPrefix(natsURL(t), "nats://"))
 		relayThroughOutage(t, database, "nats://"+proxy.Addr(), proxy.Cut, func() {

@@ -119,6 +119,7 @@ func runPipeline(t *testing.T, db *gorm.DB, js jetstream.JetStream, s testStream
 // holds each exactly once in each sender's commit order, with its
 // metadata, and the subscriber's handler sees them in that order.
 func TestRelayEndToEnd(t *testing.T) {
+	t.Parallel()
 	forEachDB(t, func(t *testing.T, database *dbtest.Database) {
 		db := database.Open(t)
 		_, js := connect(t, natsURL(t))
@@ -161,6 +162,7 @@ func equal(a, b []string) bool {
 // On a stream whose window has passed, the same republish doubles the
 // count: the case the README states.
 func TestRelayDedup(t *testing.T) {
+	t.Parallel()
 	forEachDB(t, func(t *testing.T, database *dbtest.Database) {
 		db := database.Open(t)
 		_, js := connect(t, natsURL(t))

@@ -63,6 +63,7 @@ func consumerIdle(t testing.TB, js jetstream.JetStream, stream, durable string) 
 // message that is not an event go to the dead letters at once; dead letters
 // are listed, replayed to this durable only, and discarded.
 func TestSubscriberOutcomes(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t, natsURL(t))
 	s := newStream(t, js)
 	var healed atomic.Bool
@@ -182,6 +183,7 @@ func TestSubscriberOutcomes(t *testing.T) {
 // FIFO event holds back its sender's later events until it succeeds, a
 // failed normal event is retried after them.
 func TestSubscriberOrder(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t, natsURL(t))
 	s := newStream(t, js)
 	const senders, perSender = 30, 30
@@ -257,6 +259,7 @@ func TestSubscriberOrder(t *testing.T) {
 // is invalid) becomes a dead letter of the relay's service at once, the
 // sender's later events go on, and replaying it publishes it.
 func TestRelayDeadLetter(t *testing.T) {
+	t.Parallel()
 	natsURL(t)
 	db := dbtestSQLite(t)
 	_, js := connect(t, natsURL(t))
@@ -300,6 +303,7 @@ func TestRelayDeadLetter(t *testing.T) {
 // wait, and the sender's message queued behind it, are not delivered a
 // second time meanwhile (InProgress every third of the ack wait).
 func TestSubscriberKeepsHeldMessagesAlive(t *testing.T) {
+	t.Parallel()
 	_, js := connect(t, natsURL(t))
 	s := newStream(t, js)
 	const ackWait = time.Second
