@@ -118,7 +118,7 @@ func (r *Relay) Stats() RelayStats {
 // acknowledged evt, retrying until then; a permanent failure is returned
 // as ddd.Permanent (a dead letter at once).
 func (r *Relay) publish(_ context.Context, evt *ddd.DomainEvent) error {
-	subject, err := r.cfg.subject(evt)
+	subject, err := r.subjectOf(evt)
 	if err == nil {
 		err = ValidateSubject(subject)
 	}
@@ -156,6 +156,17 @@ func (r *Relay) publish(_ context.Context, evt *ddd.DomainEvent) error {
 		}
 		time.Sleep(backoff) // a backoff between attempts, not a wait for a condition
 	}
+}
+
+// subjectOf calls the SubjectFunc; a panic in it is an error, so that the
+// event becomes a dead letter like one whose subject is invalid.
+func (r *Relay) subjectOf(evt *ddd.DomainEvent) (subject string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("SubjectFunc panicked: %v", p)
+		}
+	}()
+	return r.cfg.subject(evt)
 }
 
 // permanentPublishError reports errors that retrying cannot fix.
