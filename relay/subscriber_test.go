@@ -255,65 +255,6 @@ func TestSubscriberOrder(t *testing.T) {
 	}
 }
 
-// TestRelayDeadLetter: an event the relay can never publish (its subject
-// is invalid, its SubjectFunc panics, it exceeds the stream's MaxMsgSize)
-// becomes a dead letter of the relay's service at once, the sender's later
-// events go on, and replaying it publishes it.
-func TestRelayDeadLetter(t *testing.T) {
-	t.Parallel()
-	natsURL(t)
-	db := dbtestSQLite(t)
-	_, js := connect(t, natsURL(t))
-	s := newStream(t, js, func(c *jetstream.StreamConfig) { c.MaxMsgSize = 4096 })
-	var bad atomic.Bool
-	bad.Store(true)
-	subject := relay.SubjectFromType(s.prefix)
-	r, err := relay.New(db, js, relay.WithServiceName("relay"), relay.WithBusOptions(busOptions()...), relay.WithLogger(testLogger()),
-		relay.WithSubjectFunc(func(evt *ddd.DomainEvent) (string, error) {
-			switch {
-			case evt.Metadata["bad"] == "panic" && bad.Load():
-				panic("no subject for you")
-			case evt.Metadata["bad"] != "" && bad.Load():
-				return s.prefix + ".has space", nil
-			}
-			return subject(evt)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, r.Run)
-	poison := event(t, "o1", 1, ddd.WithMetadata("bad", "yes"))
-	panicky := event(t, "o1", 3, ddd.WithMetadata("bad", "panic"))
-	huge, err := ddd.NewDomainEvent("o1", OrderPlaced{OrderID: strings.Repeat("x", 8000)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := r.Bus().Dispatch(ctx, event(t, "o1", 0), poison, event(t, "o1", 2), panicky, huge, event(t, "o1", 4)); err != nil {
-		t.Fatal(err)
-	}
-	r.Notify()
-	waitFor(t, 30*time.Second, "three events in the stream", func() bool { return s.msgs(t, js) == 3 })
-	waitFor(t, 30*time.Second, "three relay dead letters", func() bool {
-		n, err := r.Bus().CountDeadLetters(ctx)
-		return err == nil && n == 3
-	})
-	dls, err := r.Bus().DeadLetters(ctx, 0, 10)
-	if err != nil || len(dls) != 3 || dls[0].Event.ID != poison.ID || !strings.Contains(dls[0].LastError, relay.ErrInvalidSubject.Error()) ||
-		dls[1].Event.ID != panicky.ID || !strings.Contains(dls[1].LastError, "panicked") ||
-		dls[2].Event.ID != huge.ID || !strings.Contains(dls[2].LastError, "10054") || dls[2].Attempts != 1 {
-		t.Fatalf("relay dead letters %+v, %v", dls, err)
-	}
-	bad.Store(false)
-	if n, err := r.Bus().ReplayDeadLetters(ctx, poison.ID); n != 1 || err != nil {
-		t.Fatalf("ReplayDeadLetters = %d, %v", n, err)
-	}
-	waitFor(t, 30*time.Second, "the replayed event in the stream", func() bool { return s.msgs(t, js) == 4 })
-	if got := s.events(t, js); got[3].ID != poison.ID {
-		t.Fatalf("the replayed event is not last in the stream")
-	}
-}
-
 // TestSubscriberKeepsHeldMessagesAlive: a handler call longer than the ack
 // wait, and the sender's message queued behind it, are not delivered a
 // second time meanwhile (InProgress every third of the ack wait).
