@@ -186,8 +186,8 @@ func TestRelayDedup(t *testing.T) {
 		if n := s.msgs(t, js); n != total {
 			t.Fatalf("stream holds %d messages after publishing %d events twice, want %d", n, total, total)
 		}
-		if st := again.Stats(); st.Duplicates != int64(total) || st.Published != 0 {
-			t.Fatalf("second relay: %+v, want %d duplicates", st, total)
+		if st := again.Stats(); st.Duplicates < int64(total) || st.Published != 0 {
+			t.Fatalf("second relay: %+v, want nothing new and %d (or more, after a lapsed lease) duplicates", st, total)
 		}
 		checkStream(t, p, s.events(t, js))
 
