@@ -84,8 +84,11 @@ func newStream(t testing.TB, js jetstream.JetStream, edit ...func(*jetstream.Str
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = js.DeleteStream(ctx, s.name)
-		_ = js.DeleteStream(ctx, s.name+"_DEAD")
+		for _, name := range []string{s.name, s.name + "_DEAD"} {
+			if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				t.Logf("delete stream %s: %v (delete it by hand)", name, err)
+			}
+		}
 	})
 	return s
 }
