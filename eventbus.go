@@ -49,14 +49,16 @@ type EventBus struct {
 	wake      chan struct{}
 	stmts     *stmtCache
 	stats     counters
+	holds     holds // senders of calls the bus stopped waiting for
 
 	// Owned by the consume loop.
 	lease         *lease
-	registered    atomic.Bool // the service's row exists
-	prefetched    *prefetch   // the next batch, read while this one ran
-	lastSequenced time.Time   // last time a poll ran the sequencer
-	lastRetried   time.Time   // last time a poll ran the retry phase
-	retryMore     bool        // the last retry phase had more to do
+	registered    atomic.Bool     // the service's row exists
+	prefetched    *prefetch       // the next batch, read while this one ran
+	lastSequenced time.Time       // last time a poll ran the sequencer
+	lastRetried   time.Time       // last time a poll ran the retry phase
+	retryMore     bool            // the last retry phase had more to do
+	handlerParent context.Context // handler calls' parent context while Start runs (see stopGrace)
 
 	// Background sequencing of a backlog (see sequenceInBackground).
 	seqBusy atomic.Bool

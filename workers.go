@@ -11,14 +11,17 @@ import (
 // goroutines: each sender's records run one at a time and in order on one
 // goroutine, different senders run in parallel.
 //
-// attempts[i] is how many times recs[i] was tried before (nil: never).
-// A FIFO record parks instead of running when its sender is in blocked, or
-// when an earlier FIFO record of its sender failed and will be retried.
-// A record starts only if proceed() holds; once it does not, the records
-// not yet started stay unfinished.
-func (b *EventBus) runBySender(ctx context.Context, h ddd.DomainEventHandler, recs []*record, attempts []int,
-	blocked map[string]bool, proceed func() bool) []result {
+// attempts[i] is how many times recs[i] was tried before; nil in a batch
+// (never tried), set in the retry phase. A record parks instead of running
+// while its sender is held (a call the bus stopped waiting for: see
+// holds), when it is FIFO and its sender is in blocked, or when an earlier
+// FIFO record of its sender failed and will be retried. A record starts
+// only if proceed() holds; once it does not, the records not yet started
+// stay unfinished. admit and parent are as for invoke; epoch is the lease's.
+func (b *EventBus) runBySender(admit, parent context.Context, h ddd.DomainEventHandler, epoch int64,
+	recs []*record, attempts []int, blocked map[string]bool, proceed func() bool) []result {
 	results := make([]result, len(recs))
+	retrying := attempts != nil
 	var order []string
 	groups := make(map[string][]int)
 	for i, r := range recs {
@@ -29,23 +32,31 @@ func (b *EventBus) runBySender(ctx context.Context, h ddd.DomainEventHandler, re
 		groups[s] = append(groups[s], i)
 	}
 	run := func(idx []int) {
-		fifoBlocked := blocked[recs[idx[0]].evt.Sender]
+		sender := recs[idx[0]].evt.Sender
+		fifoBlocked := blocked[sender]
 		for _, i := range idx {
 			if !proceed() {
 				return
 			}
-			fifo := recs[i].evt.SendType == ddd.SendFIFO
-			if fifo && fifoBlocked {
+			r := recs[i]
+			fifo := r.evt.SendType == ddd.SendFIFO
+			if held := b.holds.blocks(sender, retrying); held || (fifo && fifoBlocked) {
 				results[i] = result{verdict: parked}
-				b.stats.parked.Add(1)
+				if !held || !retrying { // a held row of the retry phase stays as it is
+					b.stats.parked.Add(1)
+				}
 				continue
 			}
-			res := b.invoke(ctx, h, recs[i].evt)
-			if res.verdict == failed {
-				res.attempts = 1
-				if attempts != nil {
-					res.attempts = attempts[i] + 1
-				}
+			prior := 0
+			if retrying {
+				prior = attempts[i]
+			}
+			res := b.invoke(admit, parent, h, r.evt, callRow{pk: r.pk, attempts: prior, epoch: epoch})
+			switch res.verdict {
+			case unfinished: // not started (stopping), or still running when the stop's grace ran out
+				return
+			case failed:
+				res.attempts = prior + 1
 				b.nextAttempt(&res)
 				fifoBlocked = fifoBlocked || (fifo && res.retry)
 			}
