@@ -38,8 +38,8 @@ func abandonGrace(timeout time.Duration) time.Duration {
 }
 
 // setAsideAfter is how long a batch waits for one call when HandlerTimeout
-// is 0. A variable so that an internal test can shorten it.
-var setAsideAfter = time.Minute
+// is 0 (EventBus.setAsideAfter, if set, overrides it in tests).
+const setAsideAfter = time.Minute
 
 // invoke calls the handler for evt and waits for it, and reports what became
 // of the event. The wait ends when the call returns, or:
@@ -63,7 +63,11 @@ func (b *EventBus) invoke(admit, parent context.Context, h ddd.DomainEventHandle
 		ctx, c.cancel = context.WithTimeout(parent, timeout)
 	} else {
 		ctx, c.cancel = context.WithCancel(parent)
-		t := time.NewTimer(setAsideAfter)
+		wait := setAsideAfter
+		if b.setAsideAfter > 0 {
+			wait = b.setAsideAfter
+		}
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		aside = t.C
 	}

@@ -50,6 +50,8 @@ type EventBus struct {
 	stmts     *stmtCache
 	stats     counters
 	holds     holds // senders of calls the bus stopped waiting for
+	// setAsideAfter, if set, replaces the constant of that name (tests).
+	setAsideAfter time.Duration
 
 	// Owned by the consume loop.
 	lease         *lease
