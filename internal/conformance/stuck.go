@@ -270,7 +270,7 @@ func testStuckHandlerHoldsOnlyItsSender(t *testing.T, tdb *dbtest.Database) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Start did not return within 10s of cancel with an abandoned call running")
 	}
-	t.Logf("%s: cancel to Start returning, with an abandoned call running: %s", tdb.Dialect, time.Since(at).Round(time.Millisecond))
+	t.Logf("%s: cancel to Start returning, with an abandoned call running: %s", tdb.Dialect, time.Since(at).Round(100*time.Microsecond))
 	if leased(t, db, "stuck") {
 		t.Error("the lease was not released")
 	}
