@@ -4,23 +4,22 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
 )
 
-// call is one handler call. It runs on a goroutine of its own, so that the
-// bus can stop waiting for a call that ignores its context: Go cannot stop
-// a goroutine, only stop waiting for it.
+// call is one handler call the bus may stop waiting for. Go cannot stop a
+// goroutine: a call that ignores its context keeps its worker goroutine,
+// and the bus goes on with a new one (see runBySender).
 type call struct {
 	evt     *ddd.DomainEvent
 	started time.Time
-	cancel  context.CancelFunc
-	done    chan struct{} // closed once the handler returned, or did not start
-	res     result        // the handler's result, set before done is closed
+	next    func(result) // if the bus stops waiting: hands on the event's result
 
 	// Guarded by holds.mu.
-	finished bool
+	finished bool  // the handler returned
 	hold     *hold // set when the bus stopped waiting for the call
 }
 
@@ -41,80 +40,70 @@ func abandonGrace(timeout time.Duration) time.Duration {
 // is 0 (EventBus.setAsideAfter, if set, overrides it in tests).
 const setAsideAfter = time.Minute
 
-// invoke calls the handler for evt and waits for it, and reports what became
-// of the event. The wait ends when the call returns, or:
+// invoke calls the handler for evt on this goroutine and returns its
+// result, with mine true. The bus stops waiting for the call:
 //   - HandlerTimeout plus abandonGrace after it started: the call is
 //     abandoned, a failed attempt;
 //   - with no HandlerTimeout, setAsideAfter after it started: the call is
 //     set aside (pending), its result recorded when it returns;
-//   - when parent is cancelled (a stop's grace is over): the event is left
-//     unfinished.
+//   - when parent is cancelled (a stop's grace is over: runBySender calls
+//     letGo for the calls in slots): the event is left unfinished.
 //
-// In each case the call's sender is held until the call returns (see holds).
-// admit is Start's context: the call does not start if it is cancelled.
-// parent is the handler's context: Start's values, cancelled when a stop's
-// grace is over; a panic is recovered and counts as a failure.
-func (b *EventBus) invoke(admit, parent context.Context, h ddd.DomainEventHandler, evt *ddd.DomainEvent, row callRow) result {
-	c := &call{evt: evt, started: time.Now(), done: make(chan struct{})}
+// Then next is called, on another goroutine, with the event's result, and
+// the call's sender is held until the handler returns (see holds); when it
+// does, invoke returns mine false: the caller was replaced by next's and
+// must only exit.
+//
+// admit is Start's context: the call does not start (unfinished, mine) if it
+// is cancelled, checked right before the handler. parent is the handler's
+// context: Start's values, cancelled when a stop's grace is over; slot
+// holds the call while it runs. A panic is recovered and counts as a failure.
+func (b *EventBus) invoke(admit, parent context.Context, h ddd.DomainEventHandler, evt *ddd.DomainEvent,
+	row callRow, slot *atomic.Pointer[call], next func(result)) (res result, mine bool) {
+	if admit.Err() != nil {
+		return result{}, true
+	}
+	c := &call{evt: evt, started: time.Now(), next: next}
 	timeout := b.opts.HandlerTimeout
 	var ctx context.Context
-	var aside <-chan time.Time
+	var cancel context.CancelFunc
+	var watchdog *time.Timer
 	if timeout > 0 {
-		ctx, c.cancel = context.WithTimeout(parent, timeout)
+		ctx, cancel = context.WithTimeout(parent, timeout)
+		watchdog = time.AfterFunc(timeout+abandonGrace(timeout), func() { b.letGo(c, &hold{kind: heldAbandoned}) })
 	} else {
-		ctx, c.cancel = context.WithCancel(parent)
+		ctx, cancel = context.WithCancel(parent)
 		wait := setAsideAfter
 		if b.setAsideAfter > 0 {
 			wait = b.setAsideAfter
 		}
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		aside = t.C
+		watchdog = time.AfterFunc(wait, func() { b.letGo(c, &hold{kind: heldSetAside, row: row}) })
 	}
-	go b.runCall(admit, ctx, h, c)
-	select {
-	case <-c.done:
-		return b.finished(c)
-	case <-aside:
-		return b.letGo(c, &hold{kind: heldSetAside, row: row})
-	case <-ctx.Done():
+	slot.Store(c)
+	if parent.Err() != nil { // the stop's grace ran out as the call started
+		b.letGo(c, &hold{kind: heldAtStop})
 	}
-	if parent.Err() == nil {
-		// HandlerTimeout has passed and the call's context is cancelled: a
-		// handler that honours it returns within the grace.
-		t := time.NewTimer(abandonGrace(timeout))
-		defer t.Stop()
-		select {
-		case <-c.done:
-			return b.finished(c)
-		case <-t.C:
-			return b.letGo(c, &hold{kind: heldAbandoned})
-		case <-parent.Done():
-		}
+	res = run(ctx, h, evt)
+	watchdog.Stop()
+	cancel()
+	hd := b.holds.returned(c, res)
+	slot.Store(nil)
+	if hd == nil {
+		b.count(evt, res)
+		return res, true
 	}
-	return b.letGo(c, &hold{kind: heldAtStop})
+	b.returnedLate(c, hd, res)
+	return res, false
 }
 
-// runCall runs on the call's own goroutine.
-func (b *EventBus) runCall(admit, ctx context.Context, h ddd.DomainEventHandler, c *call) {
-	defer b.callReturned(c)
-	// Checked here, on the goroutine that calls the handler, right before
-	// the call: once Start's context is cancelled no call starts.
-	if admit.Err() != nil {
-		return // c.res stays unfinished
-	}
+// run calls h, recovering a panic as a failure.
+func run(ctx context.Context, h ddd.DomainEventHandler, evt *ddd.DomainEvent) (res result) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.res = result{verdict: failed, err: fmt.Errorf("handler panic: %v\n%s", p, debug.Stack())}
+			res = result{verdict: failed, err: fmt.Errorf("handler panic: %v\n%s", p, debug.Stack())}
 		}
 	}()
-	c.res = outcome(h(ctx, c.evt))
-}
-
-// finished counts the result of a call that returned in time.
-func (b *EventBus) finished(c *call) result {
-	b.count(c.evt, c.res)
-	return c.res
+	return outcome(h(ctx, evt))
 }
 
 func (b *EventBus) count(evt *ddd.DomainEvent, res result) {
@@ -129,11 +118,11 @@ func (b *EventBus) count(evt *ddd.DomainEvent, res result) {
 	}
 }
 
-// letGo stops waiting for c and holds its sender until it returns, unless
-// it has just returned.
-func (b *EventBus) letGo(c *call, hd *hold) result {
+// letGo stops waiting for c, unless it has returned or was let go already:
+// it holds c's sender and hands the event's result to c.next.
+func (b *EventBus) letGo(c *call, hd *hold) {
 	if !b.holds.add(c, hd) {
-		return b.finished(c)
+		return
 	}
 	b.stats.unreturned.Add(1)
 	evt, ran := c.evt, time.Since(c.started).Round(time.Millisecond)
@@ -142,34 +131,29 @@ func (b *EventBus) letGo(c *call, hd *hold) result {
 	case heldSetAside:
 		b.stats.setAside.Add(1)
 		b.log.Warn("eventbus: handler call set aside: still running (HandlerTimeout 0); its event waits in the retry store and its sender gets nothing else until it returns", attrs...)
-		return result{verdict: pending}
+		c.next(result{verdict: pending})
 	case heldAtStop:
 		b.stats.abandoned.Add(1)
 		b.log.Warn("eventbus: handler call abandoned at stop: still running when ShutdownGrace ran out; its context is cancelled and its event left to the next owner", attrs...)
-		return result{}
+		c.next(result{})
+	default:
+		b.stats.abandoned.Add(1)
+		b.stats.failed.Add(1)
+		b.log.Warn("eventbus: handler call abandoned: it ignored its context past HandlerTimeout; counted as a failed attempt, its sender gets nothing else until it returns",
+			append(attrs, "handler_timeout", b.opts.HandlerTimeout)...)
+		c.next(result{verdict: failed, err: fmt.Errorf("handler abandoned: still running %s after it started, past HandlerTimeout %s and a grace of %s",
+			ran, b.opts.HandlerTimeout, abandonGrace(b.opts.HandlerTimeout))})
 	}
-	b.stats.abandoned.Add(1)
-	b.stats.failed.Add(1)
-	b.log.Warn("eventbus: handler call abandoned: it ignored its context past HandlerTimeout; counted as a failed attempt, its sender gets nothing else until it returns",
-		append(attrs, "handler_timeout", b.opts.HandlerTimeout)...)
-	return result{verdict: failed, err: fmt.Errorf("handler abandoned: still running %s after it started, past HandlerTimeout %s and a grace of %s",
-		ran, b.opts.HandlerTimeout, abandonGrace(b.opts.HandlerTimeout))}
 }
 
-// callReturned runs on the call's goroutine when the handler returned (or
-// did not start). The result of an abandoned call is ignored; a set-aside
-// call's is counted here and recorded by the next retry phase.
-func (b *EventBus) callReturned(c *call) {
-	hd := b.holds.returned(c)
-	close(c.done)
-	c.cancel()
-	if hd == nil {
-		return
-	}
+// returnedLate logs a call the bus had stopped waiting for. An abandoned
+// call's result is ignored; a set-aside call's is counted here and
+// recorded by the next retry phase.
+func (b *EventBus) returnedLate(c *call, hd *hold, res result) {
 	b.stats.unreturned.Add(-1)
 	attrs := []any{"event_id", c.evt.ID, "type", c.evt.Type, "sender", c.evt.Sender, "ran", time.Since(c.started).Round(time.Millisecond)}
 	if hd.kind == heldSetAside {
-		b.count(c.evt, c.res)
+		b.count(c.evt, res)
 		b.log.Info("eventbus: set-aside handler call returned; its result is recorded by the next retry phase", attrs...)
 		return
 	}

@@ -58,11 +58,11 @@ type hold struct {
 const maxExcluded = 500
 
 // add records that the bus stopped waiting for c, unless c has returned
-// meanwhile (then it reports false and the caller takes c's result).
+// meanwhile or was let go already (then it reports false).
 func (hs *holds) add(c *call, hd *hold) bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if c.finished {
+	if c.finished || c.hold != nil {
 		return false
 	}
 	if hs.m == nil {
@@ -74,8 +74,8 @@ func (hs *holds) add(c *call, hd *hold) bool {
 	return true
 }
 
-// returned marks c finished and returns its hold, if it has one.
-func (hs *holds) returned(c *call) *hold {
+// returned marks c finished with res and returns its hold, if it has one.
+func (hs *holds) returned(c *call, res result) *hold {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	c.finished = true
@@ -83,7 +83,7 @@ func (hs *holds) returned(c *call) *hold {
 	switch {
 	case hd == nil:
 	case hd.kind == heldSetAside:
-		hd.res, hd.state = c.res, holdReturned
+		hd.res, hd.state = res, holdReturned
 	default:
 		hd.state = holdDraining
 	}
