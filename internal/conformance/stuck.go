@@ -26,35 +26,35 @@ func init() {
 
 // callLog is a handler that records every call: when each started, which
 // succeeded, in what order per sender, and whether two calls of one sender
-// ever ran at once. The first call of an event in block waits on its
-// channel, ignoring its context, then returns nil (a late success the bus
-// must ignore).
+// ever ran at once. The first call of an event in block waits for its
+// release, ignoring its context, then returns what it was released with
+// (the bus must ignore a late result of an abandoned call).
 type callLog struct {
 	mu       sync.Mutex
-	block    map[string]chan struct{}
+	block    map[string]chan error
 	calls    map[string]int       // event id -> calls started
 	started  map[string]time.Time // event id -> its first call's start
-	handled  map[string]time.Time // event id -> when a call that was not blocked succeeded
+	handled  map[string]time.Time // event id -> when a call succeeded
 	order    map[string][]int     // sender -> N of its handled events, in order
 	running  map[string]int       // sender -> calls running
 	overlaps []string
 }
 
 func newCallLog() *callLog {
-	return &callLog{block: map[string]chan struct{}{}, calls: map[string]int{}, started: map[string]time.Time{},
+	return &callLog{block: map[string]chan error{}, calls: map[string]int{}, started: map[string]time.Time{},
 		handled: map[string]time.Time{}, order: map[string][]int{}, running: map[string]int{}}
 }
 
 // blockFirstCall makes the first call of evt wait until the returned
-// release is called (at the latest when t ends).
-func (p *callLog) blockFirstCall(t testing.TB, evt *ddd.DomainEvent) (release func()) {
-	ch := make(chan struct{})
+// release is called (with nil when t ends), and return its argument.
+func (p *callLog) blockFirstCall(t testing.TB, evt *ddd.DomainEvent) (release func(error)) {
+	ch := make(chan error, 1)
 	p.mu.Lock()
 	p.block[evt.ID] = ch
 	p.mu.Unlock()
 	var once sync.Once
-	release = func() { once.Do(func() { close(ch) }) }
-	t.Cleanup(release)
+	release = func(err error) { once.Do(func() { ch <- err }) }
+	t.Cleanup(func() { release(nil) })
 	return release
 }
 
@@ -69,26 +69,25 @@ func (p *callLog) handle(ctx context.Context, evt *ddd.DomainEvent) error {
 		p.overlaps = append(p.overlaps, evt.Sender)
 	}
 	p.running[evt.Sender]++
-	var wait chan struct{}
+	var wait chan error
 	if first {
 		wait = p.block[evt.ID]
 	}
 	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		p.running[evt.Sender]--
-		p.mu.Unlock()
-	}()
+	var err error
 	if wait != nil {
-		<-wait // ignores ctx
-		return nil
+		err = <-wait // ignores ctx
 	}
 	var n OrderPlaced
-	if err := evt.Decode(&n); err != nil {
-		return err
+	if derr := evt.Decode(&n); derr != nil && err == nil {
+		err = derr
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.running[evt.Sender]--
+	if err != nil {
+		return err
+	}
 	if _, ok := p.handled[evt.ID]; !ok {
 		p.handled[evt.ID] = time.Now()
 		p.order[evt.Sender] = append(p.order[evt.Sender], n.N)
@@ -139,6 +138,18 @@ func (p *callLog) orderOf(sender string) []int {
 	return append([]int(nil), p.order[sender]...)
 }
 
+// laterOrder is the order in which sender's events after its first (N 0)
+// were handled.
+func laterOrder(p *callLog, sender string) []int {
+	var out []int
+	for _, n := range p.orderOf(sender) {
+		if n != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 func (p *callLog) checkNoOverlap(t testing.TB) {
 	t.Helper()
 	p.mu.Lock()
@@ -146,6 +157,44 @@ func (p *callLog) checkNoOverlap(t testing.TB) {
 	if len(p.overlaps) > 0 {
 		t.Errorf("senders with two calls running at once: %v", p.overlaps)
 	}
+}
+
+// timedRun is a bus running until stop, which measures how long Start
+// takes to return once its context is cancelled.
+type timedRun struct {
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	took   time.Duration
+}
+
+// startTimed starts b; it is stopped when t ends, if not before.
+func startTimed(t testing.TB, b *eventbus.EventBus) *timedRun {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &timedRun{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- b.Start(ctx) }()
+	t.Cleanup(func() { r.stop(t, time.Minute) })
+	return r
+}
+
+// stop cancels Start's context and returns how long Start took to return;
+// t fails if that is more than limit.
+func (r *timedRun) stop(t testing.TB, limit time.Duration) time.Duration {
+	r.once.Do(func() {
+		r.cancel()
+		at := time.Now()
+		select {
+		case err := <-r.done:
+			r.took = time.Since(at)
+			if err != nil {
+				t.Errorf("Start returned %v", err)
+			}
+		case <-time.After(limit):
+			r.took = limit
+			t.Errorf("Start did not return within %s of cancel", limit)
+		}
+	})
+	return r.took
 }
 
 // dispatchEvents stores the given events and returns their ids.
@@ -200,11 +249,7 @@ func testStuckHandlerHoldsOnlyItsSender(t *testing.T, tdb *dbtest.Database) {
 		eventbus.WithLogger(sink.logger()))
 	p := newCallLog()
 	must(t, bus.RegisterEventHandler(p.handle))
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- bus.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-stopped })
-
+	run := startTimed(t, bus)
 	stuck := mustEvent(t, "stuck", 0)
 	p.blockFirstCall(t, stuck)
 	dispatchEvents(t, bus, stuck)
@@ -261,16 +306,8 @@ func testStuckHandlerHoldsOnlyItsSender(t *testing.T, tdb *dbtest.Database) {
 	p.checkNoOverlap(t)
 
 	// Stopping does not wait for the abandoned call, and hands the service over.
-	cancel()
-	at := time.Now()
-	select {
-	case err := <-stopped:
-		must(t, err)
-		stopped <- nil // for the cleanup
-	case <-time.After(10 * time.Second):
-		t.Fatal("Start did not return within 10s of cancel with an abandoned call running")
-	}
-	t.Logf("%s: cancel to Start returning, with an abandoned call running: %s", tdb.Dialect, time.Since(at).Round(100*time.Microsecond))
+	took := run.stop(t, 10*time.Second)
+	t.Logf("%s: cancel to Start returning, with an abandoned call running: %s", tdb.Dialect, took.Round(100*time.Microsecond))
 	if leased(t, db, "stuck") {
 		t.Error("the lease was not released")
 	}
@@ -335,9 +372,9 @@ func testAbandonedCallReturnsLate(t *testing.T, tdb *dbtest.Database) {
 	}
 
 	// The calls return (successfully): their results are ignored.
-	releaseF()
-	releaseM()
-	releaseD()
+	releaseF(nil)
+	releaseM(nil)
+	releaseD(nil)
 	waitFor(t, 30*time.Second, "the held senders' events", func() bool {
 		return p.handledAll(append(append(ids, fLater...), mLater...)) && pd.handledAll(mLater)
 	})
@@ -354,16 +391,10 @@ func testAbandonedCallReturnsLate(t *testing.T, tdb *dbtest.Database) {
 	if got := fmt.Sprint(p.orderOf("F")); got != "[0 1 2 3]" {
 		t.Errorf("FIFO sender handled in order %s, want [0 1 2 3]", got)
 	}
-	var mOrder []int
-	for _, n := range p.orderOf("M") {
-		if n != 0 {
-			mOrder = append(mOrder, n)
-		}
-	}
-	if got := fmt.Sprint(mOrder); got != "[1 2 3]" {
+	if got := fmt.Sprint(laterOrder(p, "M")); got != "[1 2 3]" {
 		t.Errorf("normal sender's later events handled in order %s, want [1 2 3]", got)
 	}
-	if got := fmt.Sprint(pd.orderOf("M")); got != "[1 2 3]" {
+	if got := fmt.Sprint(laterOrder(pd, "M")); got != "[1 2 3]" {
 		t.Errorf("dead-letter bus: sender M handled in order %s, want [1 2 3]", got)
 	}
 	p.checkNoOverlap(t)
@@ -388,10 +419,7 @@ func testStopWithStuckCall(t *testing.T, tdb *dbtest.Database) {
 		eventbus.WithConsumeConcurrent(4), eventbus.WithLeaseDuration(2*time.Second))
 	p := newCallLog()
 	must(t, bus.RegisterEventHandler(p.handle))
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- bus.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-stopped })
+	run := startTimed(t, bus)
 	waitFor(t, 20*time.Second, "the first instance to take the lease", func() bool { return leased(t, db, "handover") })
 	standby := startStandby(t, tdb, "handover")
 
@@ -407,17 +435,8 @@ func testStopWithStuckCall(t *testing.T, tdb *dbtest.Database) {
 		t.Fatalf("the standby delivered %d events while the first instance held the lease", n)
 	}
 
-	cancel()
-	at := time.Now()
-	select {
-	case err := <-stopped:
-		must(t, err)
-		stopped <- nil // for the cleanup
-	case <-time.After(grace + 20*time.Second):
-		t.Fatalf("Start did not return within %s of cancel", grace+20*time.Second)
-	}
+	stopTime := run.stop(t, grace+20*time.Second)
 	returned := time.Now()
-	stopTime := returned.Sub(at)
 	if stopTime < grace-50*time.Millisecond {
 		t.Errorf("Start returned %s after cancel, before ShutdownGrace %s: did it wait for the call in flight?", stopTime, grace)
 	}
