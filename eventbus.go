@@ -50,17 +50,19 @@ type EventBus struct {
 	stmts     *stmtCache
 	stats     counters
 	holds     holds // senders of calls the bus stopped waiting for
-	// setAsideAfter, if set, replaces the constant of that name (tests).
+	// handlerParent is the handler calls' parent context while Start runs
+	// (see stopGrace); setAsideAfter, if set, replaces the constant of
+	// that name (tests).
+	handlerParent context.Context
 	setAsideAfter time.Duration
 
 	// Owned by the consume loop.
 	lease         *lease
-	registered    atomic.Bool     // the service's row exists
-	prefetched    *prefetch       // the next batch, read while this one ran
-	lastSequenced time.Time       // last time a poll ran the sequencer
-	lastRetried   time.Time       // last time a poll ran the retry phase
-	retryMore     bool            // the last retry phase had more to do
-	handlerParent context.Context // handler calls' parent context while Start runs (see stopGrace)
+	registered    atomic.Bool // the service's row exists
+	prefetched    *prefetch   // the next batch, read while this one ran
+	lastSequenced time.Time   // last time a poll ran the sequencer
+	lastRetried   time.Time   // last time a poll ran the retry phase
+	retryMore     bool        // the last retry phase had more to do
 
 	// Background sequencing of a backlog (see sequenceInBackground).
 	seqBusy atomic.Bool
