@@ -49,6 +49,12 @@ type EventBus struct {
 	wake      chan struct{}
 	stmts     *stmtCache
 	stats     counters
+	holds     holds // senders of calls the bus stopped waiting for
+	// handlerParent is the handler calls' parent context while Start runs
+	// (see stopGrace); setAsideAfter, if set, replaces the constant of
+	// that name (tests).
+	handlerParent context.Context
+	setAsideAfter time.Duration
 
 	// Owned by the consume loop.
 	lease         *lease

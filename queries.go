@@ -21,6 +21,7 @@ type queries struct {
 
 	// consumer
 	fetchEvents, fetchRetries string
+	dueRetries                string // fetchRetries' SELECT and WHERE, not rebound
 
 	// services and leases
 	ensureService, acquireLease, readLease, renewLease, releaseLease, commitOffset string
@@ -81,12 +82,12 @@ func newQueries(d dialect, prefix string) *queries {
 		" WHERE seq > ? ORDER BY seq LIMIT ?")
 	// Due retries. A FIFO row runs only when no earlier FIFO row of its
 	// sender still waits (parked rows wait behind the head).
-	q.fetchRetries = r("SELECT r.event_pk, r.attempts, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at" +
-		" FROM " + q.retries + " r JOIN " + q.events + " e ON e.id = r.event_pk" +
-		" WHERE r.service = ? AND r.state = 0 AND r.next_at <= {now}" +
-		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM " + q.retries + " h WHERE h.service = r.service" +
-		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = 0 AND h.seq < r.seq))" +
-		" ORDER BY e.seq LIMIT ?")
+	q.dueRetries = strings.ReplaceAll("SELECT r.event_pk, r.attempts, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at"+
+		" FROM "+q.retries+" r JOIN "+q.events+" e ON e.id = r.event_pk"+
+		" WHERE r.service = ? AND r.state = 0 AND r.next_at <= {now}"+
+		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM "+q.retries+" h WHERE h.service = r.service"+
+		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = 0 AND h.seq < r.seq))", "{now}", q.now)
+	q.fetchRetries = d.rebind(q.dueRetries + " ORDER BY e.seq LIMIT ?")
 
 	// Services and leases. version changes on every fenced write, so the
 	// affected-row count is exact on MySQL too (it counts changed rows).
@@ -280,6 +281,12 @@ func (q *queries) deleteTxsByID(n int) string {
 // deleteRetriesByPK returns a DELETE of n retry rows of one service.
 func (q *queries) deleteRetriesByPK(n int) string {
 	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 0 AND event_pk IN " + in(n))
+}
+
+// fetchRetriesExcept returns fetchRetries leaving out the rows of n senders
+// (held ones: see holds).
+func (q *queries) fetchRetriesExcept(n int) string {
+	return q.d.rebind(q.dueRetries + " AND r.sender NOT IN " + in(n) + " ORDER BY e.seq LIMIT ?")
 }
 
 // blockedSenders returns the senders among n that have a FIFO event waiting
