@@ -132,8 +132,8 @@ func writeTable(w io.Writer, rows []*row) {
 			name += " (" + r.note + ")"
 		}
 		vsPeer, vsRaw := formatRatio(r.ratio(sysPeer)), formatRatio(r.ratio(sysRaw))
-		if r.unit == "×" {
-			vsPeer, vsRaw = "", "" // a ratio of ratios says nothing
+		if r.unit == "×" || r.unit == "events" {
+			vsPeer, vsRaw = "", "" // a ratio of ratios, or of counts of lost events, says nothing
 		}
 		fmt.Fprintf(w, "| %s | %s %s | %s | %s | %s | %s | %s |\n", name, r.unit, dir,
 			formatValue(median(r.vals[sysLib]), r.unit), formatValue(median(r.vals[sysPeer]), r.unit),

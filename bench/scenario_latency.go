@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -30,6 +31,7 @@ import (
 func runLatency(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 	local50 := newRow("Latency, same process (engine wake-up), p50", "ms", -1)
 	local99 := newRow("Latency, same process (engine wake-up), p99", "ms", -1)
+	lost := newRow("Latency runs: events lost (not handled within the deadline)", "events", -1)
 	rows := []*row{local50, local99}
 	systems := []system{sysLib, sysPeer}
 	if !t.hasPeer() {
@@ -51,17 +53,22 @@ func runLatency(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 				local99.add(sysLib, pct(local, 99))
 				r50.add(sysLib, pct(remote, 50))
 				r99.add(sysLib, pct(remote, 99))
+				lost.add(sysLib, 0) // a loss by eventbus fails the run above
 			case sysPeer:
-				lat, err := latencyPeer(ctx, t, cfg, poll)
+				lat, n, err := latencyPeer(ctx, t, cfg, poll)
 				if err != nil {
 					return nil, fmt.Errorf("watermill, poll %s: %w", poll, err)
 				}
-				progress.Printf("latency watermill poll %s: p50 %.2f p99 %.2f ms", poll, pct(lat, 50), pct(lat, 99))
+				progress.Printf("latency watermill poll %s: p50 %.2f p99 %.2f ms, %d lost", poll, pct(lat, 50), pct(lat, 99), n)
 				r50.add(sysPeer, pct(lat, 50))
 				r99.add(sysPeer, pct(lat, 99))
+				lost.add(sysPeer, float64(n))
 			}
 		}
 		rows = append(rows, r50, r99)
+	}
+	if t.hasPeer() {
+		rows = append(rows, lost)
 	}
 	return rows, nil
 }
@@ -111,13 +118,26 @@ func (a *arrivals) latencies() []float64 {
 	return out
 }
 
-// waitAll waits until every committed event was handled by each of as.
+// shortfall is the error of a consumer that handled fewer events than were
+// committed before the deadline: for eventbus a failure, for a peer a
+// result (the events it lost).
+type shortfall struct {
+	got, want int
+	after     time.Duration
+}
+
+func (e *shortfall) Error() string {
+	return fmt.Sprintf("only %d of %d events handled after %s", e.got, e.want, e.after)
+}
+
+// waitAll waits until every committed event was handled by each of as; it
+// returns a *shortfall at the deadline.
 func waitAll(ctx context.Context, want int, timeout time.Duration, as ...*arrivals) error {
 	deadline := time.Now().Add(timeout)
 	for _, a := range as {
 		for a.count() < want {
 			if time.Now().After(deadline) {
-				return fmt.Errorf("only %d of %d events handled after %s", a.count(), want, timeout)
+				return &shortfall{got: a.count(), want: want, after: timeout}
 			}
 			select {
 			case <-ctx.Done():
@@ -254,26 +274,27 @@ func latencyLib(ctx context.Context, t *target, cfg *config, poll time.Duration)
 	return la.latencies(), ra.latencies(), nil
 }
 
-// latencyPeer returns watermill-sql's latencies (ms) at poll interval poll.
-func latencyPeer(ctx context.Context, t *target, cfg *config, poll time.Duration) ([]float64, error) {
+// latencyPeer returns watermill-sql's latencies (ms) at poll interval poll
+// and the number of events it did not handle before the deadline.
+func latencyPeer(ctx context.Context, t *target, cfg *config, poll time.Duration) (_ []float64, lost int, err error) {
 	if err := t.reset(ctx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := wmInit(t); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	db, err := t.openGorm()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer closeGorm(db)
 	if err := db.Exec(businessDDL()).Error; err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	a := newArrivals()
 	cons, err := wmConsume(ctx, t, "latency", 0, poll, func(m *message.Message) { a.handle(m.UUID) })
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer cons.close()
 	time.Sleep(500 * time.Millisecond)
@@ -290,10 +311,14 @@ func latencyPeer(ctx context.Context, t *target, cfg *config, poll time.Duration
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := waitAll(ctx, total, 3*poll+30*time.Second, a); err != nil {
-		return nil, err
+		var sf *shortfall
+		if !errors.As(err, &sf) {
+			return nil, 0, err
+		}
+		lost = sf.want - sf.got
 	}
-	return a.latencies(), nil
+	return a.latencies(), lost, nil
 }
