@@ -57,12 +57,19 @@ func runCorrectness(ctx context.Context, t *target, cfg *config, dl *deliveries)
 		}
 		for _, s := range order(round, systems...) {
 			begin := time.Now()
-			c, err := correctnessRun(ctx, t, cfg, s, sched)
+			tl, err := correctnessRun(ctx, t, cfg, s, sched)
 			if err != nil {
 				return nil, fmt.Errorf("%s, round %d: %w", systemNames[s], round+1, err)
 			}
-			progress.Printf("correctness round %d %s: %d committed, %d lost, %d duplicated, %d out of order; p50 %.1f p99 %.1f ms (%s)",
-				round+1, systemNames[s], c.committed, c.lost, c.duplicated, c.reordered, c.p50, c.p99, time.Since(begin).Round(time.Second))
+			c := tl.counts()
+			slowLost := 0
+			for _, i := range tl.lostEvents() {
+				if sched.delayOf(i) > 0 {
+					slowLost++
+				}
+			}
+			progress.Printf("correctness round %d %s: %d committed, %d lost (%d of them slow commits), %d duplicated, %d out of order; p50 %.1f p99 %.1f ms (%s)",
+				round+1, systemNames[s], c.committed, c.lost, slowLost, c.duplicated, c.reordered, c.p50, c.p99, time.Since(begin).Round(time.Second))
 			dl.addCounts("correctness", s, c)
 		}
 	}
@@ -70,10 +77,10 @@ func runCorrectness(ctx context.Context, t *target, cfg *config, dl *deliveries)
 }
 
 // correctnessRun runs one contestant through sched on a fresh database and
-// returns its consumer's counters.
-func correctnessRun(ctx context.Context, t *target, cfg *config, s system, sched *schedule) (counts, error) {
+// returns its consumer's tally, closed.
+func correctnessRun(ctx context.Context, t *target, cfg *config, s system, sched *schedule) (*tally, error) {
 	if err := t.reset(ctx); err != nil {
-		return counts{}, err
+		return nil, err
 	}
 	led := newLedger(len(sched.at), correctSenders)
 	tl := newTally(led, true)
@@ -89,7 +96,7 @@ func correctnessRun(ctx context.Context, t *target, cfg *config, s system, sched
 		commitTx, stop, err = correctRaw(ctx, t, cfg, tl, sched)
 	}
 	if err != nil {
-		return counts{}, err
+		return nil, err
 	}
 	err = steady(ctx, sched, cfg.producers, correctSenders, func(ctx context.Context, i int) error {
 		led.begin(i, i+1, time.Now())
@@ -106,9 +113,9 @@ func correctnessRun(ctx context.Context, t *target, cfg *config, s system, sched
 		err = stopErr
 	}
 	if err != nil {
-		return counts{}, err
+		return nil, err
 	}
-	return tl.counts(), nil
+	return tl, nil
 }
 
 // correctLib starts eventbus's producer and consumer buses and returns the

@@ -203,6 +203,20 @@ func (t *tally) counts() counts {
 	return c
 }
 
+// lostEvents returns the committed events the consumer was not handed;
+// call it after the wait (settle) ended.
+func (t *tally) lostEvents() []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []int
+	for i := range t.led.size {
+		if t.led.isCommitted(i) && t.seen[i/64]&(1<<(i%64)) == 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // latencies returns the commit-to-handler times (ms) of the delivered events.
 func (t *tally) latencies() []float64 {
 	t.mu.Lock()
