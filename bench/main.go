@@ -226,6 +226,7 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	writeHeader(os.Stdout, cfg, server, settings)
 	if len(rows) > 0 {
+		fmt.Println()
 		writeTable(os.Stdout, rows)
 	}
 	writeDeliveries(os.Stdout, cfg, dl)

@@ -169,7 +169,7 @@ func writeHeader(w io.Writer, cfg *config, server, settings string) {
 	fmt.Fprintf(w, "- server: %s (%s)\n", server, settings)
 	fmt.Fprintf(w, "- workload: payload %d bytes of JSON, %d producers, backlog %s events, %d rounds alternating eventbus / watermill-sql / raw SQL; medians, ratios are medians of per-round ratios\n",
 		len(payloadOf(0, senderOf(0, 1000))), cfg.producers, thousands(int64(cfg.n)), cfg.rounds)
-	fmt.Fprintf(w, "- eventbus: default options (LimitPerRun 500, ConsumeConcurrent 16, RunInterval 200ms) unless a row says otherwise; watermill-sql: default subscriber and schema (batch %d, poll %s) unless a row says otherwise\n\n",
+	fmt.Fprintf(w, "- eventbus: default options (LimitPerRun 500, ConsumeConcurrent 16, RunInterval 200ms) unless a row says otherwise; watermill-sql: default subscriber and schema (batch %d, poll %s) unless a row says otherwise\n",
 		wmDefaultBatch, wmDefaultPoll)
 }
 
