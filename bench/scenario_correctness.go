@@ -57,7 +57,7 @@ func runCorrectness(ctx context.Context, t *target, cfg *config, dl *deliveries)
 		}
 		for _, s := range order(round, systems...) {
 			begin := time.Now()
-			tl, err := correctnessRun(ctx, t, cfg, s, sched)
+			tl, took, err := correctnessRun(ctx, t, cfg, s, sched)
 			if err != nil {
 				return nil, fmt.Errorf("%s, round %d: %w", systemNames[s], round+1, err)
 			}
@@ -68,8 +68,9 @@ func runCorrectness(ctx context.Context, t *target, cfg *config, dl *deliveries)
 					slowLost++
 				}
 			}
-			progress.Printf("correctness round %d %s: %d committed, %d lost (%d of them slow commits), %d duplicated, %d out of order; p50 %.1f p99 %.1f ms (%s)",
-				round+1, systemNames[s], c.committed, c.lost, slowLost, c.duplicated, c.reordered, c.p50, c.p99, time.Since(begin).Round(time.Second))
+			progress.Printf("correctness round %d %s: %d committed in %s (%.0f/s), %d lost (%d of them slow commits), %d duplicated, %d out of order; p50 %.1f p99 %.1f ms (%s in all)",
+				round+1, systemNames[s], c.committed, took.Round(100*time.Millisecond), float64(c.committed)/took.Seconds(),
+				c.lost, slowLost, c.duplicated, c.reordered, c.p50, c.p99, time.Since(begin).Round(time.Second))
 			dl.addCounts("correctness", s, c)
 		}
 	}
@@ -77,10 +78,11 @@ func runCorrectness(ctx context.Context, t *target, cfg *config, dl *deliveries)
 }
 
 // correctnessRun runs one contestant through sched on a fresh database and
-// returns its consumer's tally, closed.
-func correctnessRun(ctx context.Context, t *target, cfg *config, s system, sched *schedule) (*tally, error) {
+// returns its consumer's tally, closed, and how long the producers took
+// (longer than the schedule when the database cannot keep up).
+func correctnessRun(ctx context.Context, t *target, cfg *config, s system, sched *schedule) (*tally, time.Duration, error) {
 	if err := t.reset(ctx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	led := newLedger(len(sched.at), correctSenders)
 	tl := newTally(led, true)
@@ -96,8 +98,9 @@ func correctnessRun(ctx context.Context, t *target, cfg *config, s system, sched
 		commitTx, stop, err = correctRaw(ctx, t, cfg, tl, sched)
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	begin := time.Now()
 	err = steady(ctx, sched, cfg.producers, correctSenders, func(ctx context.Context, i int) error {
 		led.begin(i, i+1, time.Now())
 		if err := commitTx(ctx, i); err != nil {
@@ -106,6 +109,7 @@ func correctnessRun(ctx context.Context, t *target, cfg *config, s system, sched
 		led.commit(i, i+1, time.Now())
 		return nil
 	})
+	took := time.Since(begin)
 	if err == nil {
 		err = settle(ctx, correctGrace(cfg.correctPoll), correctLimit, tl)
 	}
@@ -113,9 +117,9 @@ func correctnessRun(ctx context.Context, t *target, cfg *config, s system, sched
 		err = stopErr
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return tl, nil
+	return tl, took, nil
 }
 
 // correctLib starts eventbus's producer and consumer buses and returns the
