@@ -108,6 +108,9 @@ func TestSettleEndsOnGraceAfterLastDelivery(t *testing.T) {
 	if c := tl.counts(); c.lost != 1 {
 		t.Fatalf("lost = %d, want 1", c.lost)
 	}
+	if _, last := tl.progress(); last < begin.UnixNano() {
+		t.Fatalf("the last delivery's time was not noted: %d", last)
+	}
 	tl.deliver(eventID(1))
 	begin = time.Now()
 	if err := settle(context.Background(), time.Minute, time.Minute, tl); err != nil {
@@ -130,5 +133,18 @@ func TestLibFailure(t *testing.T) {
 	err := dl.libFailure()
 	if err == nil || !strings.Contains(err.Error(), "drain: 0 lost, 1 out of order") {
 		t.Fatalf("libFailure = %v, want the drain's out-of-order event", err)
+	}
+}
+
+func TestEventIndex(t *testing.T) {
+	for _, i := range []int{0, 7, 123_456_789, 99_999_999_999} {
+		if got, ok := eventIndex(eventID(i)); !ok || got != i {
+			t.Errorf("eventIndex(%q) = %d, %v", eventID(i), got, ok)
+		}
+	}
+	for _, id := range []string{"", "old-17", "bench-", "bench-12", "bench-0000000000000000001x", "01JH0000000000000000000000", "bench-99999999999999999999"} {
+		if i, ok := eventIndex(id); ok {
+			t.Errorf("eventIndex(%q) = %d, want no event", id, i)
+		}
 	}
 }
