@@ -67,7 +67,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.n, "n", 100_000, "backlog size of the drain and scale scenarios")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per scenario; each round runs every contestant once, in rotating order")
 	flag.IntVar(&cfg.producers, "producers", 8, "concurrent producers")
-	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: small sizes, one round, short latency runs (well under a minute)")
+	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: small sizes, one round, short latency and correctness runs (a minute or two)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
 	flag.IntVar(&cfg.dispatchTx, "dispatch-tx", 1_000, "business transactions per dispatch block (4 blocks per round and contestant)")
 	flag.IntVar(&cfg.slowN, "slow-n", 0, "backlog of the 1 ms handler drain (default n/10)")
