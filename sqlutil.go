@@ -131,8 +131,8 @@ func (b *EventBus) prepared(ctx context.Context, on txConn, query string) *sql.S
 }
 
 // inTx runs fn in one of the bus's own transactions (READ COMMITTED where
-// the database has levels). fn's first statement must be a write, so that
-// SQLite takes the write lock at once whatever the DSN's _txlock is.
+// the database has levels). On SQLite fn's first statement must be a write,
+// so that it takes the write lock at once whatever the DSN's _txlock is.
 func (b *EventBus) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := b.sqlDB.BeginTx(ctx, b.d.txOptions())
 	if err != nil {
