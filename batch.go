@@ -91,11 +91,14 @@ func (b *EventBus) nextBatch(ctx context.Context, offset int64) ([]*record, erro
 }
 
 func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, error) {
-	rows, err := b.queryPrepared(ctx, b.q.fetchEvents, after, b.opts.LimitPerRun)
-	if err != nil {
-		return nil, fmt.Errorf("fetch events: %w", err)
-	}
-	recs, err := scanRecords(rows)
+	var recs []*record
+	err := b.query(ctx, nil, b.q.fetchEvents, []any{after, b.opts.LimitPerRun}, func(rows *sql.Rows) error {
+		r := &record{}
+		var err error
+		r.evt, err = scanEvent(rows, &r.pk, &r.seq)
+		recs = append(recs, r)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch events: %w", err)
 	}
@@ -164,7 +167,7 @@ func (b *EventBus) blockedFIFOSenders(ctx context.Context, recs []*record) (map[
 	if len(args) == 1 {
 		return nil, nil
 	}
-	senders, err := queryStrings(ctx, b.sqlDB, b.q.blockedSenders(len(args)-1), args...)
+	senders, err := queryAll[string](ctx, b, nil, b.q.blockedSenders(len(args)-1), args...)
 	if err != nil {
 		return nil, fmt.Errorf("blocked FIFO senders: %w", err)
 	}
@@ -207,10 +210,10 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 	}
 	// The update commits before the next batch starts, so a crash
 	// redelivers at most the batch in flight. Without retries it is one
-	// statement, no transaction.
+	// statement of its own.
 	var err error
 	if nRetry == 0 {
-		err = b.moveOffset(ctx, b.sqlDB, l, newOffset)
+		err = b.moveOffset(ctx, nil, l, newOffset)
 	} else {
 		err = b.inTx(ctx, func(tx *sql.Tx) error {
 			if err := b.moveOffset(ctx, tx, l, newOffset); err != nil {

@@ -26,29 +26,28 @@ func (b *EventBus) DeadLetters(ctx context.Context, afterSeq int64, limit int) (
 	if limit < 1 || limit > 1000 {
 		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidOption, limit)
 	}
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.listDead, b.service, afterSeq, limit)
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
-	}
-	defer rows.Close()
 	var out []DeadLetter
-	for rows.Next() {
+	err := b.query(ctx, nil, b.q.listDead, []any{b.service, afterSeq, limit}, func(rows *sql.Rows) error {
 		var dl DeadLetter
 		var pk, failed int64
 		evt, err := scanEvent(rows, &pk, &dl.Attempts, &dl.LastError, &failed, &dl.Seq)
 		if err != nil {
-			return nil, fmt.Errorf("dead letters: %w", err)
+			return err
 		}
 		dl.Event, dl.FailedAt = evt, time.UnixMilli(failed).UTC()
 		out = append(out, dl)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // CountDeadLetters returns how many dead letters this service has.
 func (b *EventBus) CountDeadLetters(ctx context.Context) (int64, error) {
 	var n int64
-	if err := b.sqlDB.QueryRowContext(ctx, b.q.countDead, b.service).Scan(&n); err != nil {
+	if err := b.queryRow(ctx, nil, b.q.countDead, []any{b.service}, &n); err != nil {
 		return 0, fmt.Errorf("count dead letters: %w", err)
 	}
 	return n, nil

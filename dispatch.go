@@ -54,21 +54,12 @@ func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) err
 	return nil
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func (b *EventBus) insertEvents(ctx context.Context, db execer, args []any, n int) error {
+// insertEvents writes n events in tx, the bus's own transaction or the
+// connection of the caller's.
+func (b *EventBus) insertEvents(ctx context.Context, tx txConn, args []any, n int) error {
 	for start := 0; start < n; start += insertChunk {
 		end := min(start+insertChunk, n)
-		var err error
-		if end-start <= smallInsert {
-			// The common sizes stay prepared on each connection.
-			_, err = b.execOnPrepared(ctx, db, b.q.insertEvents(end-start), args[start*7:end*7]...)
-		} else {
-			_, err = db.ExecContext(ctx, b.q.insertEvents(end-start), args[start*7:end*7]...)
-		}
-		if err != nil {
+		if _, err := b.exec(ctx, tx, b.q.insertEvents(end-start), args[start*7:end*7]...); err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
 	}

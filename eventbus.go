@@ -47,7 +47,8 @@ type EventBus struct {
 	txChecker ddd.DomainEventTXChecker
 	running   atomic.Bool
 	wake      chan struct{}
-	stmts     *stmtCache
+	stmts     *stmtCache // shared with the other buses of sqlDB; nil: nothing kept prepared
+	ownTx     bool       // a statement of its own needs a transaction of its own (dialect.ownTx)
 	stats     counters
 	holds     holds // senders of calls the bus stopped waiting for
 	// handlerParent is the handler calls' parent context while Start runs
@@ -118,11 +119,16 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 		log:     o.Logger.With("service", serviceName),
 		owner:   instanceName(),
 		wake:    make(chan struct{}, 1),
-		stmts:   newStmtCache(sqlDB),
+	}
+	if d.prepares() {
+		b.stmts = stmtCacheFor(sqlDB)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := d.checkConn(ctx, sqlDB); err != nil {
+		return nil, err
+	}
+	if b.ownTx, err = d.ownTx(ctx, sqlDB); err != nil {
 		return nil, err
 	}
 	if o.AutoMigrate {

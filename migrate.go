@@ -74,8 +74,10 @@ func Migrate(ctx context.Context, db *gorm.DB, prefix string) error {
 func applyMigration(ctx context.Context, conn *sql.Conn, d dialect, versions string, m migration) error {
 	// A raw BEGIN on the pinned connection, so SQLite can take the write
 	// lock up front (BEGIN IMMEDIATE) whatever the DSN says.
-	if _, err := conn.ExecContext(ctx, d.beginWrite()); err != nil {
-		return err
+	for _, stmt := range d.beginWrite() {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
 	}
 	committed := false
 	defer func() {

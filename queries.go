@@ -40,6 +40,10 @@ type queries struct {
 
 	smallInserts [smallInsert + 1]string // insertEvents(n) for n <= smallInsert
 
+	// hot are the statements kept prepared (see stmtCache): those with
+	// arguments that every poll, batch or unit of work runs.
+	hot map[string]bool
+
 	// cleaner
 	minConsumed, cleanCandidates, oldDeadServices, oldDeadLetters, oldResolvedTxs string
 }
@@ -175,6 +179,16 @@ func newQueries(d dialect, prefix string) *queries {
 		q.smallInserts[n] = q.insertEvents(n)
 	}
 	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN (1, 2) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
+
+	// The fetch of new events and of due retries, the offset commit and the
+	// lease renewal (also the fence of the retry phase), and the INSERT of
+	// the common event counts. Statements without arguments need no
+	// preparing on MySQL (one round trip as they are); the rest run less
+	// often than once a poll.
+	q.hot = map[string]bool{q.fetchEvents: true, q.fetchRetries: true, q.commitOffset: true, q.renewLease: true}
+	for _, ins := range q.smallInserts[1:] {
+		q.hot[ins] = true
+	}
 	return q
 }
 
@@ -257,13 +271,20 @@ func (q *queries) saveLastSeq(last int64) string {
 	return "UPDATE " + q.sequencer + " SET last_seq = " + strconv.FormatInt(last, 10) + " WHERE id = 1"
 }
 
-// deleteEventsByID returns the cleaner's DELETE of n event ids. Its
-// conditions are checked again at delete time, in case a service registered
-// or a retry was stored since the candidates were read.
+// deleteEventsByID returns the cleaner's DELETE of n event ids at or below
+// a consumed position. It reads no other table: on MySQL a subquery of a
+// DELETE is a locking read, which would wait for (and hold up) consumers'
+// offset commits and lease renewals. See cleanEvents.
 func (q *queries) deleteEventsByID(n int) string {
-	return q.d.rebind("DELETE FROM " + q.events + " WHERE id IN " + in(n) +
-		" AND seq <= (SELECT MIN(consumed_seq) FROM " + q.services + ")" +
-		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = " + q.events + ".id)")
+	return q.d.rebind("DELETE FROM " + q.events + " WHERE seq <= ? AND id IN " + in(n))
+}
+
+// cleanRecheck returns the cleaner's plain read, after its DELETE of n
+// event ids: the number of services, their lowest consumed position, and
+// how many retry rows reference those ids.
+func (q *queries) cleanRecheck(n int) string {
+	return q.d.rebind("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0), (SELECT COUNT(*) FROM " + q.retries +
+		" WHERE event_pk IN " + in(n) + ") FROM " + q.services)
 }
 
 // deleteDeadByPK returns the cleaner's DELETE of n dead letters of one

@@ -93,36 +93,28 @@ func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
 func (b *EventBus) dueRetries(ctx context.Context, excluded []string) ([]*record, []int, error) {
 	qctx, cancel := b.bounded(ctx)
 	defer cancel()
-	var rows *sql.Rows
-	var err error
-	if len(excluded) == 0 {
-		rows, err = b.queryPrepared(qctx, b.q.fetchRetries, b.service, b.opts.LimitPerRun)
-	} else {
-		args := make([]any, 0, len(excluded)+2)
+	query, args := b.q.fetchRetries, []any{b.service, b.opts.LimitPerRun}
+	if len(excluded) > 0 {
+		query = b.q.fetchRetriesExcept(len(excluded))
+		args = make([]any, 0, len(excluded)+2)
 		args = append(args, b.service)
 		for _, s := range excluded {
 			args = append(args, s)
 		}
-		rows, err = b.sqlDB.QueryContext(qctx, b.q.fetchRetriesExcept(len(excluded)), append(args, b.opts.LimitPerRun)...)
+		args = append(args, b.opts.LimitPerRun)
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("fetch retries: %w", err)
-	}
-	defer rows.Close()
 	var recs []*record
 	var attempts []int
-	for rows.Next() {
+	err := b.query(qctx, nil, query, args, func(rows *sql.Rows) error {
 		r := &record{}
 		var n int
-		evt, err := scanEvent(rows, &r.pk, &n, &r.seq)
-		if err != nil {
-			return nil, nil, fmt.Errorf("fetch retries: %w", err)
-		}
-		r.evt = evt
+		var err error
+		r.evt, err = scanEvent(rows, &r.pk, &n, &r.seq)
 		recs = append(recs, r)
 		attempts = append(attempts, n)
-	}
-	if err := rows.Err(); err != nil {
+		return err
+	})
+	if err != nil {
 		return nil, nil, fmt.Errorf("fetch retries: %w", err)
 	}
 	return recs, attempts, nil
