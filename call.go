@@ -89,7 +89,7 @@ func (b *EventBus) invoke(admit, parent context.Context, h ddd.DomainEventHandle
 	hd := b.holds.returned(c, res)
 	slot.Store(nil)
 	if hd == nil {
-		b.count(evt, res)
+		b.count(res)
 		return res, true
 	}
 	b.returnedLate(c, hd, res)
@@ -106,15 +106,14 @@ func run(ctx context.Context, h ddd.DomainEventHandler, evt *ddd.DomainEvent) (r
 	return outcome(h(ctx, evt))
 }
 
-func (b *EventBus) count(evt *ddd.DomainEvent, res result) {
+func (b *EventBus) count(res result) {
 	switch res.verdict {
 	case handled:
 		b.stats.handled.Add(1)
 	case skipped:
 		b.stats.skipped.Add(1)
 	case failed:
-		b.stats.failed.Add(1)
-		b.log.Warn("eventbus: handler failed", "event_id", evt.ID, "type", evt.Type, "sender", evt.Sender, "err", firstLine(res.err))
+		b.stats.failed.Add(1) // logged with what follows, by nextAttempt
 	}
 }
 
@@ -153,7 +152,7 @@ func (b *EventBus) returnedLate(c *call, hd *hold, res result) {
 	b.stats.unreturned.Add(-1)
 	attrs := []any{"event_id", c.evt.ID, "type", c.evt.Type, "sender", c.evt.Sender, "ran", time.Since(c.started).Round(time.Millisecond)}
 	if hd.kind == heldSetAside {
-		b.count(c.evt, res)
+		b.count(res)
 		b.log.Info("eventbus: set-aside handler call returned; its result is recorded by the next retry phase", attrs...)
 		return
 	}

@@ -58,7 +58,7 @@ func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
 			res := hd.res
 			if res.verdict == failed {
 				res.attempts = hd.row.attempts + 1
-				b.nextAttempt(&res)
+				b.nextAttempt(ctx, hd.c.evt, &res)
 			}
 			if err := record(hd.row.pk, res); err != nil {
 				return err

@@ -63,7 +63,7 @@ func (b *EventBus) runBySender(admit, parent context.Context, h ddd.DomainEventH
 			if retrying {
 				res.attempts = attempts[i] + 1
 			}
-			b.nextAttempt(&res)
+			b.nextAttempt(parent, recs[i].evt, &res)
 			l.fifoBlocked = l.fifoBlocked || (recs[i].evt.SendType == ddd.SendFIFO && res.retry)
 		}
 		results[i] = res
