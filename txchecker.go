@@ -28,7 +28,7 @@ const (
 // silently) and listed by UnresolvedTransactions.
 func (b *EventBus) RegisterEventTXChecker(c ddd.DomainEventTXChecker) error {
 	if c == nil {
-		return fmt.Errorf("%w: nil TX checker", ErrInvalidOption)
+		return fmt.Errorf("%w: nil TX checker", ErrInvalidHandler)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -203,7 +203,7 @@ type UnresolvedTx struct {
 // or RollbackTransaction.
 func (b *EventBus) UnresolvedTransactions(ctx context.Context, after int64, limit int) ([]UnresolvedTx, error) {
 	if limit < 1 || limit > 1000 {
-		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidOption, limit)
+		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
 	rows, err := b.sqlDB.QueryContext(ctx, b.q.unresolvedTxs, b.service, after, limit)
 	if err != nil {

@@ -95,7 +95,9 @@ type Command func(ctx context.Context, uow *UnitOfWork) error
 // Run executes cmd in one transaction. Events of send type normal or FIFO are
 // dispatched inside it, so they exist if and only if it commits. Events of
 // send type transaction use the two-phase flow: DispatchBegin before the
-// commit, Commit after it succeeds, Rollback after it fails. Post-commit
+// commit (in the command's transaction if the bus accepts it, on its own if
+// the bus reports ErrForeignTransaction), Commit after it succeeds,
+// Rollback after it fails. Post-commit
 // hooks run only after a successful commit.
 func (e *Engine) Run(ctx context.Context, cmd Command) error {
 	if cmd == nil {
@@ -132,6 +134,12 @@ func (e *Engine) Run(ctx context.Context, cmd Command) error {
 				return fmt.Errorf("%w: SendTransaction events need a TXEventBus", ErrNoEventBus)
 			}
 			c, err := txBus.DispatchBegin(cctx, twoPhase...)
+			if errors.Is(err, ErrForeignTransaction) {
+				// The command's data is in another database than the
+				// bus's: the message is begun on its own, as the
+				// two-phase flow is designed for.
+				c, err = txBus.DispatchBegin(ctx, twoPhase...)
+			}
 			if err != nil {
 				return fmt.Errorf("begin transactional events: %w", err)
 			}
