@@ -52,7 +52,7 @@ type EventBus struct {
 	// MySQL's max_allowed_packet, and what of it one INSERT's rows may take
 	// (0 elsewhere: no limit below MaxPayloadBytes); see packet.go.
 	packetBytes, packetBudget int
-	stats     counters
+	stats                     counters
 
 	// Owned by the consume loop.
 	lease         *lease
