@@ -48,11 +48,13 @@ type EventBus struct {
 	running   atomic.Bool
 	wake      chan struct{}
 	stmts     *stmtCache
-	ident     dbIdentity // the database, to recognise callers' transactions on it
+	stats     counters
+
+	// The database, to recognise callers' transactions on it (callertx.go).
+	ident dbIdentity
 	// MySQL's max_allowed_packet, and what of it one INSERT's rows may take
 	// (0 elsewhere: no limit below MaxPayloadBytes); see packet.go.
 	packetBytes, packetBudget int
-	stats                     counters
 
 	// Owned by the consume loop.
 	lease         *lease

@@ -60,7 +60,7 @@ func (b *EventBus) execPrepared(ctx context.Context, query string, args ...any) 
 }
 
 // execOnPrepared runs query on db, prepared if db is the bus's pool or a
-// transaction of it (txPool checked that a caller's transaction is).
+// transaction of it (a caller's transaction may come from another pool).
 func (b *EventBus) execOnPrepared(ctx context.Context, db execer, query string, args ...any) (sql.Result, error) {
 	switch d := db.(type) {
 	case *sql.DB:
@@ -68,6 +68,9 @@ func (b *EventBus) execOnPrepared(ctx context.Context, db execer, query string, 
 			return b.execPrepared(ctx, query, args...)
 		}
 	case *sql.Tx:
+		if poolOf(d) != b.sqlDB {
+			break
+		}
 		if st := b.stmts.get(ctx, query); st != nil {
 			return d.StmtContext(ctx, st).ExecContext(ctx, args...)
 		}
