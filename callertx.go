@@ -148,22 +148,28 @@ type rowQuerier interface {
 //
 //   - PostgreSQL: the server's start time (microseconds), the database, and
 //     the oid of <prefix>events as the connection's search_path resolves it.
-//   - MySQL/MariaDB: the server's host name, port and data directory, the
-//     current database, and when <prefix>events was created there.
+//   - MySQL/MariaDB: the server's host name, port, data directory, id and
+//     start time (from UUID_SHORT), and the current database.
 //   - SQLite: the path of the main database file ("" for in-memory ones).
 func (b *EventBus) identify(ctx context.Context, q rowQuerier) (string, error) {
+	// The table name is validated ([a-z][a-z0-9_]*) and written into the
+	// text: a query without arguments is one round trip on every driver.
 	var a, c, d sql.NullString
 	var err error
 	switch b.d.name() {
 	case "postgres":
-		err = q.QueryRowContext(ctx, "SELECT pg_postmaster_start_time()::text, current_database(), to_regclass($1)::oid::text",
-			b.q.events).Scan(&a, &c, &d)
+		err = q.QueryRowContext(ctx, "SELECT pg_postmaster_start_time()::text, current_database(), to_regclass('"+
+			b.q.events+"')::oid::text").Scan(&a, &c, &d)
 		return fmt.Sprintf("PostgreSQL server started %s, database %s, table %s (oid %s)", a.String, c.String, b.q.events, orNone(d)), err
 	case "mysql":
-		err = q.QueryRowContext(ctx, "SELECT CONCAT(@@hostname, ':', @@port, ' ', @@datadir), DATABASE(), "+
-			"(SELECT CAST(CREATE_TIME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?)",
-			b.q.events).Scan(&a, &c, &d)
-		return fmt.Sprintf("MySQL server %s, database %s, table %s (created %s)", a.String, orNone(c), b.q.events, orNone(d)), err
+		// UUID_SHORT's bits above the low 24 are the server id and start
+		// time: servers cloned with the same host name, port and data
+		// directory still differ, as long as they did not start in the same
+		// second. The events table is not looked up: on the same server
+		// and database it is the bus's (information_schema would double
+		// the query's cost).
+		err = q.QueryRowContext(ctx, "SELECT CONCAT(@@hostname, ':', @@port, ' ', @@datadir, ' #', UUID_SHORT() >> 24), DATABASE()").Scan(&a, &c)
+		return fmt.Sprintf("MySQL server %s, database %s", a.String, orNone(c)), err
 	default:
 		err = q.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&a)
 		if err != nil || a.String == "" {
