@@ -22,8 +22,8 @@ import (
 // identified by one query on its own connection, compared with the bus's
 // database: same server, same database, and the bus's events table as the
 // transaction's connection resolves it (schema, search_path, prefix). It
-// reads only the catalog, so it takes no lock and cannot fail in a way
-// that aborts a PostgreSQL transaction.
+// reads no user table, so it takes no lock and cannot fail in a way that
+// aborts a PostgreSQL transaction.
 func (b *EventBus) callerTx(ctx context.Context) (conn gorm.ConnPool, inCaller bool, err error) {
 	carried, ok := ddd.CarriedTx(ctx)
 	if !ok {
