@@ -26,18 +26,9 @@ func BenchmarkDispatchCallerTx(b *testing.B) {
 			second, plain bool
 		}{{"own-pool/gorm", false, false}, {"second-pool/gorm", true, false}, {"own-pool/sql", false, true}, {"second-pool/sql", true, true}} {
 			b.Run(target.Name+"/"+c.name, func(b *testing.B) {
-				tdb := target.New(b)
-				db := tdb.Open(b)
-				bus, err := eventbus.NewEventBus("producer", db, quietOptions()...)
-				if err != nil {
+				bus, pool := callerTxBench(b, target, c.second)
+				if err := pool.AutoMigrate(&benchOrder{}); err != nil {
 					b.Fatal(err)
-				}
-				if err := db.AutoMigrate(&benchOrder{}); err != nil {
-					b.Fatal(err)
-				}
-				pool := db
-				if c.second {
-					pool = tdb.Open(b)
 				}
 				sqlPool, err := pool.DB()
 				if err != nil {
@@ -78,6 +69,21 @@ func BenchmarkDispatchCallerTx(b *testing.B) {
 	}
 }
 
+// callerTxBench returns a producing bus on a new database of target, and
+// the pool to begin transactions on: the bus's own, or a second one.
+func callerTxBench(b *testing.B, target dbtest.Target, second bool) (*eventbus.EventBus, *gorm.DB) {
+	tdb := target.New(b)
+	db := tdb.Open(b)
+	bus, err := eventbus.NewEventBus("producer", db, quietOptions()...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if second {
+		return bus, tdb.Open(b)
+	}
+	return bus, db
+}
+
 func sqlTx(db *sql.DB, f func(*sql.Tx) error) error {
 	tx, err := db.Begin()
 	if err != nil {
@@ -99,16 +105,7 @@ func BenchmarkCallerTxCheck(b *testing.B) {
 		for _, name := range []string{"own-pool", "second-pool", "select-1"} {
 			second := name != "own-pool"
 			b.Run(target.Name+"/"+name, func(b *testing.B) {
-				tdb := target.New(b)
-				db := tdb.Open(b)
-				bus, err := eventbus.NewEventBus("producer", db, quietOptions()...)
-				if err != nil {
-					b.Fatal(err)
-				}
-				pool := db
-				if second {
-					pool = tdb.Open(b)
-				}
+				bus, pool := callerTxBench(b, target, second)
 				tx := pool.Begin()
 				if tx.Error != nil {
 					b.Fatal(tx.Error)
