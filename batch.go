@@ -106,27 +106,36 @@ func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, err
 // records when ctx is cancelled, the lease is lost, or the lease could not be
 // renewed for two thirds of its duration (checked before every record, so a
 // poll whose queries stalled cannot start work on a lease about to lapse).
-// Handlers get a context that outlives ctx, so a graceful stop lets them finish.
+// ctx is checked on the goroutine that starts each call, not by a callback
+// of its own: once it is cancelled, no further call starts. Handlers get a
+// context that outlives ctx by ShutdownGrace (see Start), so a graceful stop
+// lets them finish.
 func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, attempts []int, blocked map[string]bool) []result {
 	b.mu.Lock()
 	h := b.handler
 	b.mu.Unlock()
-	stop := make(chan struct{})
+	halted := make(chan struct{})
 	var once sync.Once
-	halt := func() { once.Do(func() { close(stop) }) }
-	defer context.AfterFunc(ctx, halt)()
+	halt := func() { once.Do(func() { close(halted) }) }
 	done := make(chan struct{})
 	go b.heartbeat(context.WithoutCancel(ctx), l, done, halt)
 	defer close(done)
 	proceed := func() bool {
+		if ctx.Err() != nil {
+			return false
+		}
 		select {
-		case <-stop:
+		case <-halted:
 			return false
 		default:
 		}
 		return b.leaseUsable(l)
 	}
-	return b.runBySender(context.WithoutCancel(ctx), h, recs, attempts, blocked, proceed)
+	parent := b.handlerParent
+	if parent == nil { // not under Start (a test hook)
+		parent = context.WithoutCancel(ctx)
+	}
+	return b.runBySender(ctx, parent, h, l.epoch, recs, attempts, blocked, proceed)
 }
 
 // dropLease forgets the lease after a failed commit: it was lost, or the
@@ -166,8 +175,8 @@ func (b *EventBus) blockedFIFOSenders(ctx context.Context, recs []*record) (map[
 	return blocked, nil
 }
 
-// commitBatch moves the offset past recs and stores the failed and parked
-// ones in the retry store, in one fenced transaction.
+// commitBatch moves the offset past recs and stores the failed, parked and
+// set-aside ones in the retry store, in one fenced transaction.
 func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, results []result) error {
 	newOffset := recs[len(recs)-1].seq
 	start := time.Now()
@@ -178,7 +187,7 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 		var delay time.Duration
 		errText := ""
 		switch res.verdict {
-		case parked:
+		case parked, pending:
 		case failed:
 			attempts, errText, delay = res.attempts, errorText(res.err), res.delay
 			if !res.retry {

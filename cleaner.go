@@ -73,12 +73,51 @@ func (b *EventBus) Clean(ctx context.Context) (CleanReport, error) {
 			return rep, fmt.Errorf("clean events: %w", err)
 		}
 	}
-	n, err := b.deleteInBatches(ctx, b.q.oldResolvedTxs, []any{retention}, b.q.deleteTxsByID, nil)
+	n, err := b.cleanTransactions(ctx, retention)
 	rep.Transactions = n
 	if err != nil {
 		return rep, fmt.Errorf("clean transactions: %w", err)
 	}
 	return rep, nil
+}
+
+// cleanTransactions deletes resolved transactions older than retention ms,
+// in batches, and raises the highest removed id (the cleaner's mark) in the
+// same database transaction as each delete: a later Commit or Rollback of
+// an id it cannot find then knows the transaction may have existed, and
+// answers ErrTxCleaned rather than claim it never did.
+func (b *EventBus) cleanTransactions(ctx context.Context, retention int64) (int64, error) {
+	var total int64
+	for {
+		ids, err := queryInt64s(ctx, b.sqlDB, b.q.oldResolvedTxs, retention, cleanBatch)
+		if err != nil || len(ids) == 0 {
+			return total, err
+		}
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			args[i] = id
+		}
+		highest := ids[len(ids)-1] // picked in id order
+		var n int64
+		err = b.inTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, b.q.deleteTxsByID(len(ids)), args...)
+			if err != nil {
+				return err
+			}
+			if n, err = res.RowsAffected(); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, b.q.raiseTxWatermark, highest, highest)
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if len(ids) < cleanBatch {
+			return total, nil
+		}
+	}
 }
 
 // cleanDeadLetters deletes dead letters older than age ms, service by service.

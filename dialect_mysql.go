@@ -13,10 +13,13 @@ func (mysqlDialect) returningID() string { return "" }
 
 func (mysqlDialect) name() string { return "mysql" }
 
-// UNIX_TIMESTAMP of a fractional timestamp keeps the fraction; the session
-// time zone cancels out.
+// The statement's clock in UTC, as milliseconds since the epoch by plain
+// DATETIME arithmetic. UTC_TIMESTAMP does not depend on the session's time
+// zone; UNIX_TIMESTAMP(CURRENT_TIMESTAMP) does: it converts local time
+// back to UTC, and in a zone with DST the repeated autumn hour maps to one
+// instant only, so the clock would jump by an hour.
 func (mysqlDialect) nowMillis() string {
-	return "CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED)"
+	return "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)"
 }
 
 func (mysqlDialect) beginWrite() string { return "BEGIN" }

@@ -47,8 +47,14 @@ var (
 	ErrTxRolledBack = errors.New("eventbus: transaction already rolled back")
 	// ErrTxCommitted: Rollback of a transaction that was already committed.
 	ErrTxCommitted = errors.New("eventbus: transaction already committed")
-	// ErrTxNotFound: the transaction does not exist (never began, or was cleaned).
+	// ErrTxNotFound: the transaction never became durable (its business
+	// transaction rolled back) or never existed.
 	ErrTxNotFound = errors.New("eventbus: transaction not found")
+	// ErrTxCleaned: the transaction is no longer stored, and its id is at or
+	// below the highest one the cleaner removed: it was resolved and removed
+	// after RetentionTime, so whether it committed is no longer known (or,
+	// begun that long ago, it never became durable).
+	ErrTxCleaned = errors.New("eventbus: transaction resolved and cleaned; its outcome is no longer known")
 	// ErrTxOtherService: Commit or Rollback of a transaction another service began.
 	ErrTxOtherService = errors.New("eventbus: transaction belongs to another service")
 	// ErrLeaseLost: this instance no longer owns its service's lease; its work is discarded.

@@ -49,6 +49,12 @@ type EventBus struct {
 	wake      chan struct{}
 	stmts     *stmtCache
 	stats     counters
+	holds     holds // senders of calls the bus stopped waiting for
+	// handlerParent is the handler calls' parent context while Start runs
+	// (see stopGrace); setAsideAfter, if set, replaces the constant of
+	// that name (tests).
+	handlerParent context.Context
+	setAsideAfter time.Duration
 
 	// The database, to recognise callers' transactions on it (callertx.go).
 	ident dbIdentity
@@ -63,6 +69,9 @@ type EventBus struct {
 	lastSequenced time.Time   // last time a poll ran the sequencer
 	lastRetried   time.Time   // last time a poll ran the retry phase
 	retryMore     bool        // the last retry phase had more to do
+	standbyAt     time.Time   // last time this instance reported in as a standby
+	removedLogged time.Time   // last time it said its service was removed
+	removed       atomic.Bool // its service was removed while it ran (see standBy)
 
 	// Background sequencing of a backlog (see sequenceInBackground).
 	seqBusy atomic.Bool

@@ -1,10 +1,6 @@
 package eventbus
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -21,7 +17,8 @@ const (
 	handled
 	skipped
 	failed
-	parked // FIFO event held behind a failed one of its sender
+	parked  // stored to run later: behind a failed FIFO event of its sender, or while its sender is held
+	pending // set aside (HandlerTimeout 0): stored; its call's result is recorded when it returns
 )
 
 // result is what became of one record.
@@ -33,33 +30,14 @@ type result struct {
 	delay    time.Duration // failed and retry: wait before it
 }
 
-// invoke calls the handler for one event. A panic is recovered and counted
-// as a failure, with its stack kept in the error.
-func (b *EventBus) invoke(ctx context.Context, h ddd.DomainEventHandler, evt *ddd.DomainEvent) (res result) {
-	if b.opts.HandlerTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.opts.HandlerTimeout)
-		defer cancel()
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			res = result{verdict: failed, err: fmt.Errorf("handler panic: %v\n%s", p, debug.Stack())}
-		}
-		switch res.verdict {
-		case handled:
-			b.stats.handled.Add(1)
-		case skipped:
-			b.stats.skipped.Add(1)
-		case failed:
-			b.stats.failed.Add(1)
-			b.log.Warn("eventbus: handler failed", "event_id", evt.ID, "type", evt.Type, "sender", evt.Sender, "err", firstLine(res.err))
-		}
-	}()
-	err := h(ctx, evt)
+// outcome classifies what a handler returned. An event is skipped only
+// when no handler exists for it (ddd.IsNoHandler); a failure joined with
+// ErrNoHandler is a failure.
+func outcome(err error) result {
 	switch {
 	case err == nil:
 		return result{verdict: handled}
-	case errors.Is(err, ddd.ErrNoHandler):
+	case ddd.IsNoHandler(err):
 		return result{verdict: skipped}
 	default:
 		return result{verdict: failed, err: err}

@@ -21,17 +21,22 @@ type queries struct {
 
 	// consumer
 	fetchEvents, fetchRetries string
+	dueRetries                string // fetchRetries' SELECT and WHERE, not rebound
 
 	// services and leases
 	ensureService, acquireLease, readLease, renewLease, releaseLease, commitOffset string
-	fence, serviceStatus, removeService, removeServiceRetries                      string
+	fence, serviceStatus, removeService, removeServiceRetries, serviceActivity     string
 
 	// retries and dead letters
 	deleteRetry, updateRetry, listDead, countDead, replayDead, discardDead string
 
 	// transactions
-	insertTx, txState, txChecks, resolveTx, claimTx, dueTxs, txEventsOf, publishTx, deleteTxEvents string
-	rescheduleTx, unresolvedTxs, countUnresolved                                                   string
+	insertTx, txState, resolveTx, resolveTxToken, resolveTxClaimed, claimTx, dueTxs     string
+	txEventsOf, publishTx, deleteTxEvents, rescheduleTx, unresolvedTxs, countUnresolved string
+	txWatermark, raiseTxWatermark                                                       string
+
+	// standbys
+	renewStandby, serviceExists string
 
 	smallInserts [smallInsert + 1]string // insertEvents(n) for n <= smallInsert
 
@@ -77,12 +82,12 @@ func newQueries(d dialect, prefix string) *queries {
 		" WHERE seq > ? ORDER BY seq LIMIT ?")
 	// Due retries. A FIFO row runs only when no earlier FIFO row of its
 	// sender still waits (parked rows wait behind the head).
-	q.fetchRetries = r("SELECT r.event_pk, r.attempts, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at" +
-		" FROM " + q.retries + " r JOIN " + q.events + " e ON e.id = r.event_pk" +
-		" WHERE r.service = ? AND r.state = 0 AND r.next_at <= {now}" +
-		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM " + q.retries + " h WHERE h.service = r.service" +
-		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = 0 AND h.seq < r.seq))" +
-		" ORDER BY e.seq LIMIT ?")
+	q.dueRetries = strings.ReplaceAll("SELECT r.event_pk, r.attempts, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at"+
+		" FROM "+q.retries+" r JOIN "+q.events+" e ON e.id = r.event_pk"+
+		" WHERE r.service = ? AND r.state = 0 AND r.next_at <= {now}"+
+		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM "+q.retries+" h WHERE h.service = r.service"+
+		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = 0 AND h.seq < r.seq))", "{now}", q.now)
+	q.fetchRetries = d.rebind(q.dueRetries + " ORDER BY e.seq LIMIT ?")
 
 	// Services and leases. version changes on every fenced write, so the
 	// affected-row count is exact on MySQL too (it counts changed rows).
@@ -101,12 +106,15 @@ func newQueries(d dialect, prefix string) *queries {
 	q.fence = q.renewLease
 	// Pending counts committed events not sequenced yet: the sequencer runs
 	// only while some instance polls, and they are every service's backlog.
-	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.updated_at, q.last_seq," +
+	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.standby_until, s.updated_at, q.last_seq," +
 		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq OR e.seq IS NULL)," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 0)," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 1)" +
 		" FROM " + q.services + " s CROSS JOIN " + q.sequencer + " q WHERE q.id = 1 ORDER BY s.name")
-	q.removeService = r("DELETE FROM " + q.services + " WHERE name = ? AND (lease_until < {now} OR owner = '')")
+	// A service is removable when no instance runs it: no live lease, and
+	// no standby reported in for LeaseDuration.
+	q.removeService = r("DELETE FROM " + q.services + " WHERE name = ? AND (lease_until < {now} OR owner = '') AND standby_until < {now}")
+	q.serviceActivity = r("SELECT owner, lease_until, standby_until, {now} FROM " + q.services + " WHERE name = ?")
 	q.removeServiceRetries = r("DELETE FROM " + q.retries + " WHERE service = ?")
 
 	// Retries and dead letters.
@@ -121,24 +129,37 @@ func newQueries(d dialect, prefix string) *queries {
 		" WHERE service = ? AND state = 1 AND event_id = ?")
 	q.discardDead = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = 1 AND event_id = ?")
 
-	// Transactions.
-	q.insertTx = r("INSERT INTO " + q.txs + " (service, state, check_count, due_at, last_error, created_at, updated_at)" +
-		" VALUES (?, 0, 0, {now} + ?, '', {now}, {now})" + d.returningID())
-	q.txState = r("SELECT state, service FROM " + q.txs + " WHERE id = ?")
-	q.txChecks = r("SELECT check_count FROM " + q.txs + " WHERE id = ?")
-	q.resolveTx = r("UPDATE " + q.txs + " SET state = ?, updated_at = {now} WHERE id = ? AND service = ? AND state IN (0, 3)")
+	// Transactions. A context resolves by id and token (only what it
+	// began), an operator by id, the checker by id while its claim holds:
+	// the check_count it set is unchanged (no other instance claimed since)
+	// and the claim has not lapsed.
+	q.insertTx = r("INSERT INTO " + q.txs + " (service, token, state, check_count, due_at, last_error, created_at, updated_at)" +
+		" VALUES (?, ?, 0, 0, {now} + ?, '', {now}, {now})" + d.returningID())
+	q.txState = r("SELECT state, service, token FROM " + q.txs + " WHERE id = ?")
+	resolve := "UPDATE " + q.txs + " SET state = ?, updated_at = {now} WHERE id = ? AND service = ?"
+	q.resolveTx = r(resolve + " AND state IN (0, 3)")
+	q.resolveTxToken = r(resolve + " AND state IN (0, 3) AND token = ?")
+	q.resolveTxClaimed = r(resolve + " AND state = 0 AND check_count = ? AND due_at > {now}")
+	// A claim is a compare-and-set on check_count, read with the due list:
+	// the claimant knows which check is its own.
 	q.claimTx = r("UPDATE " + q.txs + " SET check_count = check_count + 1, due_at = {now} + ?, updated_at = {now}" +
-		" WHERE id = ? AND state = 0 AND due_at <= {now}")
-	q.dueTxs = r("SELECT id FROM " + q.txs + " WHERE service = ? AND state = 0 AND due_at <= {now} ORDER BY due_at LIMIT ?")
+		" WHERE id = ? AND state = 0 AND due_at <= {now} AND check_count = ?")
+	q.dueTxs = r("SELECT id, check_count FROM " + q.txs + " WHERE service = ? AND state = 0 AND due_at <= {now} ORDER BY due_at LIMIT ?")
 	q.txEventsOf = r("SELECT " + eventCols + " FROM " + q.txEvents + " WHERE tx_id = ? ORDER BY ordinal")
 	q.publishTx = r("INSERT INTO " + q.events + " (" + eventCols + ", created_at) SELECT " + eventCols + ", {now} FROM " +
 		q.txEvents + " WHERE tx_id = ? ORDER BY ordinal")
 	q.deleteTxEvents = r("DELETE FROM " + q.txEvents + " WHERE tx_id = ?")
 	q.rescheduleTx = r("UPDATE " + q.txs + " SET state = ?, due_at = {now} + ?, last_error = ?, updated_at = {now}" +
-		" WHERE id = ? AND state = 0 AND check_count = ?")
+		" WHERE id = ? AND state = 0 AND check_count = ? AND due_at > {now}")
 	q.unresolvedTxs = r("SELECT id, check_count, last_error, created_at, updated_at FROM " + q.txs +
 		" WHERE service = ? AND state = 3 AND id > ? ORDER BY id LIMIT ?")
 	q.countUnresolved = r("SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = 3")
+	q.txWatermark = "SELECT max_tx_id FROM " + prefix + "cleaned WHERE id = 1"
+	q.raiseTxWatermark = r("UPDATE " + prefix + "cleaned SET max_tx_id = ? WHERE id = 1 AND max_tx_id < ?")
+
+	// Standbys: a running instance that does not hold the lease says so.
+	q.renewStandby = r("UPDATE " + q.services + " SET standby_until = {now} + ? WHERE name = ?")
+	q.serviceExists = r("SELECT COUNT(*) FROM " + q.services + " WHERE name = ?")
 
 	// Cleaner.
 	q.minConsumed = r("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0) FROM " + q.services)
@@ -260,6 +281,12 @@ func (q *queries) deleteTxsByID(n int) string {
 // deleteRetriesByPK returns a DELETE of n retry rows of one service.
 func (q *queries) deleteRetriesByPK(n int) string {
 	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 0 AND event_pk IN " + in(n))
+}
+
+// fetchRetriesExcept returns fetchRetries leaving out the rows of n senders
+// (held ones: see holds).
+func (q *queries) fetchRetriesExcept(n int) string {
+	return q.d.rebind(q.dueRetries + " AND r.sender NOT IN " + in(n) + " ORDER BY e.seq LIMIT ?")
 }
 
 // blockedSenders returns the senders among n that have a FIFO event waiting

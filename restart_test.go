@@ -17,15 +17,21 @@ const restartEnv = "EVENTBUS_RESTART_TESTS"
 // It never touches the shared servers. .ci/restart-tests runs it in a CI
 // step of its own.
 func TestServerRestart(t *testing.T) {
+	onPrivateServers(t, conformance.ServerRestart)
+}
+
+// onPrivateServers runs test on a private PostgreSQL and a private MariaDB
+// server, in parallel, if restartEnv is set.
+func onPrivateServers(t *testing.T, test func(*testing.T, *dbtest.Server)) {
 	if os.Getenv(restartEnv) == "" {
 		t.Skipf("skipping: set %s=1 (or run .ci/restart-tests) to restart private database servers under a running bus", restartEnv)
 	}
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		conformance.ServerRestart(t, dbtest.PrivatePostgres(t))
+		test(t, dbtest.PrivatePostgres(t))
 	})
 	t.Run("mysql", func(t *testing.T) {
 		t.Parallel()
-		conformance.ServerRestart(t, dbtest.PrivateMariaDB(t))
+		test(t, dbtest.PrivateMariaDB(t))
 	})
 }

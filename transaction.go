@@ -2,7 +2,9 @@ package eventbus
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -17,22 +19,62 @@ const (
 	txUnresolved = 3 // the checker gave up (or none is registered); resolve by hand
 )
 
+// pendingTx is what DispatchBegin's context carries: the transaction's id,
+// the random token stored beside it, and whether it was written with the
+// caller's transaction.
+type pendingTx struct {
+	id, token int64
+	inTx      bool
+}
+
 type pendingTxKey struct{}
 
-// TxID returns the id of the pending transaction carried by ctx.
+func pendingOf(ctx context.Context) (pendingTx, bool) {
+	p, ok := ctx.Value(pendingTxKey{}).(pendingTx)
+	return p, ok
+}
+
+// TxID returns the id of the pending transaction carried by ctx, for logs
+// and for operators (CommitTransaction, RollbackTransaction). Resolve it with
+// Commit or Rollback on that ctx, which act only on the transaction ctx
+// began: an id whose transaction never became durable (written with a
+// business transaction that rolled back) can be handed out again, at once
+// on SQLite, after a server crash on MySQL and PostgreSQL. The id of a
+// durable transaction is never reused.
 func TxID(ctx context.Context) (int64, bool) {
-	id, ok := ctx.Value(pendingTxKey{}).(int64)
-	return id, ok
+	p, ok := pendingOf(ctx)
+	return p.id, ok
+}
+
+// BegunInTx reports whether the pending transaction carried by ctx was
+// written with the transaction DispatchBegin's ctx carried, so that it
+// exists if and only if that transaction committed (see ddd.InTxReporter).
+func (b *EventBus) BegunInTx(ctx context.Context) bool {
+	p, ok := pendingOf(ctx)
+	return ok && p.inTx
+}
+
+// newTxToken draws the token that, with the id, names a transaction in its
+// context: random, so no other transaction given the same id has it.
+func newTxToken() int64 {
+	var r [8]byte
+	_, _ = rand.Read(r[:]) // never fails (crypto/rand)
+	if t := int64(binary.BigEndian.Uint64(r[:]) >> 1); t != 0 {
+		return t
+	}
+	return 1
 }
 
 // DispatchBegin records events as a pending transaction of this service,
 // invisible to consumers, and returns a context carrying it for Commit or
-// Rollback. The record is durable when DispatchBegin returns, unless ctx
-// carries a transaction: then it is written in that transaction and exists
-// only if it commits. That transaction must be on the bus's database, as
-// for Dispatch (ErrForeignTransaction, ErrInvalidTransaction otherwise).
-// If neither Commit nor Rollback follows within TXCheckTimeout, the TX
-// checker decides.
+// Rollback: its id and a random token stored beside it, so that the
+// context resolves only this transaction. The record is durable when
+// DispatchBegin returns, unless ctx carries a transaction: then it is
+// written in that transaction and exists if and only if it commits
+// (BegunInTx reports which). That transaction must be on the bus's
+// database, as for Dispatch (ErrForeignTransaction, ErrInvalidTransaction
+// otherwise). If neither Commit nor Rollback follows within
+// TXCheckTimeout, the TX checker decides.
 func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent) (context.Context, error) {
 	if ctx == nil {
 		return ctx, fmt.Errorf("%w: nil context", ErrInvalidArgument)
@@ -44,8 +86,9 @@ func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent
 	if err != nil {
 		return ctx, err
 	}
+	token := newTxToken()
 	write := func(db execQuerier) (int64, error) {
-		id, err := b.insertTxRow(ctx, db)
+		id, err := b.insertTxRow(ctx, db, token)
 		if err != nil {
 			return 0, fmt.Errorf("insert transaction: %w", err)
 		}
@@ -65,12 +108,12 @@ func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent
 	}
 	// The same rules as Dispatch: a transaction in ctx is used if it is on
 	// the bus's database, and refused otherwise.
-	conn, inCaller, err := b.callerTx(ctx)
+	conn, inCallerTx, err := b.callerTx(ctx)
 	if err != nil {
 		return ctx, err
 	}
 	var id int64
-	if inCaller {
+	if inCallerTx {
 		id, err = write(conn)
 	} else {
 		err = b.inTx(ctx, func(tx *sql.Tx) error {
@@ -82,7 +125,7 @@ func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent
 	if err != nil {
 		return ctx, fmt.Errorf("dispatch begin: %w", err)
 	}
-	return context.WithValue(ctx, pendingTxKey{}, id), nil
+	return context.WithValue(ctx, pendingTxKey{}, pendingTx{id: id, token: token, inTx: inCallerTx}), nil
 }
 
 type execQuerier interface {
@@ -90,14 +133,14 @@ type execQuerier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func (b *EventBus) insertTxRow(ctx context.Context, db execQuerier) (int64, error) {
+func (b *EventBus) insertTxRow(ctx context.Context, db execQuerier, token int64) (int64, error) {
 	due := b.opts.TXCheckTimeout.Milliseconds()
 	if b.d.returningID() != "" {
 		var id int64
-		err := db.QueryRowContext(ctx, b.q.insertTx, b.service, due).Scan(&id)
+		err := db.QueryRowContext(ctx, b.q.insertTx, b.service, token, due).Scan(&id)
 		return id, err
 	}
-	res, err := db.ExecContext(ctx, b.q.insertTx, b.service, due)
+	res, err := db.ExecContext(ctx, b.q.insertTx, b.service, token, due)
 	if err != nil {
 		return 0, err
 	}
@@ -107,33 +150,42 @@ func (b *EventBus) insertTxRow(ctx context.Context, db execQuerier) (int64, erro
 // Commit publishes the pending transaction carried by ctx: its events are
 // appended to the log as new entries (so consumers already past older
 // positions still receive them) and the transaction is marked committed,
-// atomically. It always uses its own database transaction. Calling it again,
-// or after the checker committed, is a no-op; after a rollback it returns
-// ErrTxRolledBack.
+// atomically. It always uses its own database transaction, and acts only on
+// the transaction ctx began. Calling it again, or after the checker
+// committed, returns nil; after a rollback it returns ErrTxRolledBack. If
+// the transaction never became durable (it was written with a business
+// transaction that rolled back) it returns ErrTxNotFound; if it was
+// resolved and then removed by the cleaner, ErrTxCleaned.
 func (b *EventBus) Commit(ctx context.Context) error {
-	id, ok := TxID(ctx)
+	p, ok := pendingOf(ctx)
 	if !ok {
 		return ErrNoTransaction
 	}
-	return b.CommitTransaction(context.WithoutCancel(ctx), id)
+	err := b.resolveTx(context.WithoutCancel(ctx), txRef{id: p.id, token: p.token}, txCommitted)
+	if err == nil {
+		b.Notify()
+	}
+	return err
 }
 
-// Rollback discards the pending transaction carried by ctx. Calling it
-// again, or for a transaction that never became durable, is a no-op; after
-// a commit it returns ErrTxCommitted.
+// Rollback discards the pending transaction carried by ctx, and only that
+// one. Calling it again, or for a transaction that never became durable,
+// returns nil; after a commit it returns ErrTxCommitted; after the cleaner
+// removed the resolved transaction, ErrTxCleaned (its resolution is no
+// longer known).
 func (b *EventBus) Rollback(ctx context.Context) error {
-	id, ok := TxID(ctx)
+	p, ok := pendingOf(ctx)
 	if !ok {
 		return ErrNoTransaction
 	}
-	return b.RollbackTransaction(context.WithoutCancel(ctx), id)
+	return nilIfNotFound(b.resolveTx(context.WithoutCancel(ctx), txRef{id: p.id, token: p.token}, txRolledBack))
 }
 
 // CommitTransaction commits transaction id by hand (for example one the
 // checker left unresolved). See Commit. Only the service that began a
 // transaction resolves it; another service's bus gets ErrTxOtherService.
 func (b *EventBus) CommitTransaction(ctx context.Context, id int64) error {
-	err := b.resolveTx(ctx, id, txCommitted)
+	err := b.resolveTx(ctx, txRef{id: id}, txCommitted)
 	if err == nil {
 		b.Notify()
 	}
@@ -142,55 +194,106 @@ func (b *EventBus) CommitTransaction(ctx context.Context, id int64) error {
 
 // RollbackTransaction rolls transaction id back by hand. See Rollback.
 func (b *EventBus) RollbackTransaction(ctx context.Context, id int64) error {
-	err := b.resolveTx(ctx, id, txRolledBack)
+	return nilIfNotFound(b.resolveTx(ctx, txRef{id: id}, txRolledBack))
+}
+
+// nilIfNotFound: a rollback of a transaction that never became durable has
+// nothing to discard.
+func nilIfNotFound(err error) error {
 	if errors.Is(err, ErrTxNotFound) {
-		return nil // never became durable: nothing to discard
+		return nil
 	}
 	return err
 }
 
+// txRef names the transaction to resolve and says who resolves it.
+type txRef struct {
+	id    int64
+	token int64 // Commit/Rollback(ctx): only the transaction that context began
+	claim int   // the TX checker: only while its claim (this check_count) holds
+}
+
+// errClaimLost: the checker's claim on a transaction lapsed or was taken by
+// another instance before its answer could be applied.
+var errClaimLost = errors.New("eventbus: TX check claim lost")
+
 // resolveTx moves a pending or unresolved transaction to state, publishing
 // its events on commit. The state change is the guard: only one resolution
 // of a transaction can succeed.
-func (b *EventBus) resolveTx(ctx context.Context, id int64, state int) error {
+func (b *EventBus) resolveTx(ctx context.Context, ref txRef, state int) error {
 	return b.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, b.q.resolveTx, state, id, b.service)
+		var res sql.Result
+		var err error
+		switch {
+		case ref.claim > 0:
+			res, err = tx.ExecContext(ctx, b.q.resolveTxClaimed, state, ref.id, b.service, ref.claim)
+		case ref.token != 0:
+			res, err = tx.ExecContext(ctx, b.q.resolveTxToken, state, ref.id, b.service, ref.token)
+		default:
+			res, err = tx.ExecContext(ctx, b.q.resolveTx, state, ref.id, b.service)
+		}
 		if err != nil {
-			return fmt.Errorf("resolve transaction %d: %w", id, err)
+			return fmt.Errorf("resolve transaction %d: %w", ref.id, err)
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return b.alreadyResolved(ctx, tx, id, state)
+			if ref.claim > 0 {
+				return errClaimLost
+			}
+			return b.alreadyResolved(ctx, tx, ref, state)
 		}
 		if state == txCommitted {
-			if _, err := tx.ExecContext(ctx, b.q.publishTx, id); err != nil {
-				return fmt.Errorf("publish transaction %d: %w", id, err)
+			if _, err := tx.ExecContext(ctx, b.q.publishTx, ref.id); err != nil {
+				return fmt.Errorf("publish transaction %d: %w", ref.id, err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, b.q.deleteTxEvents, id); err != nil {
-			return fmt.Errorf("resolve transaction %d: %w", id, err)
+		if _, err := tx.ExecContext(ctx, b.q.deleteTxEvents, ref.id); err != nil {
+			return fmt.Errorf("resolve transaction %d: %w", ref.id, err)
 		}
 		return nil
 	})
 }
 
-func (b *EventBus) alreadyResolved(ctx context.Context, tx *sql.Tx, id int64, want int) error {
+// alreadyResolved explains why ref could not be resolved to want.
+func (b *EventBus) alreadyResolved(ctx context.Context, tx *sql.Tx, ref txRef, want int) error {
 	var got int
 	var owner string
-	err := tx.QueryRowContext(ctx, b.q.txState, id).Scan(&got, &owner)
+	var token int64
+	err := tx.QueryRowContext(ctx, b.q.txState, ref.id).Scan(&got, &owner, &token)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("%w: %d", ErrTxNotFound, id)
+		return b.txNotStored(ctx, tx, ref.id)
 	case err != nil:
 		return err
+	case ref.token != 0 && token != ref.token:
+		// The id was handed out again: the context's own transaction
+		// rolled back with its business transaction.
+		return fmt.Errorf("%w: %d (the context's transaction never became durable)", ErrTxNotFound, ref.id)
 	case owner != b.service:
-		return fmt.Errorf("%w: %d is %s's", ErrTxOtherService, id, owner)
+		return fmt.Errorf("%w: %d is %s's", ErrTxOtherService, ref.id, owner)
 	case got == want:
 		return nil
 	case got == txCommitted:
-		return fmt.Errorf("%w: %d", ErrTxCommitted, id)
+		return fmt.Errorf("%w: %d", ErrTxCommitted, ref.id)
+	case got == txRolledBack:
+		return fmt.Errorf("%w: %d", ErrTxRolledBack, ref.id)
 	default:
-		return fmt.Errorf("%w: %d", ErrTxRolledBack, id)
+		return fmt.Errorf("transaction %d is in state %d", ref.id, got)
 	}
+}
+
+// txNotStored tells a transaction that never existed (ErrTxNotFound) from
+// one the cleaner may have removed after it was resolved (ErrTxCleaned): ids
+// at or below the highest one it removed. The cleaner deletes and raises
+// that mark in one transaction, so a row found missing here has its mark.
+func (b *EventBus) txNotStored(ctx context.Context, tx *sql.Tx, id int64) error {
+	var mark int64
+	if err := tx.QueryRowContext(ctx, b.q.txWatermark).Scan(&mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("transaction %d: read the cleaner's mark: %w", id, err)
+	}
+	if id <= mark {
+		return fmt.Errorf("%w: %d", ErrTxCleaned, id)
+	}
+	return fmt.Errorf("%w: %d", ErrTxNotFound, id)
 }

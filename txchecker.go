@@ -12,15 +12,20 @@ import (
 )
 
 const (
-	// txClaim is how long a check owns a transaction: another instance
-	// checks it again only if this one dies before recording the answer.
-	txClaim = time.Minute
-	// txCheckCall bounds one call of the checker.
-	txCheckCall = 30 * time.Second
 	// txMaxDelay caps the growing delay between checks.
 	txMaxDelay = time.Hour
 	txDuePage  = 50
 )
+
+// txClaim is how long a check owns a transaction: the call's limit plus a
+// margin (the limit again, at least 30s) for reading its events and
+// recording the answer. Another instance asks about it again only if this
+// one died or stalled that long; the answer is applied only while the claim
+// holds.
+func (b *EventBus) txClaim() time.Duration {
+	limit := b.opts.TXCheckCallTimeout
+	return limit + max(limit, 30*time.Second)
+}
 
 // RegisterEventTXChecker sets the checker asked about this service's pending
 // transactions once they pass TXCheckTimeout unresolved. It may be set once.
@@ -70,12 +75,12 @@ func (b *EventBus) CheckTransactions(ctx context.Context) (int, error) {
 	// set (claimed and rescheduled, resolved, or claimed by another
 	// instance), so the next page holds only ones not seen yet.
 	for {
-		ids, err := queryInt64s(ctx, b.sqlDB, b.q.dueTxs, b.service, txDuePage)
+		due, err := b.dueTxs(ctx)
 		if err != nil {
 			return resolved, fmt.Errorf("due transactions: %w", err)
 		}
-		for _, id := range ids {
-			done, err := b.checkTx(ctx, id)
+		for _, t := range due {
+			done, err := b.checkTx(ctx, t.id, t.checks)
 			if err != nil {
 				return resolved, err
 			}
@@ -83,53 +88,93 @@ func (b *EventBus) CheckTransactions(ctx context.Context) (int, error) {
 				resolved++
 			}
 		}
-		if len(ids) < txDuePage || ctx.Err() != nil {
+		if len(due) < txDuePage || ctx.Err() != nil {
 			return resolved, ctx.Err()
 		}
 	}
 }
 
-// checkTx claims transaction id (so no other instance checks it meanwhile),
-// asks the checker and records the answer.
-func (b *EventBus) checkTx(ctx context.Context, id int64) (bool, error) {
-	res, err := b.sqlDB.ExecContext(ctx, b.q.claimTx, txClaim.Milliseconds(), id)
+// dueTx is a transaction due for a check, with the number of checks it had.
+type dueTx struct {
+	id     int64
+	checks int
+}
+
+func (b *EventBus) dueTxs(ctx context.Context) ([]dueTx, error) {
+	rows, err := b.sqlDB.QueryContext(ctx, b.q.dueTxs, b.service, txDuePage)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []dueTx
+	for rows.Next() {
+		var t dueTx
+		if err := rows.Scan(&t.id, &t.checks); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// checkTx claims transaction id, seen with checks checks, so that no other
+// instance asks about it meanwhile; asks the checker; and records the
+// answer if the claim still holds.
+func (b *EventBus) checkTx(ctx context.Context, id int64, checks int) (bool, error) {
+	res, err := b.sqlDB.ExecContext(ctx, b.q.claimTx, b.txClaim().Milliseconds(), id, checks)
 	if err != nil {
 		return false, fmt.Errorf("claim transaction %d: %w", id, err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return false, err // resolved or claimed by another instance meanwhile
 	}
-	var checks int
-	if err := b.sqlDB.QueryRowContext(ctx, b.q.txChecks, id).Scan(&checks); err != nil {
-		return false, fmt.Errorf("read transaction %d: %w", id, err)
-	}
+	claim := checks + 1 // this check's number: the claim holds while it is stored
 	b.mu.Lock()
 	checker := b.txChecker
 	b.mu.Unlock()
 	if checker == nil {
-		return true, b.rescheduleTx(ctx, id, checks, txUnresolved, 0, "no TX checker registered")
+		return b.recordCheck(id, claim, b.rescheduleTx(ctx, id, claim, txUnresolved, 0, "no TX checker registered"))
 	}
 	events, err := b.txEvents(ctx, id)
 	if err != nil {
 		return false, err
 	}
 	status, cerr := b.askChecker(ctx, checker, events)
+	if ctx.Err() != nil {
+		return false, ctx.Err() // stopping: the claim lapses and the next check asks again
+	}
 	switch {
 	case cerr == nil && status == ddd.TXCommit:
-		return true, ignoreResolved(b.CommitTransaction(ctx, id))
+		err := b.resolveTx(ctx, txRef{id: id, claim: claim}, txCommitted)
+		if err == nil {
+			b.Notify()
+		}
+		return b.recordCheck(id, claim, err)
 	case cerr == nil && status == ddd.TXRollback:
-		return true, ignoreResolved(b.RollbackTransaction(ctx, id))
+		return b.recordCheck(id, claim, b.resolveTx(ctx, txRef{id: id, claim: claim}, txRolledBack))
 	}
 	reason := "checker answered unknown"
 	if cerr != nil {
 		reason = "checker error: " + errorText(cerr)
 		b.log.Warn("eventbus: TX checker failed", "tx", id, "err", firstLine(cerr))
 	}
-	if checks >= b.opts.TXCheckMaxChecks {
-		b.log.Warn("eventbus: transaction unresolved after max checks", "tx", id, "checks", checks)
-		return true, b.rescheduleTx(ctx, id, checks, txUnresolved, 0, reason)
+	if claim >= b.opts.TXCheckMaxChecks {
+		b.log.Warn("eventbus: transaction unresolved after max checks", "tx", id, "checks", claim)
+		return b.recordCheck(id, claim, b.rescheduleTx(ctx, id, claim, txUnresolved, 0, reason))
 	}
-	return false, b.rescheduleTx(ctx, id, checks, txPending, checkDelay(b.opts.TXCheckTimeout, checks), reason)
+	_, err = b.recordCheck(id, claim, b.rescheduleTx(ctx, id, claim, txPending, checkDelay(b.opts.TXCheckTimeout, claim), reason))
+	return false, err
+}
+
+// recordCheck reports the outcome of recording check number claim of id:
+// resolved, or not because the claim was lost (the answer is discarded, as
+// another instance asks or has asked), or an error.
+func (b *EventBus) recordCheck(id int64, claim int, err error) (bool, error) {
+	if errors.Is(err, errClaimLost) {
+		b.log.Warn("eventbus: TX check answer discarded: its claim lapsed or another instance took it", "tx", id, "check", claim)
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // checkDelay grows the wait before check n+1: TXCheckTimeout doubled per
@@ -144,31 +189,57 @@ func checkDelay(base time.Duration, checks int) time.Duration {
 	return min(d, limit)
 }
 
-// ignoreResolved: someone else resolved the transaction first; that is fine.
-func ignoreResolved(err error) error {
-	if errors.Is(err, ErrTxCommitted) || errors.Is(err, ErrTxRolledBack) || errors.Is(err, ErrTxNotFound) {
-		return nil
-	}
-	return err
-}
-
-func (b *EventBus) rescheduleTx(ctx context.Context, id int64, checks, state int, delay time.Duration, reason string) error {
-	if _, err := b.sqlDB.ExecContext(ctx, b.q.rescheduleTx, state, delay.Milliseconds(), reason, id, checks); err != nil {
+// rescheduleTx records an answer that resolved nothing: the transaction
+// stays pending until delay has passed, or becomes unresolved. Only while
+// check number claim holds; errClaimLost otherwise.
+func (b *EventBus) rescheduleTx(ctx context.Context, id int64, claim, state int, delay time.Duration, reason string) error {
+	res, err := b.sqlDB.ExecContext(ctx, b.q.rescheduleTx, state, delay.Milliseconds(), reason, id, claim)
+	if err != nil {
 		return fmt.Errorf("reschedule transaction %d: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("reschedule transaction %d: %w", id, err)
+	} else if n == 0 {
+		return errClaimLost
 	}
 	return nil
 }
 
-// askChecker calls the checker with a timeout; a panic counts as an error.
-func (b *EventBus) askChecker(ctx context.Context, c ddd.DomainEventTXChecker, events []*ddd.DomainEvent) (status ddd.TXStatus, err error) {
-	ctx, cancel := context.WithTimeout(ctx, txCheckCall)
+// askChecker calls the checker with a deadline of TXCheckCallTimeout. A
+// panic, an error, or no answer by the deadline counts as unknown (with an
+// error saying why). A call that ignores its context is abandoned at the
+// deadline, or when ctx ends: it may go on running, its answer discarded,
+// and nothing waits for it.
+func (b *EventBus) askChecker(ctx context.Context, c ddd.DomainEventTXChecker, events []*ddd.DomainEvent) (ddd.TXStatus, error) {
+	limit := b.opts.TXCheckCallTimeout
+	cctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	defer func() {
-		if p := recover(); p != nil {
-			status, err = ddd.TXUnknown, fmt.Errorf("TX checker panic: %v\n%s", p, debug.Stack())
-		}
+	type answer struct {
+		status ddd.TXStatus
+		err    error
+	}
+	answered := make(chan answer, 1) // buffered: an abandoned call never blocks
+	go func() {
+		a := answer{status: ddd.TXUnknown}
+		defer func() {
+			if p := recover(); p != nil {
+				a = answer{ddd.TXUnknown, fmt.Errorf("TX checker panic: %v\n%s", p, debug.Stack())}
+			}
+			answered <- a
+		}()
+		a.status, a.err = c(cctx, events)
 	}()
-	return c(ctx, events)
+	select {
+	case a := <-answered:
+		if cctx.Err() == nil {
+			return a.status, a.err
+		}
+	case <-cctx.Done():
+	}
+	if ctx.Err() != nil {
+		return ddd.TXUnknown, ctx.Err()
+	}
+	return ddd.TXUnknown, fmt.Errorf("TX checker gave no answer within %s (a later answer is ignored)", limit)
 }
 
 func (b *EventBus) txEvents(ctx context.Context, id int64) ([]*ddd.DomainEvent, error) {

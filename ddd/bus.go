@@ -28,3 +28,16 @@ type TXEventBus interface {
 	// Rollback discards it.
 	Rollback(ctx context.Context) error
 }
+
+// InTxReporter is implemented by a TXEventBus that can tell where
+// DispatchBegin wrote a pending transaction. The engine uses it to resolve
+// a transaction whose business COMMIT failed with an unknown outcome: one
+// written with the business transaction exists if and only if that
+// committed, so Commit finds out; one the bus made durable on its own is
+// left to the TX checker, never rolled back on a guess.
+type InTxReporter interface {
+	// BegunInTx reports whether the pending transaction carried by ctx (as
+	// returned by DispatchBegin) was written with the transaction that
+	// DispatchBegin's ctx carried.
+	BegunInTx(ctx context.Context) bool
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"gorm.io/gorm"
 )
@@ -94,17 +95,32 @@ type Command func(ctx context.Context, uow *UnitOfWork) error
 
 // Run executes cmd in one transaction. Events of send type normal or FIFO are
 // dispatched inside it, so they exist if and only if it commits. Events of
-// send type transaction use the two-phase flow: DispatchBegin before the
-// commit (in the command's transaction if the bus accepts it, on its own if
-// the bus reports ErrForeignTransaction), Commit after it succeeds,
-// Rollback after it fails. Post-commit
-// hooks run only after a successful commit.
+// send type transaction use the two-phase flow: DispatchBegin inside the
+// transaction (on its own when the bus refuses the transaction as being on
+// another database, ErrForeignTransaction), then, by what is known of the
+// outcome:
+//
+//   - it committed: Commit;
+//   - the command (or a dispatch) failed, or the COMMIT failed in a way
+//     that proves a rollback (see rolledBack): a pending transaction
+//     written with it is gone with it; one the bus made durable on its own
+//     (the business data is on another database) is rolled back;
+//   - the COMMIT failed otherwise, so the outcome is unknown (it may have
+//     committed with only the reply lost): a pending transaction written
+//     with it exists if and only if it committed, so Commit publishes it or
+//     finds nothing, and if Commit succeeds Run returns nil, since the unit
+//     of work did commit; one the bus made durable on its own is left
+//     pending for the bus's TX checker, never rolled back on a guess.
+//
+// The bus says where DispatchBegin wrote through InTxReporter; without it
+// the engine assumes the bus made it durable on its own. Post-commit hooks
+// run only after a commit known to have happened.
 func (e *Engine) Run(ctx context.Context, cmd Command) error {
 	if cmd == nil {
 		return errors.New("ddd: Run: nil command")
 	}
 	var txCtx context.Context
-	var dispatched bool
+	var dispatched, atCommit bool
 	err := e.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		cctx := ContextWithTx(ctx, tx)
 		uow := &UnitOfWork{tx: tx}
@@ -145,19 +161,12 @@ func (e *Engine) Run(ctx context.Context, cmd Command) error {
 			}
 			txCtx = c
 		}
+		atCommit = true // an error from here on is the COMMIT's
 		return nil
 	})
 	if txCtx != nil {
-		txBus := e.bus.(TXEventBus)
-		if err != nil {
-			if rbErr := txBus.Rollback(txCtx); rbErr != nil {
-				return errors.Join(err, fmt.Errorf("rollback transactional events: %w", rbErr))
-			}
+		if err = e.finishTwoPhase(txCtx, err, atCommit); err != nil {
 			return err
-		}
-		if cErr := txBus.Commit(txCtx); cErr != nil {
-			// The business change is committed; the TX checker resolves the rest.
-			return fmt.Errorf("commit transactional events (the TX checker will resolve them): %w", cErr)
 		}
 		dispatched = true
 	}
@@ -170,4 +179,60 @@ func (e *Engine) Run(ctx context.Context, cmd Command) error {
 		}
 	}
 	return nil
+}
+
+// finishTwoPhase resolves the pending transaction carried by txCtx after
+// the business transaction ended with err; atCommit says err came from its
+// COMMIT rather than from the command. It returns nil only if the business
+// transaction is known to have committed and the events were published.
+func (e *Engine) finishTwoPhase(txCtx context.Context, err error, atCommit bool) error {
+	txBus := e.bus.(TXEventBus)
+	withBusiness := false
+	if r, ok := e.bus.(InTxReporter); ok {
+		withBusiness = r.BegunInTx(txCtx)
+	}
+	switch {
+	case err == nil:
+		if cErr := txBus.Commit(txCtx); cErr != nil {
+			// The business change is committed; the TX checker resolves the rest.
+			return fmt.Errorf("commit transactional events (the TX checker will resolve them): %w", cErr)
+		}
+		return nil
+	case !atCommit || rolledBack(e.db, err):
+		// Certainly rolled back: what was written with it is gone with it.
+		if !withBusiness {
+			if rbErr := txBus.Rollback(txCtx); rbErr != nil {
+				return errors.Join(err, fmt.Errorf("rollback transactional events: %w", rbErr))
+			}
+		}
+		return err
+	case withBusiness:
+		cErr := txBus.Commit(txCtx)
+		if cErr == nil {
+			return nil // it committed: only the COMMIT's reply was lost
+		}
+		return fmt.Errorf("%w (outcome unknown: its transactional events are published if it committed, by the TX checker if not now: %v)", err, cErr)
+	default:
+		return fmt.Errorf("%w (outcome unknown: the TX checker resolves its transactional events)", err)
+	}
+}
+
+// rolledBack reports whether err, returned by the COMMIT of a transaction
+// on db, means that transaction certainly rolled back. SQLite runs in the
+// process, so no reply can be lost, and its driver rolls back a COMMIT that
+// failed. A server that answers a COMMIT with an SQLSTATE of class 23
+// (a deferred constraint) or 40 (serialization failure, deadlock) rolled
+// it back. Anything else (a lost connection, a timeout, a server shutting
+// down, an error without an SQLSTATE, as MySQL's driver returns) leaves the
+// outcome unknown: a server can fail a COMMIT after committing locally.
+func rolledBack(db *gorm.DB, err error) bool {
+	if db.Dialector != nil && db.Dialector.Name() == "sqlite" {
+		return true
+	}
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		class := coded.SQLState()
+		return strings.HasPrefix(class, "23") || strings.HasPrefix(class, "40")
+	}
+	return false
 }

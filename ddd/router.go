@@ -247,8 +247,11 @@ func (r *Router) handlersFor(name string) ([]DomainEventHandler, error) {
 }
 
 // HandleEvent is a DomainEventHandler: it runs every handler registered for
-// evt.Type (or the name it is an alias of), and returns ErrNoHandler when
-// there is none.
+// evt.Type (or the name it is an alias of). It returns ErrNoHandler when
+// there is none, or when every one of them answered ErrNoHandler (a nested
+// router without a route); otherwise the failures joined, leaving out the
+// ErrNoHandler answers, so that a real failure is never mistaken for
+// "nothing to do".
 func (r *Router) HandleEvent(ctx context.Context, evt *DomainEvent) error {
 	if r == nil {
 		return fmt.Errorf("%w: nil router", ErrInvalidHandler)
@@ -260,14 +263,19 @@ func (r *Router) HandleEvent(ctx context.Context, evt *DomainEvent) error {
 	if err != nil {
 		return err
 	}
-	if len(hs) == 0 {
-		return ErrNoHandler
-	}
 	var errs []error
+	handled := false
 	for _, h := range hs {
-		if err := h(ctx, evt); err != nil {
+		switch err := h(ctx, evt); {
+		case err == nil:
+			handled = true
+		case IsNoHandler(err):
+		default:
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 0 && !handled {
+		return ErrNoHandler
 	}
 	return errors.Join(errs...)
 }

@@ -33,8 +33,10 @@ type Service struct {
 	Epoch       int64  `gorm:"column:epoch"`
 	Version     int64  `gorm:"column:version"`
 	LeaseUntil  int64  `gorm:"column:lease_until"`
-	CreatedAt   int64  `gorm:"column:created_at"`
-	UpdatedAt   int64  `gorm:"column:updated_at"`
+	// StandbyUntil: a running instance without the lease reported in until then.
+	StandbyUntil int64 `gorm:"column:standby_until"`
+	CreatedAt    int64 `gorm:"column:created_at"`
+	UpdatedAt    int64 `gorm:"column:updated_at"`
 }
 
 // Retry is a row of <prefix>retries: an event a service must try again
@@ -59,6 +61,7 @@ type Retry struct {
 // State: 0 pending, 1 committed, 2 rolled back, 3 unresolved.
 type Transaction struct {
 	ID         int64  `gorm:"column:id;primaryKey"`
+	Token      int64  `gorm:"column:token"` // random; with ID, names it in DispatchBegin's context
 	Service    string `gorm:"column:service"`
 	State      int16  `gorm:"column:state"`
 	CheckCount int    `gorm:"column:check_count"`
@@ -66,6 +69,14 @@ type Transaction struct {
 	LastError  string `gorm:"column:last_error"`
 	CreatedAt  int64  `gorm:"column:created_at"`
 	UpdatedAt  int64  `gorm:"column:updated_at"`
+}
+
+// Cleaned is the single row of <prefix>cleaned: the highest transaction id
+// the cleaner removed. A transaction not found at or below it may have been
+// resolved and cleaned (ErrTxCleaned).
+type Cleaned struct {
+	ID      int   `gorm:"column:id;primaryKey"`
+	MaxTxID int64 `gorm:"column:max_tx_id"`
 }
 
 // TransactionEvent is a row of <prefix>transaction_events: an event of a

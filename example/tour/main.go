@@ -112,5 +112,5 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("%s was not invoiced within 10s", id)
 	}
 	stop()
-	return <-stopped // Start returns once in-flight handlers are done
+	return <-stopped // after handlers in flight, or ShutdownGrace
 }

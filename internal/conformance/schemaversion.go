@@ -60,7 +60,7 @@ func testSchemaVersion(t *testing.T, tdb *dbtest.Database) {
 	must(t, eventbus.Migrate(ctx, db, "ddd_"))
 	must(t, db.Exec("DELETE FROM ddd_schema_migrations WHERE version = ?", need).Error)
 	expect("outdated", "found "+strconv.Itoa(need-1), needs)
-	must(t, eventbus.Migrate(ctx, db, "ddd_"))
+	must(t, db.Exec("INSERT INTO ddd_schema_migrations (version, applied_at) VALUES (?, 0)", need).Error)
 	if _, err := eventbus.NewEventBus("svc", db, fastOptions(manual)...); err != nil {
 		t.Fatalf("up to date: %v", err)
 	}

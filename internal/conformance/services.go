@@ -114,14 +114,7 @@ func testRemoveService(t *testing.T, tdb *dbtest.Database) {
 	stopGone()
 	// A graceful stop releases the lease; should the release be missed,
 	// the lease still lapses after LeaseDuration (2s here).
-	waitFor(t, 10*time.Second, "the stopped service to be removable", func() bool {
-		err := admin.RemoveService(ctx, "gone")
-		if !errors.Is(err, eventbus.ErrServiceActive) {
-			must(t, err)
-			return true
-		}
-		return false
-	})
+	waitRemovable(t, 10*time.Second, admin, "gone")
 	if _, ok := statusOf(t, admin, "gone"); ok {
 		t.Fatal("the removed service is still listed")
 	}

@@ -86,16 +86,7 @@ func testTxCheckerResolvesCrash(t *testing.T, tdb *dbtest.Database) {
 	business := dbtest.SQLite(t).Open(t)
 	must(t, business.AutoMigrate(&order{}))
 	producer := newBus(t, db, "producer", eventbus.WithTXCheckTimeout(200*time.Millisecond))
-	probe := newProbe(func(ctx context.Context, events []*ddd.DomainEvent) (ddd.TXStatus, error) {
-		var n int64
-		if err := business.WithContext(ctx).Model(&order{}).Where("id = ?", events[0].Sender).Count(&n).Error; err != nil {
-			return ddd.TXUnknown, err
-		}
-		if n == 1 {
-			return ddd.TXCommit, nil
-		}
-		return ddd.TXRollback, nil
-	})
+	probe := newProbe(orderExists(business))
 	must(t, producer.RegisterEventTXChecker(probe.check))
 	if err := producer.RegisterEventTXChecker(probe.check); !errors.Is(err, eventbus.ErrHandlerRegistered) {
 		t.Fatalf("second checker: err %v, want ErrHandlerRegistered", err)

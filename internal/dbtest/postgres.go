@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	"gorm.io/driver/postgres"
-	"gorm.io/gorm"
 )
 
 var pgSweep sync.Once
@@ -56,7 +54,7 @@ func postgresOn(t testing.TB, dsn string, sweep bool) *Database {
 		}
 	})
 	d := &Database{Dialect: "postgres", Addr: u.Host}
-	d.open = func(t testing.TB, addr string) *gorm.DB {
+	d.dsn = func(addr string, session map[string]string) string {
 		c := *u
 		c.Host = addr
 		q := c.Query()
@@ -64,13 +62,11 @@ func postgresOn(t testing.TB, dsn string, sweep bool) *Database {
 		if d.Isolation != "" {
 			q.Set("default_transaction_isolation", d.Isolation)
 		}
-		c.RawQuery = q.Encode()
-		db, err := gorm.Open(postgres.Open(c.String()), gormConfig())
-		if err != nil {
-			t.Fatalf("open postgres: %v", err)
+		for k, v := range session {
+			q.Set(k, v)
 		}
-		closeOnCleanup(t, db)
-		return db
+		c.RawQuery = q.Encode()
+		return c.String()
 	}
 	return d
 }

@@ -1,10 +1,12 @@
 package dbtest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -12,7 +14,9 @@ import (
 // Proxy is a TCP proxy between a database client and its server, for
 // simulating failures: Pause stalls every connection (as a frozen process or
 // a black-holed network would), Cut closes them all and refuses new ones (the
-// server went away). It listens on 127.0.0.1 only.
+// server went away), and LoseReplyTo / DropPacket break the one connection
+// that sends a given statement (a COMMIT whose reply is lost, or that never
+// arrives). It listens on 127.0.0.1 only.
 type Proxy struct {
 	target string
 	addr   string // the listening address, kept across Cut and Restore
@@ -25,7 +29,15 @@ type Proxy struct {
 	closed  bool
 	conns   map[net.Conn]struct{}
 	accepts int
+	fault   *fault // armed by LoseReplyTo or DropPacket; nil once fired
 	wg      sync.WaitGroup
+}
+
+// fault breaks the connection whose client sends a packet containing marker.
+type fault struct {
+	marker  []byte // lower case
+	forward bool   // forward the packet (and lose the reply) or drop it
+	fired   chan struct{}
 }
 
 // NewProxy starts a proxy to target (host:port), stopped when t ends.
@@ -84,6 +96,44 @@ func (p *Proxy) dropLocked() {
 	for _, c := range conns {
 		_ = c.Close()
 	}
+}
+
+// LoseReplyTo arms a one-shot fault: the next client packet whose text
+// contains marker (case-insensitive, e.g. "commit") is forwarded to the
+// server, and the server's reply is thrown away. The proxy then ends its
+// side of that connection to the server (after the packet, so the server
+// reads the packet first), waits until the server has answered and closed
+// (at most 10s), and only then closes the client's connection. So when the
+// client sees its connection fail, the server has finished the statement:
+// a COMMIT has committed, and only its reply was lost. The returned channel
+// is closed when the fault fires. Other connections are not touched.
+func (p *Proxy) LoseReplyTo(marker string) <-chan struct{} { return p.arm(marker, true) }
+
+// DropPacket arms a one-shot fault: the next client packet whose text
+// contains marker (case-insensitive) is not forwarded, and that connection
+// is closed at once on both sides. The server sees its client go away in
+// the middle of whatever it was doing (a transaction rolls back). The
+// returned channel is closed when the fault fires.
+func (p *Proxy) DropPacket(marker string) <-chan struct{} { return p.arm(marker, false) }
+
+func (p *Proxy) arm(marker string, forward bool) <-chan struct{} {
+	f := &fault{marker: bytes.ToLower([]byte(marker)), forward: forward, fired: make(chan struct{})}
+	p.mu.Lock()
+	p.fault = f
+	p.mu.Unlock()
+	return f.fired
+}
+
+// takeFault returns the armed fault if chunk matches it, and disarms it.
+func (p *Proxy) takeFault(chunk []byte) *fault {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.fault
+	if f == nil || !bytes.Contains(bytes.ToLower(chunk), f.marker) {
+		return nil
+	}
+	p.fault = nil
+	return f
 }
 
 // Restore listens again on the same address after Cut.
@@ -194,16 +244,19 @@ func (p *Proxy) serve(client net.Conn) {
 		return
 	}
 	defer p.untrack(server)
+	var dropReplies atomic.Bool // set by LoseReplyTo's fault
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(server, client) }()
-	go func() { defer wg.Done(); p.pipe(client, server) }()
+	go func() { defer wg.Done(); p.pipe(server, client, &dropReplies, true) }()
+	go func() { defer wg.Done(); p.pipe(client, server, &dropReplies, false) }()
 	wg.Wait()
 }
 
 // pipe copies src to dst, holding each chunk while the proxy is paused.
 // When either side fails both are closed, so the other pipe ends too.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// Client packets (fromClient) are checked against an armed fault; server
+// chunks are thrown away once dropReplies is set.
+func (p *Proxy) pipe(dst, src net.Conn, dropReplies *atomic.Bool, fromClient bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
@@ -213,12 +266,49 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			if !p.waitForwarding() {
 				return
 			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
+			if fromClient {
+				if f := p.takeFault(buf[:n]); f != nil {
+					p.fire(f, dst, buf[:n], dropReplies)
+					return
+				}
+			}
+			if !dropReplies.Load() {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
 			}
 		}
 		if err != nil {
 			return // EOF or closed: the deferred closes end the other direction too
+		}
+	}
+}
+
+// fire applies fault f to the client packet pkt bound for server. For a
+// lost reply it forwards pkt, half-closes the server connection (the server
+// reads pkt, then end of input) and waits for the other pipe, which throws
+// the reply away, to see the server close; the deferred closes of both
+// pipes then close the client's connection.
+// f.fired is closed before the client can see its connection fail.
+func (p *Proxy) fire(f *fault, server net.Conn, pkt []byte, dropReplies *atomic.Bool) {
+	if !f.forward {
+		close(f.fired)
+		return // the caller's deferred closes cut both sides
+	}
+	dropReplies.Store(true)
+	_, err := server.Write(pkt)
+	close(f.fired)
+	if err != nil {
+		return
+	}
+	if tc, ok := server.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 32<<10)
+	for {
+		if _, err := server.Read(buf); err != nil {
+			return
 		}
 	}
 }

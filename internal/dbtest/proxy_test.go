@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// echoServer answers every line with the same line, until t ends.
-func echoServer(t *testing.T) string {
+// serve runs a test server on 127.0.0.1 that hands every connection to
+// handle, until t ends; it returns the server's address.
+func serve(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,11 +27,16 @@ func echoServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
-				_, _ = io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// echoServer answers every line with the same line, until t ends.
+func echoServer(t *testing.T) string {
+	return serve(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 type lineConn struct {
@@ -171,5 +177,85 @@ func TestProxyCutWhilePausedAndClose(t *testing.T) {
 	}
 	if _, err := c2.readLine(5 * time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read after close: %v, want the connection closed", err)
+	}
+}
+
+// recordingServer echoes every line and sends what it received, line by
+// line, on the returned channel; it closes a connection at end of input.
+func recordingServer(t *testing.T) (string, <-chan string) {
+	got := make(chan string, 100)
+	addr := serve(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			got <- line[:len(line)-1]
+			if _, err := c.Write([]byte(line)); err != nil {
+				return
+			}
+		}
+	})
+	return addr, got
+}
+
+func TestProxyLoseReplyTo(t *testing.T) {
+	addr, got := recordingServer(t)
+	p := NewProxy(t, addr)
+	c := dial(t, p.Addr())
+	if s, err := c.roundTrip("insert", 5*time.Second); err != nil || s != "insert" {
+		t.Fatalf("before the fault: %q, %v", s, err)
+	}
+	fired := p.LoseReplyTo("commit")
+	// The server receives the packet, the client never sees the reply and
+	// its connection closes.
+	if s, err := c.roundTrip("COMMIT", 5*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("reply to COMMIT: %q, %v; want the connection closed without it", s, err)
+	}
+	select {
+	case <-fired:
+	default:
+		t.Fatal("the fault did not report firing")
+	}
+	for _, want := range []string{"insert", "COMMIT"} {
+		select {
+		case s := <-got:
+			if s != want {
+				t.Fatalf("server received %q, want %q", s, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("server did not receive %q", want)
+		}
+	}
+	// One-shot: a new connection carries COMMIT both ways.
+	c2 := dial(t, p.Addr())
+	if s, err := c2.roundTrip("commit", 5*time.Second); err != nil || s != "commit" {
+		t.Fatalf("after the fault: %q, %v", s, err)
+	}
+}
+
+func TestProxyDropPacket(t *testing.T) {
+	addr, got := recordingServer(t)
+	p := NewProxy(t, addr)
+	c := dial(t, p.Addr())
+	fired := p.DropPacket("commit")
+	if s, err := c.roundTrip("begin", 5*time.Second); err != nil || s != "begin" {
+		t.Fatalf("before the fault: %q, %v", s, err)
+	}
+	if s, err := c.roundTrip("commit", 5*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("reply to commit: %q, %v; want the connection closed", s, err)
+	}
+	<-fired
+	if s := <-got; s != "begin" {
+		t.Fatalf("server received %q, want begin", s)
+	}
+	// The dropped packet never arrives; a new connection works.
+	c2 := dial(t, p.Addr())
+	if s, err := c2.roundTrip("next", 5*time.Second); err != nil || s != "next" {
+		t.Fatalf("after the fault: %q, %v", s, err)
+	}
+	if s := <-got; s != "next" {
+		t.Fatalf("server received %q after the dropped packet, want next", s)
 	}
 }

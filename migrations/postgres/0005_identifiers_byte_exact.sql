@@ -1,0 +1,4 @@
+-- MySQL/MariaDB only (identifier columns become VARBINARY). PostgreSQL
+-- compares text byte for byte for equality under every deterministic
+-- collation, and a database's default collation is always deterministic;
+-- the file keeps the version numbers of the dialects aligned.

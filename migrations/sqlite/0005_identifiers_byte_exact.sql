@@ -1,0 +1,3 @@
+-- MySQL/MariaDB only (identifier columns become VARBINARY). SQLite compares
+-- text with its BINARY collation (memcmp) unless a column says otherwise;
+-- the file keeps the version numbers of the dialects aligned.
