@@ -230,6 +230,13 @@ func testCallerTxMisuse(t *testing.T, tdb *dbtest.Database) {
 			t.Errorf("%s has %d rows after misused calls", table, n)
 		}
 	}
+	// A zero *gorm.DB is not a database.
+	if err := noPanic(func() error { _, err := eventbus.NewEventBus("svc", &gorm.DB{}); return err }); !errors.Is(err, eventbus.ErrInvalidDB) {
+		t.Errorf("NewEventBus on a zero *gorm.DB: err %v, want ErrInvalidDB", err)
+	}
+	if err := noPanic(func() error { return eventbus.Migrate(ctx, &gorm.DB{}, "ddd_") }); !errors.Is(err, eventbus.ErrInvalidDB) {
+		t.Errorf("Migrate on a zero *gorm.DB: err %v, want ErrInvalidDB", err)
+	}
 }
 
 // noPanic runs f and turns a panic into an error.
