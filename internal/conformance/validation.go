@@ -1,10 +1,8 @@
 package conformance
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"reflect"
 	"testing"
 	"time"
 
@@ -103,8 +101,7 @@ func testByteForByte(t *testing.T, tdb *dbtest.Database) {
 		if got == nil {
 			t.Fatalf("event %q not delivered under its id", want.ID)
 		}
-		if got.ID != want.ID || got.Type != want.Type || got.Sender != want.Sender ||
-			!bytes.Equal(got.Payload, want.Payload) || !reflect.DeepEqual(got.Metadata, want.Metadata) {
+		if !sameEvent(got, want) {
 			t.Errorf("stored and read back differently:\n got %+q %+q %+q %q %+q\nwant %+q %+q %+q %q %+q",
 				got.ID, got.Type, got.Sender, got.Payload, got.Metadata, want.ID, want.Type, want.Sender, want.Payload, want.Metadata)
 		}
