@@ -41,7 +41,9 @@ func (b *EventBus) callerTx(ctx context.Context) (conn gorm.ConnPool, inCaller b
 		}
 		conn = tx.Statement.ConnPool
 		pool, _ = tx.DB()
-		kind = tx.Dialector.Name()
+		if tx.Dialector != nil {
+			kind = tx.Dialector.Name()
+		}
 	case *sql.Tx:
 		if tx == nil {
 			return nil, true, fmt.Errorf("%w: a nil *sql.Tx", ErrInvalidTransaction)

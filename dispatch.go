@@ -21,9 +21,9 @@ const insertChunk = 500
 // rolls back. It may come from any connection pool, but must be on the
 // bus's database (same server, database and schema, where the bus's tables
 // are); otherwise Dispatch returns ErrForeignTransaction and writes
-// nothing. A nil, zero or finished one, or a *gorm.DB outside a
-// transaction, is ErrInvalidTransaction. Without one, Dispatch uses its own
-// short transaction and wakes the local poller.
+// nothing. A nil or zero one, or a *gorm.DB outside a transaction, is
+// ErrInvalidTransaction (a finished one fails with sql.ErrTxDone). Without
+// one, Dispatch uses its own short transaction and wakes the local poller.
 //
 // Every event is validated first, before any SQL (see ddd.DomainEvent.Validate);
 // if any is invalid (nil, malformed, a payload over MaxPayloadBytes, or on
