@@ -24,7 +24,7 @@ type DeadLetter struct {
 // order, at most limit (1..1000).
 func (b *EventBus) DeadLetters(ctx context.Context, afterSeq int64, limit int) ([]DeadLetter, error) {
 	if limit < 1 || limit > 1000 {
-		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidOption, limit)
+		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
 	var out []DeadLetter
 	err := b.query(ctx, nil, b.q.listDead, []any{b.service, afterSeq, limit}, func(rows *sql.Rows) error {

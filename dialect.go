@@ -49,6 +49,9 @@ type dialect interface {
 }
 
 func dialectOf(db *gorm.DB) (dialect, error) {
+	if db == nil || db.Config == nil || db.Dialector == nil {
+		return nil, fmt.Errorf("%w: a nil or zero *gorm.DB (open it with gorm.Open)", ErrInvalidDB)
+	}
 	switch n := db.Dialector.Name(); n {
 	case "sqlite":
 		return sqliteDialect{}, nil

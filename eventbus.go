@@ -57,6 +57,12 @@ type EventBus struct {
 	handlerParent context.Context
 	setAsideAfter time.Duration
 
+	// The database, to recognise callers' transactions on it (callertx.go).
+	ident dbIdentity
+	// MySQL's max_allowed_packet, and what of it one INSERT's rows may take
+	// (0 elsewhere: no limit below MaxPayloadBytes); see packet.go.
+	packetBytes, packetBudget int
+
 	// Owned by the consume loop.
 	lease         *lease
 	registered    atomic.Bool // the service's row exists
@@ -80,7 +86,11 @@ var (
 
 // NewEventBus returns the bus of service serviceName on db (SQLite, MySQL or
 // PostgreSQL through GORM). It validates the name and the options, checks
-// the connection, runs the embedded migrations (unless AutoMigrate is off)
+// the connection, runs the embedded migrations (with AutoMigrate off, it
+// checks instead that they were applied: ErrSchemaVersion names the
+// version found and the one needed), and on MySQL checks MaxPayloadBytes
+// against the server's max_allowed_packet.
+//
 // The service registers (and its offset starts at Options.StartPosition)
 // when a handler is registered: a bus without one only produces and holds
 // nothing back.
@@ -135,6 +145,16 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 		if err := Migrate(ctx, db, o.TablePrefix); err != nil {
 			return nil, err
 		}
+	} else if err := checkSchema(ctx, sqlDB, d, o.TablePrefix); err != nil {
+		return nil, err
+	}
+	if err := b.readPacketLimit(ctx); err != nil {
+		return nil, err
+	}
+	// Known now, so that recognising a caller's transaction from another
+	// pool never needs a connection of the bus's own pool.
+	if id, err := b.identify(ctx, sqlDB); err == nil {
+		b.ident.id = id
 	}
 	return b, nil
 }
@@ -177,7 +197,7 @@ func (b *EventBus) Service() string { return b.service }
 // set once, before Start.
 func (b *EventBus) RegisterEventHandler(h ddd.DomainEventHandler) error {
 	if h == nil {
-		return fmt.Errorf("%w: nil event handler", ErrInvalidOption)
+		return fmt.Errorf("%w: nil event handler", ErrInvalidHandler)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -124,6 +124,9 @@ func (b *EventBus) prepared(ctx context.Context, on txConn, query string) *sql.S
 	case nil:
 		return st
 	case *sql.Tx:
+		if poolOf(c) != b.sqlDB {
+			return nil // a caller's transaction from another pool: the statement is not its pool's
+		}
 		// Prepared on the transaction's own connection if it is not yet.
 		return c.StmtContext(ctx, st)
 	}

@@ -69,23 +69,22 @@ func newTxToken() int64 {
 // invisible to consumers, and returns a context carrying it for Commit or
 // Rollback: its id and a random token stored beside it, so that the
 // context resolves only this transaction. The record is durable when
-// DispatchBegin returns, unless ctx carries a transaction on the bus's
-// database: then it is written in that transaction and exists if and only
-// if it commits (BegunInTx reports which). If neither Commit nor Rollback
-// follows within TXCheckTimeout, the TX checker decides.
+// DispatchBegin returns, unless ctx carries a transaction: then it is
+// written in that transaction and exists if and only if it commits
+// (BegunInTx reports which). That transaction must be on the bus's
+// database, as for Dispatch (ErrForeignTransaction, ErrInvalidTransaction
+// otherwise). If neither Commit nor Rollback follows within
+// TXCheckTimeout, the TX checker decides.
 func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent) (context.Context, error) {
+	if ctx == nil {
+		return ctx, fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
 	if len(events) == 0 {
 		return ctx, fmt.Errorf("%w: DispatchBegin needs at least one event", ErrInvalidEvent)
 	}
-	var evArgs []any
-	for i, evt := range events {
-		if err := b.validateEvent(evt); err != nil {
-			return ctx, fmt.Errorf("dispatch begin event %d: %w", i, err)
-		}
-		var err error
-		if evArgs, err = eventArgs(evt, evArgs); err != nil {
-			return ctx, err
-		}
+	evArgs, sizes, err := b.eventRows(events, "dispatch begin")
+	if err != nil {
+		return ctx, err
 	}
 	token := newTxToken()
 	write := func(db execQuerier) (int64, error) {
@@ -99,26 +98,24 @@ func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent
 			args = append(args, id, i)
 			args = append(args, evArgs[i*7:(i+1)*7]...)
 		}
-		for start := 0; start < len(events); start += insertChunk {
-			end := min(start+insertChunk, len(events))
+		for start, end := 0, 0; start < len(events); start = end {
+			end = b.chunkEnd(sizes, start)
 			if _, err := db.ExecContext(ctx, b.q.insertTxEvents(end-start), args[start*per:end*per]...); err != nil {
 				return 0, fmt.Errorf("insert transaction events: %w", err)
 			}
 		}
 		return id, nil
 	}
-	var id int64
-	var err error
-	inCallerTx := false
-	if tx, ok := ddd.TxFromContext(ctx); ok {
-		if pool, perr := b.txPool(tx); perr == nil {
-			inCallerTx = true
-			id, err = write(pool)
-		} else if !errors.Is(perr, ErrForeignTransaction) {
-			return ctx, perr
-		}
+	// The same rules as Dispatch: a transaction in ctx is used if it is on
+	// the bus's database, and refused otherwise.
+	conn, inCallerTx, err := b.callerTx(ctx)
+	if err != nil {
+		return ctx, err
 	}
-	if !inCallerTx {
+	var id int64
+	if inCallerTx {
+		id, err = write(conn)
+	} else {
 		err = b.inTx(ctx, func(tx *sql.Tx) error {
 			var werr error
 			id, werr = write(tx)

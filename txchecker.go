@@ -33,7 +33,7 @@ func (b *EventBus) txClaim() time.Duration {
 // silently) and listed by UnresolvedTransactions.
 func (b *EventBus) RegisterEventTXChecker(c ddd.DomainEventTXChecker) error {
 	if c == nil {
-		return fmt.Errorf("%w: nil TX checker", ErrInvalidOption)
+		return fmt.Errorf("%w: nil TX checker", ErrInvalidHandler)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -266,7 +266,7 @@ type UnresolvedTx struct {
 // or RollbackTransaction.
 func (b *EventBus) UnresolvedTransactions(ctx context.Context, after int64, limit int) ([]UnresolvedTx, error) {
 	if limit < 1 || limit > 1000 {
-		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidOption, limit)
+		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
 	var out []UnresolvedTx
 	err := b.query(ctx, nil, b.q.unresolvedTxs, []any{b.service, after, limit}, func(rows *sql.Rows) error {

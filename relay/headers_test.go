@@ -80,6 +80,12 @@ func TestSubjects(t *testing.T) {
 	if err := ValidateSubject(got); err != nil {
 		t.Fatal(err)
 	}
+	// A default type name carries an import path; the subject keeps its
+	// last element.
+	evt.Type = "github.com/acme/shop/orders.OrderPlaced"
+	if got, err := SubjectFromType("events")(evt); err != nil || got != "events.orders.OrderPlaced" {
+		t.Fatalf("SubjectFromType of an import-path name = %q, %v", got, err)
+	}
 	for _, bad := range []string{"", "a..b", ".a", "a.", "a.*", "a.>", "a b", "a.\x01", "a.é"} {
 		if err := ValidateSubject(bad); !errors.Is(err, ErrInvalidSubject) {
 			t.Errorf("ValidateSubject(%q) = %v, want ErrInvalidSubject", bad, err)

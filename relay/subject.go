@@ -16,12 +16,16 @@ type SubjectFunc func(evt *ddd.DomainEvent) (string, error)
 var ErrInvalidSubject = errors.New("relay: invalid subject")
 
 // SubjectFromType returns the default SubjectFunc: prefix, a dot, then the
-// event type with each dot-separated part made a valid subject token (see
-// SanitizeToken). "orders.OrderPlaced" with prefix "events" becomes
-// "events.orders.OrderPlaced", so consumers can filter on "events.orders.>".
+// event type after its last '/' with each dot-separated part made a valid
+// subject token (see SanitizeToken). "orders.OrderPlaced" with prefix
+// "events" becomes "events.orders.OrderPlaced", so consumers can filter on
+// "events.orders.>"; so does a default name with an import path,
+// "github.com/acme/shop/orders.OrderPlaced", whose host's dots would
+// otherwise split the path into tokens.
 func SubjectFromType(prefix string) SubjectFunc {
 	return func(evt *ddd.DomainEvent) (string, error) {
-		parts := strings.Split(evt.Type, ".")
+		typ := evt.Type[strings.LastIndexByte(evt.Type, '/')+1:]
+		parts := strings.Split(typ, ".")
 		for i, p := range parts {
 			parts[i] = SanitizeToken(p)
 		}

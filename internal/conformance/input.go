@@ -63,8 +63,8 @@ func testBadInput(t *testing.T, tdb *dbtest.Database) {
 		t.Errorf("nil payload: err %v, want ErrInvalidEvent", err)
 	}
 	// A *gorm.DB that is not a transaction is refused, not silently used.
-	if err := bus.Dispatch(ddd.ContextWithTx(ctx, db), good); !errors.Is(err, eventbus.ErrInvalidOption) {
-		t.Errorf("non-transaction in context: err %v, want ErrInvalidOption", err)
+	if err := bus.Dispatch(ddd.ContextWithTx(ctx, db), good); !errors.Is(err, eventbus.ErrInvalidTransaction) {
+		t.Errorf("non-transaction in context: err %v, want ErrInvalidTransaction", err)
 	}
 	// A transaction on another database is refused: the outbox must share
 	// the business transaction's database.
@@ -74,7 +74,7 @@ func testBadInput(t *testing.T, tdb *dbtest.Database) {
 	if err := bus.Dispatch(ddd.ContextWithTx(ctx, otherTx), good); !errors.Is(err, eventbus.ErrForeignTransaction) {
 		t.Errorf("foreign transaction: err %v, want ErrForeignTransaction", err)
 	}
-	if err := bus.RegisterEventHandler(nil); !errors.Is(err, eventbus.ErrInvalidOption) {
+	if err := bus.RegisterEventHandler(nil); !errors.Is(err, eventbus.ErrInvalidHandler) {
 		t.Errorf("nil handler: err %v", err)
 	}
 	must(t, bus.RegisterEventHandler(func(context.Context, *ddd.DomainEvent) error { return nil }))

@@ -21,6 +21,9 @@ type Placed struct {
 	N       int    `json:"n"`
 }
 
+// EventType names it: a type of package main has no import path to name it by.
+func (Placed) EventType() string { return "relaybench.Placed" }
+
 // fixture is one round's database, stream, relay and database consumer.
 type fixture struct {
 	c       *config
