@@ -91,11 +91,14 @@ func (b *EventBus) nextBatch(ctx context.Context, offset int64) ([]*record, erro
 }
 
 func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, error) {
-	rows, err := b.queryPrepared(ctx, b.q.fetchEvents, after, b.opts.LimitPerRun)
-	if err != nil {
-		return nil, fmt.Errorf("fetch events: %w", err)
-	}
-	recs, err := scanRecords(rows)
+	var recs []*record
+	err := b.query(ctx, nil, b.q.fetchEvents, []any{after, b.opts.LimitPerRun}, func(rows *sql.Rows) error {
+		r := &record{}
+		var err error
+		r.evt, err = scanEvent(rows, &r.pk, &r.seq)
+		recs = append(recs, r)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch events: %w", err)
 	}
@@ -106,27 +109,36 @@ func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, err
 // records when ctx is cancelled, the lease is lost, or the lease could not be
 // renewed for two thirds of its duration (checked before every record, so a
 // poll whose queries stalled cannot start work on a lease about to lapse).
-// Handlers get a context that outlives ctx, so a graceful stop lets them finish.
+// ctx is checked on the goroutine that starts each call, not by a callback
+// of its own: once it is cancelled, no further call starts. Handlers get a
+// context that outlives ctx by ShutdownGrace (see Start), so a graceful stop
+// lets them finish.
 func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, attempts []int, blocked map[string]bool) []result {
 	b.mu.Lock()
 	h := b.handler
 	b.mu.Unlock()
-	stop := make(chan struct{})
+	halted := make(chan struct{})
 	var once sync.Once
-	halt := func() { once.Do(func() { close(stop) }) }
-	defer context.AfterFunc(ctx, halt)()
+	halt := func() { once.Do(func() { close(halted) }) }
 	done := make(chan struct{})
 	go b.heartbeat(context.WithoutCancel(ctx), l, done, halt)
 	defer close(done)
 	proceed := func() bool {
+		if ctx.Err() != nil {
+			return false
+		}
 		select {
-		case <-stop:
+		case <-halted:
 			return false
 		default:
 		}
 		return b.leaseUsable(l)
 	}
-	return b.runBySender(context.WithoutCancel(ctx), h, recs, attempts, blocked, proceed)
+	parent := b.handlerParent
+	if parent == nil { // not under Start (a test hook)
+		parent = context.WithoutCancel(ctx)
+	}
+	return b.runBySender(ctx, parent, h, l.epoch, recs, attempts, blocked, proceed)
 }
 
 // dropLease forgets the lease after a failed commit: it was lost, or the
@@ -157,7 +169,7 @@ func (b *EventBus) blockedFIFOSenders(ctx context.Context, recs []*record) (map[
 	if len(args) == 1 {
 		return nil, nil
 	}
-	senders, err := queryStrings(ctx, b.sqlDB, b.q.blockedSenders(len(args)-1), args...)
+	senders, err := queryAll[string](ctx, b, nil, b.q.blockedSenders(len(args)-1), args...)
 	if err != nil {
 		return nil, fmt.Errorf("blocked FIFO senders: %w", err)
 	}
@@ -168,8 +180,8 @@ func (b *EventBus) blockedFIFOSenders(ctx context.Context, recs []*record) (map[
 	return blocked, nil
 }
 
-// commitBatch moves the offset past recs and stores the failed and parked
-// ones in the retry store, in one fenced transaction.
+// commitBatch moves the offset past recs and stores the failed, parked and
+// set-aside ones in the retry store, in one fenced transaction.
 func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, results []result) error {
 	newOffset := recs[len(recs)-1].seq
 	start := time.Now()
@@ -180,7 +192,7 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 		var delay time.Duration
 		errText := ""
 		switch res.verdict {
-		case parked:
+		case parked, pending:
 		case failed:
 			attempts, errText, delay = res.attempts, errorText(res.err), res.delay
 			if !res.retry {
@@ -200,10 +212,10 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, re
 	}
 	// The update commits before the next batch starts, so a crash
 	// redelivers at most the batch in flight. Without retries it is one
-	// statement, no transaction.
+	// statement of its own.
 	var err error
 	if nRetry == 0 {
-		err = b.moveOffset(ctx, b.sqlDB, l, newOffset)
+		err = b.moveOffset(ctx, nil, l, newOffset)
 	} else {
 		err = b.inTx(ctx, func(tx *sql.Tx) error {
 			if err := b.moveOffset(ctx, tx, l, newOffset); err != nil {

@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// Start runs the service's consumer until ctx is cancelled, then waits for
-// in-flight handlers, records their progress, releases the lease and returns
-// nil. It also runs the sequencer, the TX checker and, if CleanCron is set,
-// the cleaner. Without a registered handler the instance only produces: it
-// runs those duties but does not register or consume as a service.
+// Start runs the service's consumer until ctx is cancelled, and returns nil
+// then; it returns an error only when it cannot start. It also runs the
+// sequencer, the TX checker and, if CleanCron is set, the cleaner. Without
+// a registered handler the instance only produces: it runs those duties
+// but does not register or consume as a service.
 //
 // Each poll takes or renews the service's lease, numbers newly committed
 // events (the sequencer), reads up to LimitPerRun events after the
@@ -23,8 +23,16 @@ import (
 // ahead). A crash at any point loses nothing; at worst the events of the
 // batch in flight are delivered again.
 //
-// Errors (the database going away, say) are logged and retried with backoff;
-// Start returns an error only when it cannot start.
+// Stopping: once ctx is cancelled no handler call starts. Calls in flight
+// get ShutdownGrace to finish (their contexts stay live until then); those
+// still running after it have their contexts cancelled and their events
+// left to the next owner, and Start no longer waits for them. Start then
+// records what finished, releases the lease (another instance takes over
+// at its next poll) and returns. Calls abandoned earlier (past
+// HandlerTimeout) are not waited for either: one may still be running
+// when Start returns (Stats.Unreturned counts them).
+//
+// Errors (the database going away, say) are logged and retried with backoff.
 func (b *EventBus) Start(ctx context.Context) error {
 	b.mu.Lock()
 	consumer := b.handler != nil
@@ -46,13 +54,43 @@ func (b *EventBus) Start(ctx context.Context) error {
 	wg.Go(func() { b.runTXChecker(ctx) })
 	defer wg.Wait()
 
+	parent, endGrace := b.stopGrace(ctx)
+	defer endGrace()
+	b.handlerParent = parent
 	b.consume(ctx, consumer)
 	b.bg.Wait()
 	b.dropPrefetch()
+	b.handlerParent = nil
+	if n := len(b.holds.running()); n > 0 {
+		b.log.Warn("eventbus: stopping with handler calls still running; the next owner may deliver their senders' events while they run", "calls", n)
+	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	b.releaseLease(shutdown)
 	return nil
+}
+
+// stopGrace returns the parent context of handler calls: it carries ctx's
+// values and is cancelled ShutdownGrace after ctx is, which is when the
+// bus stops waiting for calls in flight. end releases it.
+func (b *EventBus) stopGrace(ctx context.Context) (parent context.Context, end func()) {
+	parent, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var timer *time.Timer
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(b.opts.ShutdownGrace, cancel)
+		mu.Unlock()
+	})
+	return parent, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // What started a poll.

@@ -24,19 +24,26 @@ type DeadLetter struct {
 // order, at most limit (1..1000).
 func (b *EventBus) DeadLetters(ctx context.Context, afterSeq int64, limit int) ([]DeadLetter, error) {
 	if limit < 1 || limit > 1000 {
-		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidOption, limit)
+		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.listDead, b.service, afterSeq, limit)
+	var out []DeadLetter
+	err := b.query(ctx, nil, b.q.listDead, []any{b.service, afterSeq, limit}, func(rows *sql.Rows) error {
+		dl, err := scanDeadLetter(rows)
+		if err == nil {
+			out = append(out, dl)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	return scanDeadLetters(rows)
+	return out, nil
 }
 
 // CountDeadLetters returns how many dead letters this service has.
 func (b *EventBus) CountDeadLetters(ctx context.Context) (int64, error) {
 	var n int64
-	if err := b.sqlDB.QueryRowContext(ctx, b.q.countDead, b.service).Scan(&n); err != nil {
+	if err := b.queryRow(ctx, nil, b.q.countDead, []any{b.service}, &n); err != nil {
 		return 0, fmt.Errorf("count dead letters: %w", err)
 	}
 	return n, nil

@@ -23,10 +23,10 @@ type DeadLetterFilter struct {
 
 func (f DeadLetterFilter) validate() error {
 	if f.OlderThan < 0 || f.NewerThan < 0 {
-		return fmt.Errorf("%w: dead letter filter ages must be >= 0", ErrInvalidOption)
+		return fmt.Errorf("%w: dead letter filter ages must be >= 0", ErrInvalidArgument)
 	}
 	if n := len(f.EventIDs) + len(f.Types) + len(f.Senders); n > 1000 {
-		return fmt.Errorf("%w: dead letter filter lists at most 1000 values in all, got %d", ErrInvalidOption, n)
+		return fmt.Errorf("%w: dead letter filter lists at most 1000 values in all, got %d", ErrInvalidArgument, n)
 	}
 	return nil
 }
@@ -64,17 +64,24 @@ func (f DeadLetterFilter) where(now string) (string, []any) {
 // of the last one.
 func (b *EventBus) DeadLettersWhere(ctx context.Context, f DeadLetterFilter, afterSeq int64, limit int) ([]DeadLetter, error) {
 	if limit < 1 || limit > 1000 {
-		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidOption, limit)
+		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
 	query, fargs := b.deadLettersQuery("r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at", f)
-	rows, err := b.sqlDB.QueryContext(ctx, query, append(append([]any{b.service, afterSeq}, fargs...), limit)...)
+	var out []DeadLetter
+	err := b.query(ctx, nil, query, append(append([]any{b.service, afterSeq}, fargs...), limit), func(rows *sql.Rows) error {
+		dl, err := scanDeadLetter(rows)
+		if err == nil {
+			out = append(out, dl)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	return scanDeadLetters(rows)
+	return out, nil
 }
 
 // ReplayDeadLettersWhere schedules every dead letter of this service that
@@ -109,21 +116,16 @@ func (b *EventBus) eachDeadLetterWhere(ctx context.Context, f DeadLetterFilter, 
 	total := 0
 	after := int64(-1)
 	for {
-		rows, err := b.sqlDB.QueryContext(ctx, pick, append(append([]any{b.service, after}, fargs...), cleanBatch)...)
-		if err != nil {
-			return total, fmt.Errorf("dead letters: %w", err)
-		}
 		args := []any{b.service}
-		for rows.Next() {
+		err := b.query(ctx, nil, pick, append(append([]any{b.service, after}, fargs...), cleanBatch), func(rows *sql.Rows) error {
 			var pk int64
 			if err := rows.Scan(&pk, &after); err != nil {
-				rows.Close()
-				return total, fmt.Errorf("dead letters: %w", err)
+				return err
 			}
 			args = append(args, pk)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			return nil
+		})
+		if err != nil {
 			return total, fmt.Errorf("dead letters: %w", err)
 		}
 		picked := len(args) - 1
@@ -133,7 +135,7 @@ func (b *EventBus) eachDeadLetterWhere(ctx context.Context, f DeadLetterFilter, 
 		// state = 1 again: a row replayed meanwhile is left alone.
 		stmt := b.d.rebind(change + " WHERE service = ? AND state = 1 AND event_pk IN " + in(picked))
 		err = b.inTx(ctx, func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, stmt, args...)
+			res, err := b.exec(ctx, tx, stmt, args...)
 			if err != nil {
 				return err
 			}
@@ -161,18 +163,14 @@ func (b *EventBus) deadLettersQuery(cols string, f DeadLetterFilter) (string, []
 		" WHERE r.service = ? AND r.state = 1 AND r.seq > ?" + cond + " ORDER BY r.seq LIMIT ?"), args
 }
 
-func scanDeadLetters(rows *sql.Rows) ([]DeadLetter, error) {
-	defer rows.Close()
-	var out []DeadLetter
-	for rows.Next() {
-		var dl DeadLetter
-		var pk, failed int64
-		evt, err := scanEvent(rows, &pk, &dl.Attempts, &dl.LastError, &failed, &dl.Seq)
-		if err != nil {
-			return nil, fmt.Errorf("dead letters: %w", err)
-		}
-		dl.Event, dl.FailedAt = evt, time.UnixMilli(failed).UTC()
-		out = append(out, dl)
+// scanDeadLetter reads a dead letter selected as listDead's columns.
+func scanDeadLetter(rows *sql.Rows) (DeadLetter, error) {
+	var dl DeadLetter
+	var pk, failed int64
+	evt, err := scanEvent(rows, &pk, &dl.Attempts, &dl.LastError, &failed, &dl.Seq)
+	if err != nil {
+		return dl, err
 	}
-	return out, rows.Err()
+	dl.Event, dl.FailedAt = evt, time.UnixMilli(failed).UTC()
+	return dl, nil
 }

@@ -17,9 +17,10 @@ type dialect interface {
 	name() string
 	// nowMillis is an SQL expression for the database clock in Unix milliseconds.
 	nowMillis() string
-	// beginWrite starts a transaction on a raw connection that holds the
-	// write lock from its first statement where the database needs it (SQLite).
-	beginWrite() string
+	// beginWrite are the statements that start a READ COMMITTED
+	// transaction on a raw connection, holding the write lock from its
+	// first statement where the database needs it (SQLite).
+	beginWrite() []string
 	// insertIgnore turns "INSERT INTO t (cols) SELECT ..." into an insert
 	// that does nothing when key already exists.
 	insertIgnore(insertSelect, key string) string
@@ -38,9 +39,19 @@ type dialect interface {
 	unnumbered(table string) string
 	// checkConn verifies settings the guarantees depend on.
 	checkConn(ctx context.Context, db *sql.DB) error
+	// ownTx reports whether a statement run on its own needs a READ
+	// COMMITTED transaction of its own to behave the same whatever the
+	// session's default isolation level (see sqlutil.go).
+	ownTx(ctx context.Context, db *sql.DB) (bool, error)
+	// prepares reports whether the bus keeps its hot statements prepared
+	// (see stmtCache).
+	prepares() bool
 }
 
 func dialectOf(db *gorm.DB) (dialect, error) {
+	if db == nil || db.Config == nil || db.Dialector == nil {
+		return nil, fmt.Errorf("%w: a nil or zero *gorm.DB (open it with gorm.Open)", ErrInvalidDB)
+	}
 	switch n := db.Dialector.Name(); n {
 	case "sqlite":
 		return sqliteDialect{}, nil

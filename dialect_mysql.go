@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 )
 
 // mysqlDialect serves MySQL 8 and MariaDB 10.6+ (InnoDB).
@@ -22,7 +23,10 @@ func (mysqlDialect) nowMillis() string {
 	return "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)"
 }
 
-func (mysqlDialect) beginWrite() string { return "BEGIN" }
+// The level applies to the next transaction of the session only.
+func (mysqlDialect) beginWrite() []string {
+	return []string{"SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "START TRANSACTION"}
+}
 
 func (mysqlDialect) insertIgnore(q, _ string) string {
 	return "INSERT IGNORE" + q[len("INSERT"):]
@@ -54,3 +58,38 @@ func (mysqlDialect) lockMigrations(ctx context.Context, conn *sql.Conn, prefix s
 func (mysqlDialect) unnumbered(string) string { return "seq IS NULL" }
 
 func (mysqlDialect) checkConn(context.Context, *sql.DB) error { return nil }
+
+// In autocommit mode a statement run alone is its own transaction, and
+// InnoDB runs the bus's single statements the same at READ COMMITTED,
+// REPEATABLE READ and SERIALIZABLE, so they need no BEGIN and COMMIT:
+//   - a plain SELECT is a consistent, nonlocking read of what was committed
+//     when it started (SERIALIZABLE makes plain reads locking only when
+//     autocommit is off);
+//   - an UPDATE reads the latest committed version of the rows it changes
+//     and locks them, at every level; the bus's single UPDATEs find their
+//     row by primary key (a service by name, a transaction by id), which
+//     locks that record alone, without a gap lock, at every level, and
+//     InnoDB never fails such an UPDATE for a concurrent one (it waits).
+//
+// Only READ UNCOMMITTED (a SELECT would see uncommitted rows, such as the
+// numbers of a sequencer batch that may roll back) and autocommit off (the
+// statement would open a transaction and leave it open) differ: with
+// either as the session's default, every statement gets a READ COMMITTED
+// transaction of its own.
+func (mysqlDialect) ownTx(ctx context.Context, db *sql.DB) (bool, error) {
+	var autocommit int
+	var level string
+	// transaction_isolation: MySQL 8, MariaDB 11.1+; tx_isolation before.
+	err := db.QueryRowContext(ctx, "SELECT @@SESSION.autocommit, @@SESSION.transaction_isolation").Scan(&autocommit, &level)
+	if err != nil {
+		err = db.QueryRowContext(ctx, "SELECT @@SESSION.autocommit, @@SESSION.tx_isolation").Scan(&autocommit, &level)
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: read the session's isolation level: %v", ErrInvalidDB, err)
+	}
+	return autocommit == 0 || strings.EqualFold(level, "READ-UNCOMMITTED"), nil
+}
+
+// go-sql-driver/mysql would prepare, run and close every statement that
+// has arguments: three commands, two round trips.
+func (mysqlDialect) prepares() bool { return true }

@@ -18,7 +18,7 @@ func (postgresDialect) nowMillis() string {
 	return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
 }
 
-func (postgresDialect) beginWrite() string { return "BEGIN" }
+func (postgresDialect) beginWrite() []string { return []string{"BEGIN ISOLATION LEVEL READ COMMITTED"} }
 
 func (postgresDialect) insertIgnore(q, key string) string {
 	return q + " ON CONFLICT (" + key + ") DO NOTHING"
@@ -42,3 +42,14 @@ func (postgresDialect) lockMigrations(ctx context.Context, conn *sql.Conn, prefi
 func (postgresDialect) unnumbered(string) string { return "seq IS NULL" }
 
 func (postgresDialect) checkConn(context.Context, *sql.DB) error { return nil }
+
+// Always: at REPEATABLE READ or SERIALIZABLE (default_transaction_isolation,
+// which a role, a database or the DSN may set) a single UPDATE fails with
+// SQLSTATE 40001 when a transaction that committed after its snapshot
+// updated its row, instead of waiting and re-reading it, and a SERIALIZABLE
+// read takes predicate locks that can fail it or the application's own
+// SERIALIZABLE transactions. The cost is a BEGIN and a COMMIT per statement.
+func (postgresDialect) ownTx(context.Context, *sql.DB) (bool, error) { return true, nil }
+
+// pgx keeps a bounded cache of prepared statements on each connection by itself.
+func (postgresDialect) prepares() bool { return false }

@@ -20,7 +20,7 @@ func (sqliteDialect) nowMillis() string {
 	return "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 }
 
-func (sqliteDialect) beginWrite() string { return "BEGIN IMMEDIATE" }
+func (sqliteDialect) beginWrite() []string { return []string{"BEGIN IMMEDIATE"} }
 
 func (sqliteDialect) insertIgnore(q, key string) string {
 	return q + " ON CONFLICT (" + key + ") DO NOTHING"
@@ -63,3 +63,10 @@ func (sqliteDialect) checkConn(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
+
+// SQLite has no isolation levels to choose: one writer at a time, and
+// every read sees the committed state as of its start.
+func (sqliteDialect) ownTx(context.Context, *sql.DB) (bool, error) { return false, nil }
+
+// Preparing saves compiling the statement at every call.
+func (sqliteDialect) prepares() bool { return true }

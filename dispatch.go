@@ -3,51 +3,53 @@ package eventbus
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/dddbus/eventbus/ddd"
-	"gorm.io/gorm"
 )
 
 // insertChunk bounds the rows of one INSERT (7 parameters each) well under
-// every driver's placeholder limit.
+// every driver's placeholder limit. On MySQL the server's packet limit
+// may cut statements shorter (see chunkEnd).
 const insertChunk = 500
 
 // Dispatch stores events in the log.
 //
-// If ctx carries a GORM transaction (ddd.ContextWithTx, as the engine does)
-// the events are written with it: they become visible when it commits and
-// vanish if it rolls back. That transaction must be on the bus's database;
-// otherwise Dispatch returns ErrForeignTransaction. Without one, Dispatch
-// uses its own short transaction and wakes the local poller.
+// If ctx carries a transaction (ddd.ContextWithTx for GORM,
+// ddd.ContextWithSQLTx for database/sql, as the engine does) the events are
+// written with it: they become visible when it commits and vanish if it
+// rolls back. It may come from any connection pool, but must be on the
+// bus's database (same server, database and schema, where the bus's tables
+// are); otherwise Dispatch returns ErrForeignTransaction and writes
+// nothing. A nil or zero one, or a *gorm.DB outside a transaction, is
+// ErrInvalidTransaction (a finished one fails with sql.ErrTxDone). Without
+// one, Dispatch uses its own short transaction and wakes the local poller.
 //
-// Every event is validated first; if any is invalid (nil, malformed, or a
-// payload over MaxPayloadBytes) Dispatch returns an error wrapping
-// ErrInvalidEvent and writes nothing.
+// Every event is validated first, before any SQL (see ddd.DomainEvent.Validate);
+// if any is invalid (nil, malformed, a payload over MaxPayloadBytes, or on
+// MySQL a row that cannot fit in the server's max_allowed_packet)
+// Dispatch returns an error wrapping ErrInvalidEvent and writes nothing.
 func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) (err error) {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
 	if len(events) == 0 {
 		return nil
 	}
 	ctx, observed := b.observeDispatch(ctx, events, false)
 	defer func() { observed(err) }()
-	args := make([]any, 0, len(events)*7)
-	for i, evt := range events {
-		if err := b.validateEvent(evt); err != nil {
-			return fmt.Errorf("dispatch event %d: %w", i, err)
-		}
-		if args, err = eventArgs(evt, args); err != nil {
-			return err
-		}
+	args, sizes, err := b.eventRows(events, "dispatch")
+	if err != nil {
+		return err
 	}
-	if tx, ok := ddd.TxFromContext(ctx); ok {
-		pool, err := b.txPool(tx)
-		if err != nil {
-			return err
-		}
-		return b.insertEvents(ctx, pool, args, len(events))
+	conn, inCaller, err := b.callerTx(ctx)
+	if err != nil {
+		return err
 	}
-	err = b.inTx(ctx, func(tx *sql.Tx) error { return b.insertEvents(ctx, tx, args, len(events)) })
+	if inCaller {
+		return b.insertEvents(ctx, conn, args, sizes)
+	}
+	err = b.inTx(ctx, func(tx *sql.Tx) error { return b.insertEvents(ctx, tx, args, sizes) })
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
@@ -55,43 +57,43 @@ func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) (er
 	return nil
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+// eventRows validates events and returns their column values (eventCols,
+// 7 per event) and the bytes of each row's values.
+func (b *EventBus) eventRows(events []*ddd.DomainEvent, op string) (args []any, sizes []int, err error) {
+	args = make([]any, 0, len(events)*7)
+	sizes = make([]int, len(events))
+	for i, evt := range events {
+		if err := b.validateEvent(evt); err != nil {
+			return nil, nil, fmt.Errorf("%s event %d: %w", op, i, err)
+		}
+		if args, err = eventArgs(evt, args); err != nil {
+			return nil, nil, err
+		}
+		sizes[i] = valueBytes(args[i*7 : i*7+7])
+		if b.packetBudget > 0 && sizes[i]+rowOverhead > b.packetBudget {
+			return nil, nil, fmt.Errorf("%s event %d: %w: %s is %d bytes with its metadata, more than the server's max_allowed_packet of %d bytes allows",
+				op, i, ErrInvalidEvent, evt.ID, sizes[i], b.packetBytes)
+		}
+	}
+	return args, sizes, nil
 }
 
-func (b *EventBus) insertEvents(ctx context.Context, db execer, args []any, n int) error {
-	for start := 0; start < n; start += insertChunk {
-		end := min(start+insertChunk, n)
-		var err error
-		if end-start <= smallInsert {
-			// The common sizes stay prepared on each connection.
-			_, err = b.execOnPrepared(ctx, db, b.q.insertEvents(end-start), args[start*7:end*7]...)
-		} else {
-			_, err = db.ExecContext(ctx, b.q.insertEvents(end-start), args[start*7:end*7]...)
-		}
-		if err != nil {
+// insertEvents writes the events of args (sizes: each row's bytes) on tx,
+// the bus's own transaction or the connection of the caller's, in as few
+// statements as the placeholder and packet limits allow.
+func (b *EventBus) insertEvents(ctx context.Context, tx txConn, args []any, sizes []int) error {
+	for start, end := 0, 0; start < len(sizes); start = end {
+		end = b.chunkEnd(sizes, start)
+		if _, err := b.exec(ctx, tx, b.q.insertEvents(end-start), args[start*7:end*7]...); err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
 	}
 	return nil
 }
 
-// txPool returns the connection of tx after checking that it is an open
-// transaction on the bus's own database.
-func (b *EventBus) txPool(tx *gorm.DB) (gorm.ConnPool, error) {
-	if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); !ok {
-		return nil, fmt.Errorf("%w: the context carries a *gorm.DB that is not in a transaction", ErrInvalidOption)
-	}
-	parent, err := tx.DB()
-	if err != nil || parent != b.sqlDB {
-		return nil, ErrForeignTransaction
-	}
-	return tx.Statement.ConnPool, nil
-}
-
 func (b *EventBus) validateEvent(evt *ddd.DomainEvent) error {
 	if err := evt.Validate(); err != nil {
-		return errors.Join(ErrInvalidEvent, err)
+		return err // wraps ErrInvalidEvent, which is ddd.ErrInvalidEvent
 	}
 	if len(evt.Payload) > b.opts.MaxPayloadBytes {
 		return fmt.Errorf("%w: payload of %s %s is %d bytes, over MaxPayloadBytes %d",

@@ -1,23 +1,46 @@
 package eventbus
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/dddbus/eventbus/ddd"
+)
 
 // Sentinel errors. Errors returned by the bus wrap them, so callers test with errors.Is.
 var (
 	// ErrInvalidDB: the *gorm.DB is nil, of an unsupported dialect, or misconfigured.
 	ErrInvalidDB = errors.New("eventbus: invalid db")
-	// ErrInvalidOption: an option is out of range.
+	// ErrInvalidOption: an option of NewEventBus (or Migrate's table prefix) is
+	// out of range, or does not fit the database (MaxPayloadBytes over MySQL's
+	// max_allowed_packet).
 	ErrInvalidOption = errors.New("eventbus: invalid option")
+	// ErrInvalidArgument: an argument of a call is out of range (a list limit,
+	// a nil context).
+	ErrInvalidArgument = errors.New("eventbus: invalid argument")
+	// ErrInvalidHandler: RegisterEventHandler or RegisterEventTXChecker got
+	// nil. It is ddd.ErrInvalidHandler.
+	ErrInvalidHandler = ddd.ErrInvalidHandler
+	// ErrInvalidTransaction: ctx carries a transaction the bus cannot write
+	// with: a nil or zero *gorm.DB, a *gorm.DB that is not in a transaction,
+	// or a nil *sql.Tx.
+	ErrInvalidTransaction = errors.New("eventbus: unusable transaction in context")
+	// ErrSchemaVersion: with AutoMigrate off, the database lacks tables or
+	// migrations this version needs; the error names the version found and
+	// the one needed.
+	ErrSchemaVersion = errors.New("eventbus: schema version")
 	// ErrInvalidServiceName: the service name is empty, too long or has characters outside [A-Za-z0-9_.:-].
 	ErrInvalidServiceName = errors.New("eventbus: invalid service name")
-	// ErrInvalidEvent: an event failed validation; nothing was written.
-	ErrInvalidEvent = errors.New("eventbus: invalid event")
+	// ErrInvalidEvent: an event failed validation; nothing was written. It is
+	// ddd.ErrInvalidEvent, so errors.Is works with either name.
+	ErrInvalidEvent = ddd.ErrInvalidEvent
 	// ErrHandlerRegistered: RegisterEventHandler or RegisterEventTXChecker was called twice.
 	ErrHandlerRegistered = errors.New("eventbus: handler already registered")
 	// ErrAlreadyStarted: Start was called on a bus that is running.
 	ErrAlreadyStarted = errors.New("eventbus: already started")
-	// ErrForeignTransaction: ctx carries a transaction on another database than the bus's.
-	ErrForeignTransaction = errors.New("eventbus: transaction belongs to another database")
+	// ErrForeignTransaction: ctx carries a transaction on another database
+	// (server, database, or schema without the bus's tables) than the bus's;
+	// nothing was written. It is ddd.ErrForeignTransaction.
+	ErrForeignTransaction = ddd.ErrForeignTransaction
 	// ErrNoTransaction: Commit or Rollback got a context without a pending transaction.
 	ErrNoTransaction = errors.New("eventbus: no transaction in context")
 	// ErrTxRolledBack: Commit of a transaction that was already rolled back.

@@ -47,9 +47,22 @@ type EventBus struct {
 	txChecker ddd.DomainEventTXChecker
 	running   atomic.Bool
 	wake      chan struct{}
-	stmts     *stmtCache
+	stmts     *stmtCache // shared with the other buses of sqlDB; nil: nothing kept prepared
+	ownTx     bool       // a statement of its own needs a transaction of its own (dialect.ownTx)
 	stats     counters
 	obsPanic  atomic.Int64 // when a panicking observer was last logged (Unix ns)
+	holds     holds        // senders of calls the bus stopped waiting for
+	// handlerParent is the handler calls' parent context while Start runs
+	// (see stopGrace); setAsideAfter, if set, replaces the constant of
+	// that name (tests).
+	handlerParent context.Context
+	setAsideAfter time.Duration
+
+	// The database, to recognise callers' transactions on it (callertx.go).
+	ident dbIdentity
+	// MySQL's max_allowed_packet, and what of it one INSERT's rows may take
+	// (0 elsewhere: no limit below MaxPayloadBytes); see packet.go.
+	packetBytes, packetBudget int
 
 	// Owned by the consume loop.
 	lease         *lease
@@ -74,7 +87,11 @@ var (
 
 // NewEventBus returns the bus of service serviceName on db (SQLite, MySQL or
 // PostgreSQL through GORM). It validates the name and the options, checks
-// the connection, runs the embedded migrations (unless AutoMigrate is off)
+// the connection, runs the embedded migrations (with AutoMigrate off, it
+// checks instead that they were applied: ErrSchemaVersion names the
+// version found and the one needed), and on MySQL checks MaxPayloadBytes
+// against the server's max_allowed_packet.
+//
 // The service registers (and its offset starts at Options.StartPosition)
 // when a handler is registered: a bus without one only produces and holds
 // nothing back.
@@ -113,17 +130,32 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 		log:     o.Logger.With("service", serviceName),
 		owner:   instanceName(),
 		wake:    make(chan struct{}, 1),
-		stmts:   newStmtCache(sqlDB),
+	}
+	if d.prepares() {
+		b.stmts = stmtCacheFor(sqlDB)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := d.checkConn(ctx, sqlDB); err != nil {
 		return nil, err
 	}
+	if b.ownTx, err = d.ownTx(ctx, sqlDB); err != nil {
+		return nil, err
+	}
 	if o.AutoMigrate {
 		if err := Migrate(ctx, db, o.TablePrefix); err != nil {
 			return nil, err
 		}
+	} else if err := checkSchema(ctx, sqlDB, d, o.TablePrefix); err != nil {
+		return nil, err
+	}
+	if err := b.readPacketLimit(ctx); err != nil {
+		return nil, err
+	}
+	// Known now, so that recognising a caller's transaction from another
+	// pool never needs a connection of the bus's own pool.
+	if id, err := b.identify(ctx, sqlDB); err == nil {
+		b.ident.id = id
 	}
 	return b, nil
 }
@@ -166,7 +198,7 @@ func (b *EventBus) Service() string { return b.service }
 // set once, before Start.
 func (b *EventBus) RegisterEventHandler(h ddd.DomainEventHandler) error {
 	if h == nil {
-		return fmt.Errorf("%w: nil event handler", ErrInvalidOption)
+		return fmt.Errorf("%w: nil event handler", ErrInvalidHandler)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -51,3 +51,7 @@ func HandledUnderLeaseOfAge(ctx context.Context, b *EventBus, age time.Duration,
 	}
 	return n
 }
+
+// ShortenSetAside makes b set a call aside after d instead of a minute
+// (HandlerTimeout 0).
+func ShortenSetAside(b *EventBus, d time.Duration) { b.setAsideAfter = d }

@@ -2,9 +2,6 @@ package eventbus
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -21,7 +18,8 @@ const (
 	handled
 	skipped
 	failed
-	parked // FIFO event held behind a failed one of its sender
+	parked  // stored to run later: behind a failed FIFO event of its sender, or while its sender is held
+	pending // set aside (HandlerTimeout 0): stored; its call's result is recorded when it returns
 )
 
 // result is what became of one record.
@@ -33,33 +31,14 @@ type result struct {
 	delay    time.Duration // failed and retry: wait before it
 }
 
-// invoke calls the handler for one event. A panic is recovered and counted
-// as a failure, with its stack kept in the error.
-func (b *EventBus) invoke(ctx context.Context, h ddd.DomainEventHandler, evt *ddd.DomainEvent) (res result) {
-	if b.opts.HandlerTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.opts.HandlerTimeout)
-		defer cancel()
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			res = result{verdict: failed, err: fmt.Errorf("handler panic: %v\n%s", p, debug.Stack())}
-		}
-		switch res.verdict {
-		case handled:
-			b.stats.handled.Add(1)
-		case skipped:
-			b.stats.skipped.Add(1)
-		case failed:
-			b.stats.failed.Add(1)
-			b.log.Warn("eventbus: handler failed", "event_id", evt.ID, "type", evt.Type, "sender", evt.Sender, "err", firstLine(res.err))
-		}
-	}()
-	err := h(ctx, evt)
+// outcome classifies what a handler returned. An event is skipped only
+// when no handler exists for it (ddd.IsNoHandler); a failure joined with
+// ErrNoHandler is a failure.
+func outcome(err error) result {
 	switch {
 	case err == nil:
 		return result{verdict: handled}
-	case errors.Is(err, ddd.ErrNoHandler):
+	case ddd.IsNoHandler(err):
 		return result{verdict: skipped}
 	default:
 		return result{verdict: failed, err: err}
@@ -86,18 +65,36 @@ func firstLine(err error) string {
 	return s
 }
 
-// nextAttempt asks the retry strategy about a failure. A permanent error, or
-// a strategy that panics, gives up at once.
-func (b *EventBus) nextAttempt(res *result) {
+// nextAttempt asks the retry strategy about a failure of evt, and logs the
+// failure once, at WARN, with what follows: the attempt number and when the
+// next one runs, or that the event becomes a dead letter. A permanent error,
+// or a strategy that panics, gives up at once. ctx is the handler's, so a
+// logging handler can add what it carries (a trace id, say).
+func (b *EventBus) nextAttempt(ctx context.Context, evt *ddd.DomainEvent, res *result) {
+	defer b.logFailure(ctx, evt, res)
 	if ddd.IsPermanent(res.err) {
 		return
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			b.log.Error("eventbus: retry strategy panicked; giving up on the event", "panic", p)
+			b.log.ErrorContext(ctx, "eventbus: retry strategy panicked; giving up on the event", "event_id", evt.ID, "panic", p)
 			res.retry = false
 		}
 	}()
 	res.delay, res.retry = b.opts.RetryStrategy.Next(res.attempts)
 	res.delay = max(res.delay, 0)
+}
+
+func (b *EventBus) logFailure(ctx context.Context, evt *ddd.DomainEvent, res *result) {
+	attrs := []any{"event_id", evt.ID, "type", evt.Type, "sender", evt.Sender, "attempt", res.attempts, "err", firstLine(res.err)}
+	if res.retry {
+		b.log.WarnContext(ctx, "eventbus: handler failed; it will be retried",
+			append(attrs, "retry_in", res.delay, "retry_at", time.Now().Add(res.delay).UTC().Format(time.RFC3339Nano))...)
+		return
+	}
+	reason := "the retry strategy gave up"
+	if ddd.IsPermanent(res.err) {
+		reason = "the error is permanent"
+	}
+	b.log.WarnContext(ctx, "eventbus: handler failed; the event becomes a dead letter", append(attrs, "reason", reason)...)
 }

@@ -37,27 +37,22 @@ func (b *EventBus) Lags(ctx context.Context) ([]ServiceLag, error) {
 	}
 	var offsets []offset
 	var now int64
-	rows, err := b.sqlDB.QueryContext(ctx, b.lagServicesQuery())
-	if err != nil {
-		return nil, fmt.Errorf("lags: %w", err)
-	}
-	for rows.Next() {
+	err = b.query(ctx, nil, b.lagServicesQuery(), nil, func(rows *sql.Rows) error {
 		var o offset
 		if err := rows.Scan(&o.name, &o.seq, &now); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("lags: %w", err)
+			return err
 		}
 		offsets = append(offsets, o)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("lags: %w", err)
 	}
 	out := make([]ServiceLag, 0, len(offsets))
 	for _, o := range offsets {
 		l := ServiceLag{Name: o.name}
 		var first sql.NullInt64
-		err := b.sqlDB.QueryRowContext(ctx, b.firstAfterQuery(), o.seq).Scan(&first)
+		err := b.queryRow(ctx, nil, b.firstAfterQuery(), []any{o.seq}, &first)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("lags: %s: %w", o.name, err)
 		}
@@ -80,14 +75,14 @@ func (b *EventBus) Lags(ctx context.Context) ([]ServiceLag, error) {
 func (b *EventBus) oldestUnnumbered(ctx context.Context) (sql.NullInt64, error) {
 	var id int64
 	var at sql.NullInt64
-	err := b.queryRowPrepared(ctx, b.q.hasUnsequenced).Scan(&id)
+	err := b.queryRow(ctx, nil, b.q.hasUnsequenced, nil, &id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return at, nil
 	}
 	if err != nil {
 		return at, err
 	}
-	err = b.sqlDB.QueryRowContext(ctx, b.eventCreatedQuery(), id).Scan(&at)
+	err = b.queryRow(ctx, nil, b.eventCreatedQuery(), []any{id}, &at)
 	if errors.Is(err, sql.ErrNoRows) { // numbered (or cleaned) meanwhile
 		return sql.NullInt64{}, nil
 	}

@@ -133,7 +133,7 @@ func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, b.opts.LeaseDuration/3)
 	defer cancel()
-	res, err := b.execPrepared(ctx, b.q.renewLease, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
+	res, err := b.exec(ctx, nil, b.q.renewLease, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
 	if err != nil {
 		return fmt.Errorf("renew lease: %w", err)
 	}
@@ -150,7 +150,7 @@ func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 // fence checks and extends the lease inside tx; every write the owner makes
 // goes through it (or through commitOffset, which does the same).
 func (b *EventBus) fence(ctx context.Context, tx *sql.Tx, l *lease) error {
-	res, err := tx.ExecContext(ctx, b.q.fence, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
+	res, err := b.exec(ctx, tx, b.q.fence, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func (b *EventBus) releaseLease(ctx context.Context) {
 	if !b.registered.Load() {
 		return
 	}
-	if _, err := b.sqlDB.ExecContext(ctx, b.q.releaseLease, b.service, b.owner); err != nil {
+	if _, err := b.exec(ctx, nil, b.q.releaseLease, b.service, b.owner); err != nil {
 		b.log.Warn("eventbus: release lease", "err", err)
 	} else {
 		b.observeLease(ctx, LeaseReleased, held)

@@ -68,14 +68,72 @@ func Migrate(ctx context.Context, db *gorm.DB, prefix string) error {
 	return nil
 }
 
+// checkSchema returns an error wrapping ErrSchemaVersion unless every
+// embedded migration of d for prefix is recorded as applied: what
+// NewEventBus checks when AutoMigrate is off, so that a missing or outdated
+// schema fails at once rather than in every poll of Start. Versions newer
+// than this release's (applied by a newer release, whose migrations only
+// add) are accepted.
+func checkSchema(ctx context.Context, db *sql.DB, d dialect, prefix string) error {
+	list, err := loadMigrations(d.name(), prefix)
+	if err != nil {
+		return err
+	}
+	need := list[len(list)-1].version
+	versions := prefix + "schema_migrations"
+	applied, err := appliedVersions(ctx, db, versions)
+	if err != nil {
+		if !tableExists(ctx, db, d, versions) {
+			return fmt.Errorf("%w: found none (no table %s), need %d: run eventbus.Migrate or turn AutoMigrate on",
+				ErrSchemaVersion, versions, need)
+		}
+		return fmt.Errorf("check schema version: %w", err)
+	}
+	have := map[int64]bool{}
+	found := int64(0)
+	for _, v := range applied {
+		have[v] = true
+		found = max(found, v)
+	}
+	var missing []string
+	for _, m := range list {
+		if !have[int64(m.version)] {
+			missing = append(missing, m.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: found %d, need %d (not applied: %s): run eventbus.Migrate or turn AutoMigrate on",
+			ErrSchemaVersion, found, need, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// tableExists reports whether table exists where db's connections resolve
+// unqualified names; false also when it cannot tell.
+func tableExists(ctx context.Context, db *sql.DB, d dialect, table string) bool {
+	var q string
+	switch d.name() {
+	case "postgres":
+		q = "SELECT COUNT(*) FROM (SELECT to_regclass($1) AS t) r WHERE t IS NOT NULL"
+	case "mysql":
+		q = "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?"
+	default:
+		q = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+	}
+	var n int
+	return db.QueryRowContext(ctx, q, table).Scan(&n) == nil && n > 0
+}
+
 // applyMigration runs m unless it is recorded. On SQLite and PostgreSQL the
 // statements and the record share one transaction. MySQL commits DDL
 // implicitly, so its files use IF NOT EXISTS and re-run safely after a crash.
 func applyMigration(ctx context.Context, conn *sql.Conn, d dialect, versions string, m migration) error {
 	// A raw BEGIN on the pinned connection, so SQLite can take the write
 	// lock up front (BEGIN IMMEDIATE) whatever the DSN says.
-	if _, err := conn.ExecContext(ctx, d.beginWrite()); err != nil {
-		return err
+	for _, stmt := range d.beginWrite() {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
 	}
 	committed := false
 	defer func() {
@@ -153,4 +211,22 @@ func splitStatements(body string) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// appliedVersions lists the versions recorded in table.
+func appliedVersions(ctx context.Context, db *sql.DB, table string) ([]int64, error) {
+	rows, err := db.QueryContext(ctx, "SELECT version FROM "+table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }

@@ -5,10 +5,10 @@ import (
 	"fmt"
 )
 
-// moveOffset sets l's offset, fenced by its owner and epoch; ErrLeaseLost
-// if another instance holds the lease.
-func (b *EventBus) moveOffset(ctx context.Context, db execer, l *lease, offset int64) error {
-	res, err := b.execOnPrepared(ctx, db, b.q.commitOffset, offset, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch, offset)
+// moveOffset sets l's offset, fenced by its owner and epoch, in tx (nil: on
+// its own); ErrLeaseLost if another instance holds the lease.
+func (b *EventBus) moveOffset(ctx context.Context, tx txConn, l *lease, offset int64) error {
+	res, err := b.exec(ctx, tx, b.q.commitOffset, offset, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch, offset)
 	if err != nil {
 		return fmt.Errorf("commit offset: %w", err)
 	}

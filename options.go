@@ -39,9 +39,30 @@ type Options struct {
 	ConsumeConcurrent int
 	// RetryStrategy decides retries of failed events. Default DefaultRetryStrategy().
 	RetryStrategy IRetryStrategy
-	// HandlerTimeout bounds one handler call (its context is cancelled after
-	// it); 0 disables it. Default 1m.
+	// HandlerTimeout bounds one handler call. Its context is cancelled after
+	// HandlerTimeout; a call that ignores that and is still running a grace
+	// later (half of HandlerTimeout, at least 100ms and at most 5s) is
+	// abandoned: the bus stops waiting for it, its event counts as a failed
+	// attempt (retried or made a dead letter by RetryStrategy), its worker
+	// goes on with other senders, and its late result is ignored. Until the
+	// call returns, its sender gets no other event: the sender's later
+	// events wait in the retry store. Stats counts abandoned calls.
+	//
+	// 0 disables the limit: calls are never cancelled nor abandoned. A call
+	// still running a minute after it started is set aside instead: its
+	// event waits in the retry store, the rest of its batch goes on, its
+	// sender gets nothing else until it returns, and its result is recorded
+	// when it does. Default 1m.
 	HandlerTimeout time.Duration
+	// ShutdownGrace is how long Start waits, once its context is cancelled,
+	// for handler calls still running. Then it cancels their contexts, leaves
+	// their events to the next owner (they stay ahead of the offset, or in
+	// the retry store), releases the lease and returns; a call that ignores
+	// its context may go on running after Start returned. No handler call
+	// starts after the context is cancelled. 0 waits for none. Default 15s:
+	// keep it below the time your process manager allows between its stop
+	// signal and a kill (30s on Kubernetes), so that the lease is released.
+	ShutdownGrace time.Duration
 	// CleanCron is when the cleaner runs: a standard 5-field cron spec
 	// (minute hour day-of-month month day-of-week; no seconds field) or a
 	// descriptor such as "@daily" or "@every 1h". Empty disables the cron job.
@@ -92,6 +113,7 @@ func DefaultOptions() Options {
 		ConsumeConcurrent:  16,
 		RetryStrategy:      DefaultRetryStrategy(),
 		HandlerTimeout:     time.Minute,
+		ShutdownGrace:      15 * time.Second,
 		CleanCron:          "@daily",
 		RetentionTime:      7 * 24 * time.Hour,
 		TXCheckTimeout:     time.Minute,
@@ -123,6 +145,9 @@ func WithRetryStrategy(s IRetryStrategy) Option { return func(o *Options) { o.Re
 
 // WithHandlerTimeout sets Options.HandlerTimeout.
 func WithHandlerTimeout(d time.Duration) Option { return func(o *Options) { o.HandlerTimeout = d } }
+
+// WithShutdownGrace sets Options.ShutdownGrace.
+func WithShutdownGrace(d time.Duration) Option { return func(o *Options) { o.ShutdownGrace = d } }
 
 // WithCleanCron sets Options.CleanCron.
 func WithCleanCron(spec string) Option { return func(o *Options) { o.CleanCron = spec } }
@@ -187,6 +212,8 @@ func (o *Options) validate() error {
 		return bad("ConsumeConcurrent must be 1..4096, got %d", o.ConsumeConcurrent)
 	case o.HandlerTimeout < 0:
 		return bad("HandlerTimeout must be >= 0, got %s", o.HandlerTimeout)
+	case o.ShutdownGrace < 0:
+		return bad("ShutdownGrace must be >= 0, got %s", o.ShutdownGrace)
 	case o.RetentionTime < 0:
 		return bad("RetentionTime must be >= 0, got %s", o.RetentionTime)
 	case o.DeadLetterRetention < 0:

@@ -21,6 +21,7 @@ type queries struct {
 
 	// consumer
 	fetchEvents, fetchRetries string
+	dueRetries                string // fetchRetries' SELECT and WHERE, not rebound
 
 	// services and leases
 	ensureService, acquireLease, readLease, renewLease, releaseLease, commitOffset string
@@ -38,6 +39,10 @@ type queries struct {
 	renewStandby, serviceExists string
 
 	smallInserts [smallInsert + 1]string // insertEvents(n) for n <= smallInsert
+
+	// hot are the statements kept prepared (see stmtCache): those with
+	// arguments that every poll, batch or unit of work runs.
+	hot map[string]bool
 
 	// cleaner
 	minConsumed, cleanCandidates, oldDeadServices, oldDeadLetters, oldResolvedTxs string
@@ -81,12 +86,12 @@ func newQueries(d dialect, prefix string) *queries {
 		" WHERE seq > ? ORDER BY seq LIMIT ?")
 	// Due retries. A FIFO row runs only when no earlier FIFO row of its
 	// sender still waits (parked rows wait behind the head).
-	q.fetchRetries = r("SELECT r.event_pk, r.attempts, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at" +
-		" FROM " + q.retries + " r JOIN " + q.events + " e ON e.id = r.event_pk" +
-		" WHERE r.service = ? AND r.state = 0 AND r.next_at <= {now}" +
-		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM " + q.retries + " h WHERE h.service = r.service" +
-		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = 0 AND h.seq < r.seq))" +
-		" ORDER BY e.seq LIMIT ?")
+	q.dueRetries = strings.ReplaceAll("SELECT r.event_pk, r.attempts, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at"+
+		" FROM "+q.retries+" r JOIN "+q.events+" e ON e.id = r.event_pk"+
+		" WHERE r.service = ? AND r.state = 0 AND r.next_at <= {now}"+
+		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM "+q.retries+" h WHERE h.service = r.service"+
+		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = 0 AND h.seq < r.seq))", "{now}", q.now)
+	q.fetchRetries = d.rebind(q.dueRetries + " ORDER BY e.seq LIMIT ?")
 
 	// Services and leases. version changes on every fenced write, so the
 	// affected-row count is exact on MySQL too (it counts changed rows).
@@ -174,6 +179,16 @@ func newQueries(d dialect, prefix string) *queries {
 		q.smallInserts[n] = q.insertEvents(n)
 	}
 	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN (1, 2) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
+
+	// The fetch of new events and of due retries, the offset commit and the
+	// lease renewal (also the fence of the retry phase), and the INSERT of
+	// the common event counts. Statements without arguments need no
+	// preparing on MySQL (one round trip as they are); the rest run less
+	// often than once a poll.
+	q.hot = map[string]bool{q.fetchEvents: true, q.fetchRetries: true, q.commitOffset: true, q.renewLease: true}
+	for _, ins := range q.smallInserts[1:] {
+		q.hot[ins] = true
+	}
 	return q
 }
 
@@ -256,13 +271,20 @@ func (q *queries) saveLastSeq(last int64) string {
 	return "UPDATE " + q.sequencer + " SET last_seq = " + strconv.FormatInt(last, 10) + " WHERE id = 1"
 }
 
-// deleteEventsByID returns the cleaner's DELETE of n event ids. Its
-// conditions are checked again at delete time, in case a service registered
-// or a retry was stored since the candidates were read.
+// deleteEventsByID returns the cleaner's DELETE of n event ids at or below
+// a consumed position. It reads no other table: on MySQL a subquery of a
+// DELETE is a locking read, which would wait for (and hold up) consumers'
+// offset commits and lease renewals. See cleanEvents.
 func (q *queries) deleteEventsByID(n int) string {
-	return q.d.rebind("DELETE FROM " + q.events + " WHERE id IN " + in(n) +
-		" AND seq <= (SELECT MIN(consumed_seq) FROM " + q.services + ")" +
-		" AND NOT EXISTS (SELECT 1 FROM " + q.retries + " r WHERE r.event_pk = " + q.events + ".id)")
+	return q.d.rebind("DELETE FROM " + q.events + " WHERE seq <= ? AND id IN " + in(n))
+}
+
+// cleanRecheck returns the cleaner's plain read, after its DELETE of n
+// event ids: the number of services, their lowest consumed position, and
+// how many retry rows reference those ids.
+func (q *queries) cleanRecheck(n int) string {
+	return q.d.rebind("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0), (SELECT COUNT(*) FROM " + q.retries +
+		" WHERE event_pk IN " + in(n) + ") FROM " + q.services)
 }
 
 // deleteDeadByPK returns the cleaner's DELETE of n dead letters of one
@@ -280,6 +302,12 @@ func (q *queries) deleteTxsByID(n int) string {
 // deleteRetriesByPK returns a DELETE of n retry rows of one service.
 func (q *queries) deleteRetriesByPK(n int) string {
 	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 0 AND event_pk IN " + in(n))
+}
+
+// fetchRetriesExcept returns fetchRetries leaving out the rows of n senders
+// (held ones: see holds).
+func (q *queries) fetchRetriesExcept(n int) string {
+	return q.d.rebind(q.dueRetries + " AND r.sender NOT IN " + in(n) + " ORDER BY e.seq LIMIT ?")
 }
 
 // blockedSenders returns the senders among n that have a FIFO event waiting

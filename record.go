@@ -54,18 +54,3 @@ func scanEvent(rows *sql.Rows, prefix ...any) (*ddd.DomainEvent, error) {
 	}
 	return &evt, nil
 }
-
-func scanRecords(rows *sql.Rows) ([]*record, error) {
-	defer rows.Close()
-	var out []*record
-	for rows.Next() {
-		r := &record{}
-		evt, err := scanEvent(rows, &r.pk, &r.seq)
-		if err != nil {
-			return nil, err
-		}
-		r.evt = evt
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}

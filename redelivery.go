@@ -8,38 +8,25 @@ import (
 )
 
 // retryPhase runs the service's due retries (FIFO ones only at the head of
-// their sender's queue) and records the outcomes in one fenced transaction.
-// It reports whether more may be due at once: a full page, or a success that
-// may have released the next parked FIFO event.
+// their sender's queue) and records the outcomes in one fenced transaction,
+// with the results of set-aside calls that returned. Held senders' rows are
+// left alone (see holds). It reports whether more may be due at once: a
+// full page, or a success that may have released the next parked FIFO event.
 func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
-	qctx, cancel := b.bounded(ctx)
-	defer cancel()
-	rows, err := b.queryPrepared(qctx, b.q.fetchRetries, b.service, b.opts.LimitPerRun)
+	plan := b.holds.plan(l.epoch)
+	recs, attempts, err := b.dueRetries(ctx, plan.excluded)
 	if err != nil {
-		return false, fmt.Errorf("fetch retries: %w", err)
+		return false, err
 	}
-	var recs []*record
-	var attempts []int
-	for rows.Next() {
-		r := &record{}
-		var n int
-		evt, err := scanEvent(rows, &r.pk, &n, &r.seq)
-		if err != nil {
-			rows.Close()
-			return false, fmt.Errorf("fetch retries: %w", err)
-		}
-		r.evt = evt
-		recs = append(recs, r)
-		attempts = append(attempts, n)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("fetch retries: %w", err)
-	}
-	if len(recs) == 0 {
+	full := len(recs) == b.opts.LimitPerRun
+	if len(recs) == 0 && len(plan.record) == 0 {
+		b.holds.release(plan.draining)
 		return false, nil
 	}
-	results := b.runLeased(ctx, l, recs, attempts, nil)
+	var results []result
+	if len(recs) > 0 {
+		results = b.runLeased(ctx, l, recs, attempts, nil)
+	}
 
 	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -49,10 +36,10 @@ func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
 			return err
 		}
 		done := []any{b.service}
-		for i, res := range results {
+		record := func(pk int64, res result) error {
 			switch res.verdict {
 			case handled, skipped:
-				done = append(done, recs[i].pk)
+				done = append(done, pk)
 			case failed:
 				state := stateRetry
 				if !res.retry {
@@ -60,10 +47,26 @@ func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
 					nDead++
 				}
 				if _, err := tx.ExecContext(dbCtx, b.q.updateRetry, state, res.attempts, res.delay.Milliseconds(),
-					errorText(res.err), b.service, recs[i].pk); err != nil {
+					errorText(res.err), b.service, pk); err != nil {
 					return fmt.Errorf("update retry: %w", err)
 				}
 				released = released || state == stateDead
+			}
+			return nil
+		}
+		for _, hd := range plan.record {
+			res := hd.res
+			if res.verdict == failed {
+				res.attempts = hd.row.attempts + 1
+				b.nextAttempt(ctx, hd.c.evt, &res)
+			}
+			if err := record(hd.row.pk, res); err != nil {
+				return err
+			}
+		}
+		for i, res := range results {
+			if err := record(recs[i].pk, res); err != nil {
+				return err
 			}
 		}
 		if len(done) > 1 {
@@ -78,5 +81,41 @@ func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
 		return false, b.dropLease(err)
 	}
 	b.stats.dead.Add(int64(nDead))
-	return released || len(recs) == b.opts.LimitPerRun, nil
+	b.holds.recorded(plan.record)
+	if !full {
+		b.holds.release(plan.draining)
+	}
+	return released || full || len(plan.record) > 0, nil
+}
+
+// dueRetries reads a page of due retries, leaving out the rows of the
+// senders in excluded.
+func (b *EventBus) dueRetries(ctx context.Context, excluded []string) ([]*record, []int, error) {
+	qctx, cancel := b.bounded(ctx)
+	defer cancel()
+	query, args := b.q.fetchRetries, []any{b.service, b.opts.LimitPerRun}
+	if len(excluded) > 0 {
+		query = b.q.fetchRetriesExcept(len(excluded))
+		args = make([]any, 0, len(excluded)+2)
+		args = append(args, b.service)
+		for _, s := range excluded {
+			args = append(args, s)
+		}
+		args = append(args, b.opts.LimitPerRun)
+	}
+	var recs []*record
+	var attempts []int
+	err := b.query(qctx, nil, query, args, func(rows *sql.Rows) error {
+		r := &record{}
+		var n int
+		var err error
+		r.evt, err = scanEvent(rows, &r.pk, &n, &r.seq)
+		recs = append(recs, r)
+		attempts = append(attempts, n)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch retries: %w", err)
+	}
+	return recs, attempts, nil
 }

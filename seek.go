@@ -77,20 +77,20 @@ type SeekResult struct {
 //     stays a dead letter (listed, replayable) whatever that delivery does.
 //
 // It returns an error wrapping ErrServiceNotFound for an unknown service,
-// and ErrInvalidOption for a seq outside 0..the last sequence number.
+// and ErrInvalidArgument for a seq outside 0..the last sequence number.
 func (b *EventBus) SeekService(ctx context.Context, name string, pos SeekPosition) (SeekResult, error) {
 	res := SeekResult{Service: name}
 	if err := validateServiceName(name); err != nil {
 		return res, err
 	}
 	if pos.kind == 2 && pos.seq < 0 {
-		return res, fmt.Errorf("%w: seek position must be >= 0, got %d", ErrInvalidOption, pos.seq)
+		return res, fmt.Errorf("%w: seek position must be >= 0, got %d", ErrInvalidArgument, pos.seq)
 	}
 	byTime := int64(-1) // the offset pos names by time, if it does
 	if pos.kind == 3 {
 		var first sql.NullInt64
-		err := b.sqlDB.QueryRowContext(ctx, b.d.rebind("SELECT MIN(seq) FROM "+b.q.events+" WHERE created_at >= ? AND seq IS NOT NULL"),
-			pos.at.UnixMilli()).Scan(&first)
+		err := b.queryRow(ctx, nil, b.d.rebind("SELECT MIN(seq) FROM "+b.q.events+" WHERE created_at >= ? AND seq IS NOT NULL"),
+			[]any{pos.at.UnixMilli()}, &first)
 		if err != nil {
 			return res, fmt.Errorf("seek %s: find %s: %w", name, pos, err)
 		}
@@ -101,7 +101,7 @@ func (b *EventBus) SeekService(ctx context.Context, name string, pos SeekPositio
 	r := b.d.rebind
 	err := b.inTx(ctx, func(tx *sql.Tx) error {
 		// Fence the owner first: this write also locks the service's row.
-		fenced, err := tx.ExecContext(ctx, r("UPDATE "+b.q.services+" SET owner = '', epoch = epoch + 1, version = version + 1,"+
+		fenced, err := b.exec(ctx, tx, r("UPDATE "+b.q.services+" SET owner = '', epoch = epoch + 1, version = version + 1,"+
 			" lease_until = 0, updated_at = "+b.q.now+" WHERE name = ?"), name)
 		if err != nil {
 			return err
@@ -112,8 +112,8 @@ func (b *EventBus) SeekService(ctx context.Context, name string, pos SeekPositio
 			return fmt.Errorf("%w: %s", ErrServiceNotFound, name)
 		}
 		var head int64
-		if err := tx.QueryRowContext(ctx, r("SELECT s.consumed_seq, q.last_seq FROM "+b.q.services+" s CROSS JOIN "+b.q.sequencer+
-			" q WHERE q.id = 1 AND s.name = ?"), name).Scan(&res.From, &head); err != nil {
+		if err := b.queryRow(ctx, tx, r("SELECT s.consumed_seq, q.last_seq FROM "+b.q.services+" s CROSS JOIN "+b.q.sequencer+
+			" q WHERE q.id = 1 AND s.name = ?"), []any{name}, &res.From, &head); err != nil {
 			return err
 		}
 		switch pos.kind {
@@ -123,7 +123,7 @@ func (b *EventBus) SeekService(ctx context.Context, name string, pos SeekPositio
 			res.To = 0
 		case 2:
 			if pos.seq > head {
-				return fmt.Errorf("%w: seek position %d is past the last sequence number %d", ErrInvalidOption, pos.seq, head)
+				return fmt.Errorf("%w: seek position %d is past the last sequence number %d", ErrInvalidArgument, pos.seq, head)
 			}
 			res.To = pos.seq
 		case 3:
@@ -132,10 +132,10 @@ func (b *EventBus) SeekService(ctx context.Context, name string, pos SeekPositio
 				res.To = byTime
 			}
 		}
-		if _, err := tx.ExecContext(ctx, r("UPDATE "+b.q.services+" SET consumed_seq = ? WHERE name = ?"), res.To, name); err != nil {
+		if _, err := b.exec(ctx, tx, r("UPDATE "+b.q.services+" SET consumed_seq = ? WHERE name = ?"), res.To, name); err != nil {
 			return err
 		}
-		dropped, err := tx.ExecContext(ctx, r("DELETE FROM "+b.q.retries+" WHERE service = ? AND state = 0 AND seq > ?"), name, res.To)
+		dropped, err := b.exec(ctx, tx, r("DELETE FROM "+b.q.retries+" WHERE service = ? AND state = 0 AND seq > ?"), name, res.To)
 		if err != nil {
 			return err
 		}
@@ -143,7 +143,7 @@ func (b *EventBus) SeekService(ctx context.Context, name string, pos SeekPositio
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, ErrServiceNotFound) || errors.Is(err, ErrInvalidOption) {
+		if errors.Is(err, ErrServiceNotFound) || errors.Is(err, ErrInvalidArgument) {
 			return res, err
 		}
 		return res, fmt.Errorf("seek %s to %s: %w", name, pos, err)

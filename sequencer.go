@@ -56,7 +56,7 @@ func (b *EventBus) hasUnnumbered(ctx context.Context) (bool, error) {
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 	var probe int64
-	err := b.queryRowPrepared(ctx, b.q.hasUnsequenced).Scan(&probe)
+	err := b.queryRow(ctx, nil, b.q.hasUnsequenced, nil, &probe)
 	if err == sql.ErrNoRows {
 		return false, nil
 	}
@@ -105,7 +105,7 @@ func (b *EventBus) sequenceInBackground(ctx context.Context) {
 func (b *EventBus) sequenceBatch(ctx context.Context) (n int, more bool, err error) {
 	if b.q.sequenceCall != "" {
 		var beyond bool
-		if err := b.queryRowPrepared(ctx, b.q.sequenceCall, sequenceBatch, sequenceSpan).Scan(&n, &beyond); err != nil {
+		if err := b.queryRow(ctx, nil, b.q.sequenceCall, []any{sequenceBatch, sequenceSpan}, &n, &beyond); err != nil {
 			return 0, false, fmt.Errorf("sequencer: %w", err)
 		}
 		return n, n == sequenceBatch || beyond, nil
@@ -137,7 +137,7 @@ func (b *EventBus) sequenceBatchGeneric(ctx context.Context, tx *sql.Tx) (int, e
 			return 0, fmt.Errorf("read last seq: %w", err)
 		}
 	}
-	ids, err := queryInt64s(ctx, tx, b.q.pickUnsequenced)
+	ids, err := queryAll[int64](ctx, b, tx, b.q.pickUnsequenced)
 	if err != nil {
 		return 0, fmt.Errorf("pick: %w", err)
 	}

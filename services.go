@@ -27,25 +27,24 @@ type ServiceStatus struct {
 
 // Services reports every registered service and how far behind it is.
 func (b *EventBus) Services(ctx context.Context) ([]ServiceStatus, error) {
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.serviceStatus)
-	if err != nil {
-		return nil, fmt.Errorf("services: %w", err)
-	}
-	defer rows.Close()
 	var out []ServiceStatus
-	for rows.Next() {
+	err := b.query(ctx, nil, b.q.serviceStatus, nil, func(rows *sql.Rows) error {
 		var s ServiceStatus
 		var lease, standby, updated int64
 		if err := rows.Scan(&s.Name, &s.ConsumedSeq, &s.Owner, &lease, &standby, &updated, &s.HeadSeq, &s.Pending, &s.Retrying, &s.DeadLetters); err != nil {
-			return nil, fmt.Errorf("services: %w", err)
+			return err
 		}
 		s.LeaseUntil, s.UpdatedAt = time.UnixMilli(lease).UTC(), time.UnixMilli(updated).UTC()
 		if standby > 0 {
 			s.StandbyUntil = time.UnixMilli(standby).UTC()
 		}
 		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("services: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RemoveService deletes a service that no longer exists, with its offset,
@@ -102,7 +101,7 @@ func (b *EventBus) standBy(ctx context.Context) error {
 	start := time.Now()
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
-	res, err := b.sqlDB.ExecContext(ctx, b.q.renewStandby, b.opts.LeaseDuration.Milliseconds(), b.service)
+	res, err := b.exec(ctx, nil, b.q.renewStandby, b.opts.LeaseDuration.Milliseconds(), b.service)
 	if err != nil {
 		return fmt.Errorf("report standby: %w", err)
 	}
@@ -112,7 +111,7 @@ func (b *EventBus) standBy(ctx context.Context) error {
 		// MySQL counts changed rows only: the same value written twice in
 		// one millisecond changes nothing. Look at the row itself.
 		var rows int
-		if err := b.sqlDB.QueryRowContext(ctx, b.q.serviceExists, b.service).Scan(&rows); err != nil {
+		if err := b.queryRow(ctx, nil, b.q.serviceExists, []any{b.service}, &rows); err != nil {
 			return fmt.Errorf("report standby: %w", err)
 		}
 		if rows == 0 {

@@ -7,19 +7,137 @@ import (
 	"time"
 )
 
-type querier interface {
+// How the bus runs a statement; exec, query and queryRow are the one place
+// that decides it.
+//
+//   - In a transaction (on is the bus's *sql.Tx, or the connection of a
+//     caller's transaction), it runs on that transaction's connection and
+//     never waits for another connection of the pool.
+//   - Otherwise (on is nil) it is a statement of its own, at READ COMMITTED:
+//     alone (autocommit) where the dialect has shown that this is the same
+//     whatever the session's default level (MySQL, SQLite), else in a READ
+//     COMMITTED transaction of its own (PostgreSQL, where a single UPDATE at
+//     REPEATABLE READ or SERIALIZABLE fails with SQLSTATE 40001 when another
+//     transaction updated its row, and a SERIALIZABLE read can fail or make
+//     the application's transactions fail). See dialect.ownTx.
+//   - It is prepared if it is one of the hot statements (queries.hot) and
+//     the pool's stmtCache has it ready; otherwise it runs unprepared.
+//
+// Transactions the bus begins itself (inTx) are READ COMMITTED too.
+
+// txConn is an open transaction's connection: the bus's own *sql.Tx, or
+// the gorm.ConnPool of a caller's transaction.
+type txConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// inTx runs fn in one of the bus's own transactions (READ COMMITTED where
-// the database has levels). fn's first statement must be a write, so that
-// SQLite takes the write lock at once whatever the DSN's _txlock is.
-func (b *EventBus) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return b.inTxWith(ctx, b.d.txOptions(), fn)
+// exec runs a statement on on (nil: on its own; see above).
+func (b *EventBus) exec(ctx context.Context, on txConn, query string, args ...any) (sql.Result, error) {
+	if on == nil && b.ownTx {
+		var res sql.Result
+		err := b.inTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			res, err = b.exec(ctx, tx, query, args...)
+			return err
+		})
+		return res, err
+	}
+	if st := b.prepared(ctx, on, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	if on == nil {
+		return b.sqlDB.ExecContext(ctx, query, args...)
+	}
+	return on.ExecContext(ctx, query, args...)
 }
 
-func (b *EventBus) inTxWith(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
-	tx, err := b.sqlDB.BeginTx(ctx, opts)
+// query runs a query on on (nil: on its own; see above) and calls row for
+// each row of the result. The rows are closed when it returns.
+func (b *EventBus) query(ctx context.Context, on txConn, query string, args []any, row func(*sql.Rows) error) error {
+	if on == nil && b.ownTx {
+		return b.inTx(ctx, func(tx *sql.Tx) error { return b.query(ctx, tx, query, args, row) })
+	}
+	var rows *sql.Rows
+	var err error
+	switch st := b.prepared(ctx, on, query); {
+	case st != nil:
+		rows, err = st.QueryContext(ctx, args...)
+	case on == nil:
+		rows, err = b.sqlDB.QueryContext(ctx, query, args...)
+	default:
+		rows, err = on.QueryContext(ctx, query, args...)
+	}
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := row(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// queryRow scans the first row of a query into dest; sql.ErrNoRows if
+// there is none.
+func (b *EventBus) queryRow(ctx context.Context, on txConn, query string, args []any, dest ...any) error {
+	found := false
+	err := b.query(ctx, on, query, args, func(rows *sql.Rows) error {
+		if found {
+			return nil
+		}
+		found = true
+		return rows.Scan(dest...)
+	})
+	if err == nil && !found {
+		return sql.ErrNoRows
+	}
+	return err
+}
+
+// queryAll returns the single column of every row of a query.
+func queryAll[T any](ctx context.Context, b *EventBus, on txConn, query string, args ...any) ([]T, error) {
+	var out []T
+	err := b.query(ctx, on, query, args, func(rows *sql.Rows) error {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return err
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
+// prepared returns query prepared for on, or nil to run it unprepared.
+func (b *EventBus) prepared(ctx context.Context, on txConn, query string) *sql.Stmt {
+	if !b.q.hot[query] {
+		return nil
+	}
+	st := b.stmts.get(query)
+	if st == nil {
+		return nil
+	}
+	switch c := on.(type) {
+	case nil:
+		return st
+	case *sql.Tx:
+		if poolOf(c) != b.sqlDB {
+			return nil // a caller's transaction from another pool: the statement is not its pool's
+		}
+		// Prepared on the transaction's own connection if it is not yet.
+		return c.StmtContext(ctx, st)
+	}
+	return nil // a caller's connection of another kind (GORM's PreparedStmtTX, say)
+}
+
+// inTx runs fn in one of the bus's own transactions (READ COMMITTED where
+// the database has levels). On SQLite fn's first statement must be a write,
+// so that it takes the write lock at once whatever the DSN's _txlock is.
+func (b *EventBus) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := b.sqlDB.BeginTx(ctx, b.d.txOptions())
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -39,38 +157,4 @@ func (b *EventBus) inTxWith(ctx context.Context, opts *sql.TxOptions, fn func(tx
 // waiting for the operating system to give up on it.
 func (b *EventBus) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, max(b.opts.LeaseDuration, 5*time.Second))
-}
-
-func queryInt64s(ctx context.Context, db querier, query string, args ...any) ([]int64, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-func queryStrings(ctx context.Context, db querier, query string, args ...any) ([]string, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }

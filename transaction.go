@@ -69,24 +69,24 @@ func newTxToken() int64 {
 // invisible to consumers, and returns a context carrying it for Commit or
 // Rollback: its id and a random token stored beside it, so that the
 // context resolves only this transaction. The record is durable when
-// DispatchBegin returns, unless ctx carries a transaction on the bus's
-// database: then it is written in that transaction and exists if and only
-// if it commits (BegunInTx reports which). If neither Commit nor Rollback
-// follows within TXCheckTimeout, the TX checker decides.
+// DispatchBegin returns, unless ctx carries a transaction: then it is
+// written in that transaction and exists if and only if it commits
+// (BegunInTx reports which). That transaction must be on the bus's
+// database, as for Dispatch (ErrForeignTransaction, ErrInvalidTransaction
+// otherwise). If neither Commit nor Rollback follows within
+// TXCheckTimeout, the TX checker decides.
 func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent) (_ context.Context, err error) {
+	if ctx == nil {
+		return ctx, fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
 	if len(events) == 0 {
 		return ctx, fmt.Errorf("%w: DispatchBegin needs at least one event", ErrInvalidEvent)
 	}
 	_, observed := b.observeDispatch(ctx, events, true) // the context returned stays the caller's
 	defer func() { observed(err) }()
-	var evArgs []any
-	for i, evt := range events {
-		if err := b.validateEvent(evt); err != nil {
-			return ctx, fmt.Errorf("dispatch begin event %d: %w", i, err)
-		}
-		if evArgs, err = eventArgs(evt, evArgs); err != nil {
-			return ctx, err
-		}
+	evArgs, sizes, err := b.eventRows(events, "dispatch begin")
+	if err != nil {
+		return ctx, err
 	}
 	token := newTxToken()
 	write := func(db execQuerier) (int64, error) {
@@ -100,25 +100,24 @@ func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent
 			args = append(args, id, i)
 			args = append(args, evArgs[i*7:(i+1)*7]...)
 		}
-		for start := 0; start < len(events); start += insertChunk {
-			end := min(start+insertChunk, len(events))
+		for start, end := 0, 0; start < len(events); start = end {
+			end = b.chunkEnd(sizes, start)
 			if _, err := db.ExecContext(ctx, b.q.insertTxEvents(end-start), args[start*per:end*per]...); err != nil {
 				return 0, fmt.Errorf("insert transaction events: %w", err)
 			}
 		}
 		return id, nil
 	}
-	var id int64
-	inCallerTx := false
-	if tx, ok := ddd.TxFromContext(ctx); ok {
-		if pool, perr := b.txPool(tx); perr == nil {
-			inCallerTx = true
-			id, err = write(pool)
-		} else if !errors.Is(perr, ErrForeignTransaction) {
-			return ctx, perr
-		}
+	// The same rules as Dispatch: a transaction in ctx is used if it is on
+	// the bus's database, and refused otherwise.
+	conn, inCallerTx, err := b.callerTx(ctx)
+	if err != nil {
+		return ctx, err
 	}
-	if !inCallerTx {
+	var id int64
+	if inCallerTx {
+		id, err = write(conn)
+	} else {
 		err = b.inTx(ctx, func(tx *sql.Tx) error {
 			var werr error
 			id, werr = write(tx)
@@ -290,9 +289,9 @@ func (b *EventBus) alreadyResolved(ctx context.Context, tx *sql.Tx, ref txRef, w
 // one the cleaner may have removed after it was resolved (ErrTxCleaned): ids
 // at or below the highest one it removed. The cleaner deletes and raises
 // that mark in one transaction, so a row found missing here has its mark.
-func (b *EventBus) txNotStored(ctx context.Context, tx execQuerier, id int64) error {
+func (b *EventBus) txNotStored(ctx context.Context, on txConn, id int64) error {
 	var mark int64
-	if err := tx.QueryRowContext(ctx, b.q.txWatermark).Scan(&mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := b.queryRow(ctx, on, b.q.txWatermark, nil, &mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("transaction %d: read the cleaner's mark: %w", id, err)
 	}
 	if id <= mark {

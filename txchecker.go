@@ -33,7 +33,7 @@ func (b *EventBus) txClaim() time.Duration {
 // silently) and listed by UnresolvedTransactions.
 func (b *EventBus) RegisterEventTXChecker(c ddd.DomainEventTXChecker) error {
 	if c == nil {
-		return fmt.Errorf("%w: nil TX checker", ErrInvalidOption)
+		return fmt.Errorf("%w: nil TX checker", ErrInvalidHandler)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -101,27 +101,23 @@ type dueTx struct {
 }
 
 func (b *EventBus) dueTxs(ctx context.Context) ([]dueTx, error) {
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.dueTxs, b.service, txDuePage)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []dueTx
-	for rows.Next() {
+	err := b.query(ctx, nil, b.q.dueTxs, []any{b.service, txDuePage}, func(rows *sql.Rows) error {
 		var t dueTx
 		if err := rows.Scan(&t.id, &t.checks); err != nil {
-			return nil, err
+			return err
 		}
 		out = append(out, t)
-	}
-	return out, rows.Err()
+		return nil
+	})
+	return out, err
 }
 
 // checkTx claims transaction id, seen with checks checks, so that no other
 // instance asks about it meanwhile; asks the checker; and records the
 // answer if the claim still holds.
 func (b *EventBus) checkTx(ctx context.Context, id int64, checks int) (bool, error) {
-	res, err := b.sqlDB.ExecContext(ctx, b.q.claimTx, b.txClaim().Milliseconds(), id, checks)
+	res, err := b.exec(ctx, nil, b.q.claimTx, b.txClaim().Milliseconds(), id, checks)
 	if err != nil {
 		return false, fmt.Errorf("claim transaction %d: %w", id, err)
 	}
@@ -193,7 +189,7 @@ func checkDelay(base time.Duration, checks int) time.Duration {
 // stays pending until delay has passed, or becomes unresolved. Only while
 // check number claim holds; errClaimLost otherwise.
 func (b *EventBus) rescheduleTx(ctx context.Context, id int64, claim, state int, delay time.Duration, reason string) error {
-	res, err := b.sqlDB.ExecContext(ctx, b.q.rescheduleTx, state, delay.Milliseconds(), reason, id, claim)
+	res, err := b.exec(ctx, nil, b.q.rescheduleTx, state, delay.Milliseconds(), reason, id, claim)
 	if err != nil {
 		return fmt.Errorf("reschedule transaction %d: %w", id, err)
 	}
@@ -243,20 +239,16 @@ func (b *EventBus) askChecker(ctx context.Context, c ddd.DomainEventTXChecker, e
 }
 
 func (b *EventBus) txEvents(ctx context.Context, id int64) ([]*ddd.DomainEvent, error) {
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.txEventsOf, id)
+	var out []*ddd.DomainEvent
+	err := b.query(ctx, nil, b.q.txEventsOf, []any{id}, func(rows *sql.Rows) error {
+		evt, err := scanEvent(rows)
+		out = append(out, evt)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("transaction %d events: %w", id, err)
 	}
-	defer rows.Close()
-	var out []*ddd.DomainEvent
-	for rows.Next() {
-		evt, err := scanEvent(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, evt)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // UnresolvedTx is a transaction the checker could not resolve.
@@ -274,26 +266,21 @@ type UnresolvedTx struct {
 // or RollbackTransaction.
 func (b *EventBus) UnresolvedTransactions(ctx context.Context, after int64, limit int) ([]UnresolvedTx, error) {
 	if limit < 1 || limit > 1000 {
-		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidOption, limit)
-	}
-	rows, err := b.sqlDB.QueryContext(ctx, b.q.unresolvedTxs, b.service, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("unresolved transactions: %w", err)
+		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
 	var out []UnresolvedTx
-	for rows.Next() {
+	err := b.query(ctx, nil, b.q.unresolvedTxs, []any{b.service, after, limit}, func(rows *sql.Rows) error {
 		var u UnresolvedTx
 		var created, updated int64
 		if err := rows.Scan(&u.ID, &u.Checks, &u.LastError, &created, &updated); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		u.CreatedAt, u.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
 		out = append(out, u)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unresolved transactions: %w", err)
 	}
 	for i := range out {
 		if out[i].Events, err = b.txEvents(ctx, out[i].ID); err != nil {
@@ -307,7 +294,7 @@ func (b *EventBus) UnresolvedTransactions(ctx context.Context, after int64, limi
 // transactions are unresolved.
 func (b *EventBus) CountUnresolvedTransactions(ctx context.Context) (int64, error) {
 	var n int64
-	err := b.sqlDB.QueryRowContext(ctx, b.q.countUnresolved, b.service).Scan(&n)
+	err := b.queryRow(ctx, nil, b.q.countUnresolved, []any{b.service}, &n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}

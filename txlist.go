@@ -57,23 +57,19 @@ const txInfoCols = "id, service, state, check_count, last_error, due_at, created
 // states alone (TxPending, TxUnresolved).
 func (b *EventBus) Transactions(ctx context.Context, after int64, limit int, only ...TxState) ([]TransactionInfo, error) {
 	if limit < 1 || limit > 1000 {
-		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidOption, limit)
+		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
 	states := []any{txPending, txUnresolved}
 	if len(only) > 0 {
 		states = states[:0]
 		for _, s := range only {
 			if s != TxPending && s != TxUnresolved {
-				return nil, fmt.Errorf("%w: Transactions lists pending or unresolved ones, not %s", ErrInvalidOption, s)
+				return nil, fmt.Errorf("%w: Transactions lists pending or unresolved ones, not %s", ErrInvalidArgument, s)
 			}
 			states = append(states, int(s))
 		}
 	}
-	rows, err := b.sqlDB.QueryContext(ctx, b.transactionsQuery(len(states)), append(append([]any{b.service}, states...), after, limit)...)
-	if err != nil {
-		return nil, fmt.Errorf("transactions: %w", err)
-	}
-	out, err := scanTxInfos(rows)
+	out, err := b.txInfos(ctx, b.transactionsQuery(len(states)), append(append([]any{b.service}, states...), after, limit))
 	if err != nil {
 		return nil, fmt.Errorf("transactions: %w", err)
 	}
@@ -105,16 +101,12 @@ func (b *EventBus) transactionsQuery(n int) string {
 // error wrapping ErrTxCleaned (resolved and removed by the cleaner) or
 // ErrTxNotFound.
 func (b *EventBus) Transaction(ctx context.Context, id int64) (TransactionInfo, error) {
-	rows, err := b.sqlDB.QueryContext(ctx, b.d.rebind("SELECT "+txInfoCols+" FROM "+b.q.txs+" WHERE id = ?"), id)
-	if err != nil {
-		return TransactionInfo{}, fmt.Errorf("transaction %d: %w", id, err)
-	}
-	out, err := scanTxInfos(rows)
+	out, err := b.txInfos(ctx, b.d.rebind("SELECT "+txInfoCols+" FROM "+b.q.txs+" WHERE id = ?"), []any{id})
 	if err != nil {
 		return TransactionInfo{}, fmt.Errorf("transaction %d: %w", id, err)
 	}
 	if len(out) == 0 {
-		return TransactionInfo{}, b.txNotStored(ctx, b.sqlDB, id)
+		return TransactionInfo{}, b.txNotStored(ctx, nil, id)
 	}
 	t := out[0]
 	if t.State == TxPending || t.State == TxUnresolved {
@@ -125,21 +117,22 @@ func (b *EventBus) Transaction(ctx context.Context, id int64) (TransactionInfo, 
 	return t, nil
 }
 
-func scanTxInfos(rows *sql.Rows) ([]TransactionInfo, error) {
-	defer rows.Close()
+// txInfos runs a query of txInfoCols.
+func (b *EventBus) txInfos(ctx context.Context, query string, args []any) ([]TransactionInfo, error) {
 	var out []TransactionInfo
-	for rows.Next() {
+	err := b.query(ctx, nil, query, args, func(rows *sql.Rows) error {
 		var t TransactionInfo
 		var state int
 		var due, created, updated int64
 		if err := rows.Scan(&t.ID, &t.Service, &state, &t.Checks, &t.LastError, &due, &created, &updated); err != nil {
-			return nil, err
+			return err
 		}
 		t.State = TxState(state)
 		t.DueAt, t.CreatedAt, t.UpdatedAt = time.UnixMilli(due).UTC(), time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
 		out = append(out, t)
-	}
-	return out, rows.Err()
+		return nil
+	})
+	return out, err
 }
 
 // TxCounts counts one service's transactions that wait for a resolution.
@@ -159,7 +152,7 @@ func (b *EventBus) TransactionCounts(ctx context.Context) ([]TxCounts, error) {
 	after := ""
 	for {
 		var svc sql.NullString
-		if err := b.sqlDB.QueryRowContext(ctx, next, after).Scan(&svc); err != nil {
+		if err := b.queryRow(ctx, nil, next, []any{after}, &svc); err != nil {
 			return nil, fmt.Errorf("transaction counts: %w", err)
 		}
 		if !svc.Valid {
@@ -167,7 +160,7 @@ func (b *EventBus) TransactionCounts(ctx context.Context) ([]TxCounts, error) {
 		}
 		after = svc.String
 		c := TxCounts{Service: svc.String}
-		if err := b.sqlDB.QueryRowContext(ctx, counts, svc.String, svc.String).Scan(&c.Pending, &c.Unresolved); err != nil {
+		if err := b.queryRow(ctx, nil, counts, []any{svc.String, svc.String}, &c.Pending, &c.Unresolved); err != nil {
 			return nil, fmt.Errorf("transaction counts: %w", err)
 		}
 		if c.Pending > 0 || c.Unresolved > 0 {

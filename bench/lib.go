@@ -69,9 +69,11 @@ func (b *libBus) start(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// libBacklog stores n events with Dispatch, backlogChunk per transaction,
-// on producers goroutines. Event i is sent by senderOf(i, senders).
-func libBacklog(ctx context.Context, bus *libBus, n, senders, producers int) error {
+// libBacklog stores led.size events with Dispatch, backlogChunk per
+// transaction, on producers goroutines, and records them in led. Event i is
+// sent by senderOf(i, led.senders).
+func libBacklog(ctx context.Context, bus *libBus, led *ledger, producers int) error {
+	n := led.size
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, producers)
@@ -85,18 +87,20 @@ func libBacklog(ctx context.Context, bus *libBus, n, senders, producers int) err
 				end := min(start+backlogChunk, n)
 				evts := make([]*ddd.DomainEvent, 0, end-start)
 				for i := start; i < end; i++ {
-					s := senderOf(i, senders)
-					evt, err := ddd.NewDomainEvent(s, newOrder(i, s))
+					s := senderOf(i, led.senders)
+					evt, err := ddd.NewDomainEvent(s, newOrder(i, s), ddd.WithEventID(eventID(i)))
 					if err != nil {
 						errs <- err
 						return
 					}
 					evts = append(evts, evt)
 				}
+				led.begin(start, end, time.Now())
 				if err := bus.Dispatch(ctx, evts...); err != nil {
 					errs <- fmt.Errorf("backlog: %w", err)
 					return
 				}
+				led.commit(start, end, time.Now())
 			}
 		})
 	}
@@ -105,56 +109,33 @@ func libBacklog(ctx context.Context, bus *libBus, n, senders, producers int) err
 	return <-errs
 }
 
-// countdown records when the want-th call of hit happens.
-type countdown struct {
-	want int64
-	n    atomic.Int64
-	at   atomic.Int64 // UnixNano of the last hit
-	done chan struct{}
-}
+// drainGrace and drainTimeout bound the wait of a drain (see settle): it
+// ends drainGrace after the last new event (or the start), at most
+// drainTimeout after the start. The grace covers numbering a cold backlog
+// before the first delivery.
+const (
+	drainGrace   = 30 * time.Second
+	drainTimeout = 15 * time.Minute
+)
 
-func newCountdown(want int) *countdown {
-	return &countdown{want: int64(want), done: make(chan struct{})}
-}
-
-func (c *countdown) hit() {
-	if c.n.Add(1) == c.want {
-		c.at.Store(time.Now().UnixNano())
-		close(c.done)
-	}
-}
-
-// wait returns the time of the last hit, or an error after timeout.
-func (c *countdown) wait(ctx context.Context, timeout time.Duration) (time.Time, error) {
-	select {
-	case <-c.done:
-		return time.Unix(0, c.at.Load()), nil
-	case <-time.After(timeout):
-		return time.Time{}, fmt.Errorf("timed out after %s: %d of %d handled", timeout, c.n.Load(), c.want)
-	case <-ctx.Done():
-		return time.Time{}, ctx.Err()
-	}
-}
-
-// handlerFor returns a handler that waits work (if any) and counts.
-func handlerFor(c *countdown, work time.Duration) ddd.DomainEventHandler {
-	return func(ctx context.Context, evt *ddd.DomainEvent) error {
-		if work > 0 {
-			time.Sleep(work)
-		}
-		c.hit()
-		return nil
-	}
-}
-
-// libDrain starts every bus at once and returns the time from the start
-// until each has handled want events.
-func libDrain(ctx context.Context, buses []*libBus, want int, work time.Duration, timeout time.Duration) (time.Duration, error) {
-	counts := make([]*countdown, len(buses))
+// libDrain starts every bus at once, each with a handler that waits work
+// (if any) and records the event in its own tally of led, and waits until
+// they have every event (or settle gives up). It returns the start time and
+// the tallies (see drainRate).
+func libDrain(ctx context.Context, buses []*libBus, led *ledger, work time.Duration) (time.Time, []*tally, error) {
+	tallies := make([]*tally, len(buses))
 	for i, b := range buses {
-		counts[i] = newCountdown(want)
-		if err := b.RegisterEventHandler(handlerFor(counts[i], work)); err != nil {
-			return 0, err
+		t := newTally(led, false)
+		tallies[i] = t
+		err := b.RegisterEventHandler(func(_ context.Context, evt *ddd.DomainEvent) error {
+			if work > 0 {
+				time.Sleep(work)
+			}
+			t.deliver(evt.ID)
+			return nil
+		})
+		if err != nil {
+			return time.Time{}, nil, err
 		}
 	}
 	begin := time.Now()
@@ -167,17 +148,7 @@ func libDrain(ctx context.Context, buses []*libBus, want int, work time.Duration
 			s()
 		}
 	}()
-	var last time.Time
-	for _, c := range counts {
-		at, err := c.wait(ctx, timeout)
-		if err != nil {
-			return 0, err
-		}
-		if at.After(last) {
-			last = at
-		}
-	}
-	return last.Sub(begin), nil
+	return begin, tallies, settle(ctx, drainGrace, drainTimeout, tallies...)
 }
 
 // errNoPeer marks a scenario the peer cannot run on this database.

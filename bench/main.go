@@ -9,6 +9,13 @@
 //	cd bench && go run . -db postgres -n 100000
 //	cd bench && go run . -db mysql -quick            # CI smoke run
 //	cd bench && go run . -db sqlite -scenarios dispatch,drain
+//	cd bench && go run . -db mysql -scenarios correctness
+//
+// Every scenario with a consumer also counts, per contestant and round,
+// the events committed, delivered, lost, duplicated and delivered out of
+// their sender's order (a second table). A peer's loss is a result; the
+// run exits non-zero only when something fails, and counts as failing
+// when eventbus loses an event or breaks a sender's order.
 //
 // See README.md beside this file for the scenarios and flags, and
 // ../BENCHMARKS.md for the latest tables.
@@ -42,13 +49,16 @@ type config struct {
 	pollIntervals []time.Duration
 	scaleOld      []int
 	rssN          int
+	correctN      int
+	correctRate   int
+	correctPoll   time.Duration
 
 	mysqlDSN, pgDSN, sqliteDir, dbName string
 	cpuProfile                         string
 	child                              string
 }
 
-var allScenarios = []string{"dispatch", "drain", "drain-slow", "drain-4", "latency", "scale", "rss"}
+var allScenarios = []string{"dispatch", "drain", "drain-slow", "drain-4", "latency", "scale", "rss", "correctness"}
 
 func parseFlags() (*config, error) {
 	cfg := &config{}
@@ -57,7 +67,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.n, "n", 100_000, "backlog size of the drain and scale scenarios")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per scenario; each round runs every contestant once, in rotating order")
 	flag.IntVar(&cfg.producers, "producers", 8, "concurrent producers")
-	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: small sizes, one round, short latency runs (well under a minute)")
+	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: small sizes, one round, short latency and correctness runs (a minute or two)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
 	flag.IntVar(&cfg.dispatchTx, "dispatch-tx", 1_000, "business transactions per dispatch block (4 blocks per round and contestant)")
 	flag.IntVar(&cfg.slowN, "slow-n", 0, "backlog of the 1 ms handler drain (default n/10)")
@@ -66,6 +76,9 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&polls, "polls", "10ms,1s", "poll intervals of the other-instance latency runs")
 	flag.StringVar(&scaleOld, "scale-old", "10000,1000000", "older rows already in the table, per scale run")
 	flag.IntVar(&cfg.rssN, "rss-n", 1_000_000, "backlog drained by the peak-RSS child process")
+	flag.IntVar(&cfg.correctN, "correctness-n", 20_000, "events of each correctness run")
+	flag.IntVar(&cfg.correctRate, "correctness-rate", 1_000, "events per second of the correctness runs, all producers together")
+	flag.DurationVar(&cfg.correctPoll, "correctness-poll", 200*time.Millisecond, "poll interval of every contestant's consumer in the correctness runs")
 	flag.StringVar(&cfg.mysqlDSN, "mysql-dsn", "root@tcp(127.0.0.1:3306)/", "MySQL/MariaDB server (go-sql-driver DSN)")
 	flag.StringVar(&cfg.pgDSN, "postgres-dsn", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL database (URL)")
 	flag.StringVar(&cfg.sqliteDir, "sqlite-dir", "", "directory of the SQLite file (default: a new temp dir)")
@@ -82,6 +95,9 @@ func parseFlags() (*config, error) {
 		cfg.latencyDur = 2 * time.Second
 		scaleOld = "1000,20000"
 		cfg.rssN = 20_000
+		if !isFlagSet("correctness-n") {
+			cfg.correctN = 2_000
+		}
 		if !isFlagSet("polls") {
 			polls = "10ms,200ms"
 		}
@@ -114,8 +130,8 @@ func parseFlags() (*config, error) {
 		}
 		cfg.scaleOld = append(cfg.scaleOld, v)
 	}
-	if cfg.n < 1 || cfg.rounds < 1 || cfg.producers < 1 || cfg.dispatchTx < 1 {
-		return nil, fmt.Errorf("-n, -rounds, -producers and -dispatch-tx must be positive")
+	if cfg.n < 1 || cfg.rounds < 1 || cfg.producers < 1 || cfg.dispatchTx < 1 || cfg.correctN < 1 || cfg.correctRate < 1 || cfg.correctPoll <= 0 {
+		return nil, fmt.Errorf("-n, -rounds, -producers, -dispatch-tx and the -correctness flags must be positive")
 	}
 	return cfg, nil
 }
@@ -182,9 +198,10 @@ func run(ctx context.Context, cfg *config) error {
 
 	type scenario struct {
 		name string
-		run  func(context.Context, *target, *config) ([]*row, error)
+		run  func(context.Context, *target, *config, *deliveries) ([]*row, error)
 	}
 	var rows []*row
+	dl := &deliveries{}
 	for _, s := range []scenario{
 		{"dispatch", runDispatch},
 		{"drain", runDrain},
@@ -193,13 +210,14 @@ func run(ctx context.Context, cfg *config) error {
 		{"latency", runLatency},
 		{"scale", runScale},
 		{"rss", runRSS},
+		{"correctness", runCorrectness},
 	} {
 		if !cfg.scenarios[s.name] {
 			continue
 		}
 		begin := time.Now()
 		progress.Printf("scenario %s", s.name)
-		rs, err := s.run(ctx, t, cfg)
+		rs, err := s.run(ctx, t, cfg, dl)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -207,8 +225,12 @@ func run(ctx context.Context, cfg *config) error {
 		rows = append(rows, rs...)
 	}
 	writeHeader(os.Stdout, cfg, server, settings)
-	writeTable(os.Stdout, rows)
-	return nil
+	if len(rows) > 0 {
+		fmt.Println()
+		writeTable(os.Stdout, rows)
+	}
+	writeDeliveries(os.Stdout, cfg, dl)
+	return dl.libFailure()
 }
 
 // order returns the contestants in the order of round r, rotating so that

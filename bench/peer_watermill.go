@@ -85,13 +85,15 @@ func wmPublishTx(kind string, tx *sql.Tx, msgs ...*message.Message) error {
 	return pub.Publish(wmTopic, msgs...)
 }
 
+// wmMessage is event i as a watermill message: its UUID is eventID(i).
 func wmMessage(i int, sender string) *message.Message {
-	return message.NewMessage(watermill.NewUUID(), payloadOf(i, sender))
+	return message.NewMessage(eventID(i), payloadOf(i, sender))
 }
 
-// wmBacklog publishes n messages, backlogChunk per transaction, on
-// producers goroutines.
-func wmBacklog(ctx context.Context, t *target, n, senders, producers int) error {
+// wmBacklog publishes led.size messages, backlogChunk per transaction, on
+// producers goroutines, and records them in led.
+func wmBacklog(ctx context.Context, t *target, led *ledger, producers int) error {
+	n := led.size
 	db, err := t.openSQL()
 	if err != nil {
 		return err
@@ -110,8 +112,9 @@ func wmBacklog(ctx context.Context, t *target, n, senders, producers int) error 
 				end := min(start+backlogChunk, n)
 				msgs := make([]*message.Message, 0, end-start)
 				for i := start; i < end; i++ {
-					msgs = append(msgs, wmMessage(i, senderOf(i, senders)))
+					msgs = append(msgs, wmMessage(i, senderOf(i, led.senders)))
 				}
+				led.begin(start, end, time.Now())
 				tx, err := db.BeginTx(ctx, nil)
 				if err != nil {
 					errs <- err
@@ -126,6 +129,7 @@ func wmBacklog(ctx context.Context, t *target, n, senders, producers int) error 
 					errs <- err
 					return
 				}
+				led.commit(start, end, time.Now())
 			}
 		})
 	}
@@ -175,10 +179,12 @@ func (c *wmConsumer) close() {
 	_ = c.db.Close()
 }
 
-// wmDrain subscribes every group at once and returns the time from the
-// start until each has handled want messages.
-func wmDrain(ctx context.Context, t *target, groups []string, batch int, want int, work, timeout time.Duration) (time.Duration, error) {
-	counts := make([]*countdown, len(groups))
+// wmDrain subscribes every group at once, each handing its messages to
+// its own tally of led after waiting work (if any), and waits until they
+// have every message (or settle gives up). It returns the start time and
+// the tallies (see drainRate).
+func wmDrain(ctx context.Context, t *target, groups []string, batch int, led *ledger, work time.Duration) (time.Time, []*tally, error) {
+	var tallies []*tally
 	var consumers []*wmConsumer
 	defer func() {
 		for _, c := range consumers {
@@ -186,29 +192,19 @@ func wmDrain(ctx context.Context, t *target, groups []string, batch int, want in
 		}
 	}()
 	begin := time.Now()
-	for i, g := range groups {
-		c := newCountdown(want)
-		counts[i] = c
-		cons, err := wmConsume(ctx, t, g, batch, 0, func(*message.Message) {
+	for _, g := range groups {
+		tl := newTally(led, false)
+		tallies = append(tallies, tl)
+		cons, err := wmConsume(ctx, t, g, batch, 0, func(m *message.Message) {
 			if work > 0 {
 				time.Sleep(work)
 			}
-			c.hit()
+			tl.deliver(m.UUID)
 		})
 		if err != nil {
-			return 0, err
+			return time.Time{}, nil, err
 		}
 		consumers = append(consumers, cons)
 	}
-	var last time.Time
-	for _, c := range counts {
-		at, err := c.wait(ctx, timeout)
-		if err != nil {
-			return 0, fmt.Errorf("watermill drain: %w", err)
-		}
-		if at.After(last) {
-			last = at
-		}
-	}
-	return last.Sub(begin), nil
+	return begin, tallies, settle(ctx, drainGrace, drainTimeout, tallies...)
 }

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-
-	"github.com/dddbus/eventbus/ddd"
 )
 
 // The raw baseline: the same work with plain SQL and nothing else, the
@@ -74,27 +72,27 @@ func rawInsertTx(ctx context.Context, tx *sql.Tx, query string, first, n int, se
 	args := make([]any, 0, n*8)
 	now := time.Now()
 	for i := first; i < first+n; i++ {
-		args = append(args, ddd.NewEventID(), eventType, sender, 1, payloadOf(i, sender), nil, now.UnixMicro(), now.UnixMilli())
+		args = append(args, eventID(i), eventType, sender, 1, payloadOf(i, sender), nil, now.UnixMicro(), now.UnixMilli())
 	}
 	_, err := tx.ExecContext(ctx, query, args...)
 	return err
 }
 
 // rawRead reads the events table in id order, batch rows per query, with
-// plain SQL, scanning every column a consumer needs; it returns how many
-// rows it read. Only rows with id > after are read.
-func rawRead(ctx context.Context, db *sql.DB, kind, table string, after int64, batch int) (int, error) {
+// plain SQL, scanning every column a consumer needs and handing each
+// event's ID to handle. It reads only rows with id > after, until a query
+// returns fewer than batch rows, and returns the last id it read.
+func rawRead(ctx context.Context, db *sql.DB, kind, table string, after int64, batch int, handle func(id string)) (int64, error) {
 	q := "SELECT id, event_id, event_type, sender, send_type, payload, metadata, occurred_at FROM " + table +
 		" WHERE id > ? ORDER BY id LIMIT ?"
 	if kind == "postgres" {
 		q = strings.Replace(strings.Replace(q, "?", "$1", 1), "?", "$2", 1)
 	}
-	total := 0
 	last := after
 	for {
 		rows, err := db.QueryContext(ctx, q, last, batch)
 		if err != nil {
-			return total, fmt.Errorf("raw read: %w", err)
+			return last, fmt.Errorf("raw read: %w", err)
 		}
 		n := 0
 		for rows.Next() {
@@ -107,18 +105,51 @@ func rawRead(ctx context.Context, db *sql.DB, kind, table string, after int64, b
 			)
 			if err := rows.Scan(&id, &eid, &typ, &sender, &sendType, &payload, &meta, &occurred); err != nil {
 				rows.Close()
-				return total, fmt.Errorf("raw read: %w", err)
+				return last, fmt.Errorf("raw read: %w", err)
 			}
+			handle(eid)
 			last = id
 			n++
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return total, fmt.Errorf("raw read: %w", err)
+			return last, fmt.Errorf("raw read: %w", err)
 		}
-		total += n
 		if n < batch {
-			return total, nil
+			return last, nil
 		}
+	}
+}
+
+// rawConsume runs a live raw reader until the returned stop is called: it
+// reads the rows after the last id it read, then waits poll once it has
+// caught up, handing every event's ID to handle. This is the naive outbox
+// reader: it never goes back for a row whose transaction committed after a
+// row with a higher id was read.
+func rawConsume(ctx context.Context, db *sql.DB, kind, table string, poll time.Duration, handle func(id string)) (stop func() error) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		var last int64
+		for {
+			var err error
+			if last, err = rawRead(ctx, db, kind, table, last, drainRawBatch, handle); err != nil {
+				if ctx.Err() != nil {
+					err = nil // stopped mid-query
+				}
+				done <- err
+				return
+			}
+			select {
+			case <-ctx.Done():
+				done <- nil
+				return
+			case <-time.After(poll):
+			}
+		}
+	}()
+	return func() error {
+		cancel()
+		return <-done
 	}
 }

@@ -132,8 +132,8 @@ func writeTable(w io.Writer, rows []*row) {
 			name += " (" + r.note + ")"
 		}
 		vsPeer, vsRaw := formatRatio(r.ratio(sysPeer)), formatRatio(r.ratio(sysRaw))
-		if r.unit == "×" {
-			vsPeer, vsRaw = "", "" // a ratio of ratios says nothing
+		if r.unit == "×" || r.unit == "events" {
+			vsPeer, vsRaw = "", "" // a ratio of ratios, or of counts of lost events, says nothing
 		}
 		fmt.Fprintf(w, "| %s | %s %s | %s | %s | %s | %s | %s |\n", name, r.unit, dir,
 			formatValue(median(r.vals[sysLib]), r.unit), formatValue(median(r.vals[sysPeer]), r.unit),
@@ -169,7 +169,7 @@ func writeHeader(w io.Writer, cfg *config, server, settings string) {
 	fmt.Fprintf(w, "- server: %s (%s)\n", server, settings)
 	fmt.Fprintf(w, "- workload: payload %d bytes of JSON, %d producers, backlog %s events, %d rounds alternating eventbus / watermill-sql / raw SQL; medians, ratios are medians of per-round ratios\n",
 		len(payloadOf(0, senderOf(0, 1000))), cfg.producers, thousands(int64(cfg.n)), cfg.rounds)
-	fmt.Fprintf(w, "- eventbus: default options (LimitPerRun 500, ConsumeConcurrent 16, RunInterval 200ms) unless a row says otherwise; watermill-sql: default subscriber and schema (batch %d, poll %s) unless a row says otherwise\n\n",
+	fmt.Fprintf(w, "- eventbus: default options (LimitPerRun 500, ConsumeConcurrent 16, RunInterval 200ms) unless a row says otherwise; watermill-sql: default subscriber and schema (batch %d, poll %s) unless a row says otherwise\n",
 		wmDefaultBatch, wmDefaultPoll)
 }
 
@@ -230,4 +230,137 @@ func depVersion(path string) string {
 		}
 	}
 	return path + " (unknown)"
+}
+
+// deliveryLine is one line of the delivery table: what one contestant's
+// consumers were handed of the events it committed in one scenario, one
+// counts per consumer and round.
+type deliveryLine struct {
+	scenario string
+	sys      system
+	runs     []counts
+}
+
+// deliveries collects the delivery lines of a run, in the order they were
+// first added.
+type deliveries struct {
+	lines []*deliveryLine
+}
+
+// add closes the tallies of one round of a contestant in a scenario.
+func (d *deliveries) add(scenario string, s system, ts ...*tally) {
+	for _, t := range ts {
+		d.addCounts(scenario, s, t.counts())
+	}
+}
+
+func (d *deliveries) addCounts(scenario string, s system, c counts) {
+	if c.lost+c.duplicated+c.reordered+c.strays > 0 {
+		progress.Printf("%s, %s: %d committed, %d delivered, %d lost, %d duplicated, %d out of order, %d never committed",
+			scenario, systemNames[s], c.committed, c.delivered, c.lost, c.duplicated, c.reordered, c.strays)
+	}
+	for _, l := range d.lines {
+		if l.scenario == scenario && l.sys == s {
+			l.runs = append(l.runs, c)
+			return
+		}
+	}
+	d.lines = append(d.lines, &deliveryLine{scenario: scenario, sys: s, runs: []counts{c}})
+}
+
+// sum adds up a line's runs.
+func (l *deliveryLine) sum() counts {
+	var t counts
+	var p50, p99 []float64
+	for _, c := range l.runs {
+		t.committed += c.committed
+		t.delivered += c.delivered
+		t.lost += c.lost
+		t.duplicated += c.duplicated
+		t.reordered += c.reordered
+		t.strays += c.strays
+		p50, p99 = append(p50, c.p50), append(p99, c.p99)
+	}
+	t.p50, t.p99 = median(p50), median(p99)
+	return t
+}
+
+// libFailure returns an error if eventbus lost an event, delivered one out
+// of its sender's order, or delivered one that was never committed: the
+// run then exits non-zero. A duplicate is within its at-least-once
+// guarantee and only reported; so is anything a peer does.
+func (d *deliveries) libFailure() error {
+	var errs []string
+	for _, l := range d.lines {
+		if l.sys != sysLib {
+			continue
+		}
+		if c := l.sum(); c.lost+c.reordered+c.strays > 0 {
+			errs = append(errs, fmt.Sprintf("%s: %d lost, %d out of order, %d never committed", l.scenario, c.lost, c.reordered, c.strays))
+		}
+	}
+	if errs == nil {
+		return nil
+	}
+	return fmt.Errorf("eventbus failed: %s", strings.Join(errs, "; "))
+}
+
+// writeDeliveries prints the delivery table: per scenario and contestant,
+// the counters summed over every consumer and round, then every run's
+// lost / duplicated / out-of-order figures.
+func writeDeliveries(w io.Writer, cfg *config, d *deliveries) {
+	if len(d.lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Delivery: summed over every consumer (service, consumer group, reader) and round; lost = committed and not handed to the consumer when the wait ended; out of order = handed after a later event of its sender; latency = commit-to-handler of the delivered events, median of the runs' percentiles.")
+	if cfg.scenarios["correctness"] {
+		slow := fmt.Sprintf("%.0f%% of the transactions wait %s-%s after their writes before their commit (drawn from the round's seed)", slowShare*100, slowMin, slowMax)
+		if cfg.db == "sqlite" {
+			slow = "no slow commits (SQLite commits in lock order)"
+		}
+		fmt.Fprintf(w, "Correctness runs: %s events at %s/s (Poisson arrivals), %d producers, %d senders (each sender's events committed one after the other by one producer), %s, one consumer per contestant live from the start and polling every %s; the wait ends when it has every event, or was handed nothing new for %s after the last commit (at most %s).\n",
+			thousands(int64(cfg.correctN)), thousands(int64(cfg.correctRate)), cfg.producers, correctSenders, slow,
+			cfg.correctPoll, correctGrace(cfg.correctPoll), correctLimit)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| Scenario | Contestant | Consumer runs | Committed | Delivered | Lost | Duplicated | Out of order | p50 ms | p99 ms |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	// Per scenario, in the order the scenarios ran, the contestants in the
+	// order of the speed table.
+	first := map[string]int{}
+	for i, l := range d.lines {
+		if _, ok := first[l.scenario]; !ok {
+			first[l.scenario] = i
+		}
+	}
+	sort.SliceStable(d.lines, func(i, j int) bool {
+		a, b := d.lines[i], d.lines[j]
+		if first[a.scenario] != first[b.scenario] {
+			return first[a.scenario] < first[b.scenario]
+		}
+		return a.sys < b.sys
+	})
+	for _, l := range d.lines {
+		c := l.sum()
+		delivered := thousands(int64(c.delivered))
+		if c.strays > 0 {
+			delivered += fmt.Sprintf(" (+%s never committed)", thousands(int64(c.strays)))
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", l.scenario, systemNames[l.sys], len(l.runs),
+			thousands(int64(c.committed)), delivered, thousands(int64(c.lost)), thousands(int64(c.duplicated)),
+			thousands(int64(c.reordered)), formatValue(c.p50, "ms"), formatValue(c.p99, "ms"))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "<details><summary>Every run: lost / duplicated / out of order</summary>")
+	fmt.Fprintln(w)
+	for _, l := range d.lines {
+		var parts []string
+		for _, c := range l.runs {
+			parts = append(parts, fmt.Sprintf("%d/%d/%d", c.lost, c.duplicated, c.reordered))
+		}
+		fmt.Fprintf(w, "- %s, %s: %s\n", l.scenario, systemNames[l.sys], strings.Join(parts, ", "))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "</details>")
 }

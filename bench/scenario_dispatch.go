@@ -30,7 +30,7 @@ const dispatchSenders = 1000
 // ratio compares blocks run one after the other.
 const dispatchBlocks = 4
 
-func runDispatch(ctx context.Context, t *target, cfg *config) ([]*row, error) {
+func runDispatch(ctx context.Context, t *target, cfg *config, _ *deliveries) ([]*row, error) {
 	systems := []system{sysLib, sysPeer, sysRaw}
 	if !t.hasPeer() {
 		systems = []system{sysLib, sysRaw}

@@ -20,10 +20,9 @@ import (
 const (
 	drainSenders  = 1000
 	drainRawBatch = 1000
-	drainTimeout  = 15 * time.Minute
 )
 
-func runDrain(ctx context.Context, t *target, cfg *config) ([]*row, error) {
+func runDrain(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
 	n := thousands(int64(cfg.n))
 	withSeq := newRow("Drain "+n+", no-op handler, 1 service, incl. sequencing", "events/s", +1)
 	preSeq := newRow("Drain "+n+", no-op handler, 1 service, backlog already sequenced", "events/s", +1)
@@ -36,9 +35,9 @@ func runDrain(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 		for _, s := range order(round, drainPhases(t)...) {
 			var err error
 			if s == sysLib {
-				err = drainLibOne(ctx, t, cfg, withSeq, preSeq, tuned)
+				err = drainLibOne(ctx, t, cfg, dl, withSeq, preSeq, tuned)
 			} else {
-				err = drainPeerOne(ctx, t, cfg, withSeq, preSeq, tuned)
+				err = drainPeerOne(ctx, t, cfg, dl, withSeq, preSeq, tuned)
 			}
 			if err != nil {
 				return nil, err
@@ -60,11 +59,11 @@ func drainPhases(t *target) []system {
 	return []system{sysLib, sysPeer}
 }
 
-func runDrainSlow(ctx context.Context, t *target, cfg *config) ([]*row, error) {
+func runDrainSlow(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
 	slow := newRow(fmt.Sprintf("Drain %s, handler waits 1 ms, %d senders", thousands(int64(cfg.slowN)), drainSenders), "events/s", +1)
 	for round := range cfg.rounds {
 		for _, s := range order(round, drainPhases(t)...) {
-			rate, err := drainSlow(ctx, t, cfg, s)
+			rate, err := drainSlow(ctx, t, cfg, dl, s)
 			if err != nil {
 				return nil, fmt.Errorf("1 ms handler, %s: %w", systemNames[s], err)
 			}
@@ -75,11 +74,11 @@ func runDrainSlow(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 	return []*row{slow}, nil
 }
 
-func runDrainFour(ctx context.Context, t *target, cfg *config) ([]*row, error) {
+func runDrainFour(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
 	four := newRow("Drain "+thousands(int64(cfg.n))+", 4 services (sum of their rates)", "events/s", +1)
 	for round := range cfg.rounds {
 		for _, s := range order(round, drainPhases(t)...) {
-			rate, err := drainFour(ctx, t, cfg, s)
+			rate, err := drainFour(ctx, t, cfg, dl, s)
 			if err != nil {
 				return nil, fmt.Errorf("4 services, %s: %w", systemNames[s], err)
 			}
@@ -92,7 +91,7 @@ func runDrainFour(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 
 // drainLibOne stores the backlog, times the raw read, then eventbus's
 // first service (incl. sequencing) and second service (already sequenced).
-func drainLibOne(ctx context.Context, t *target, cfg *config, withSeq, preSeq, tuned *row) error {
+func drainLibOne(ctx context.Context, t *target, cfg *config, dl *deliveries, withSeq, preSeq, tuned *row) error {
 	if err := t.reset(ctx); err != nil {
 		return err
 	}
@@ -106,24 +105,27 @@ func drainLibOne(ctx context.Context, t *target, cfg *config, withSeq, preSeq, t
 		return err
 	}
 	defer s2.close()
-	if err := libBacklog(ctx, s1, cfg.n, drainSenders, cfg.producers); err != nil {
+	led := newLedger(cfg.n, drainSenders)
+	if err := libBacklog(ctx, s1, led, cfg.producers); err != nil {
 		return err
 	}
-	raw, err := rawReadRate(ctx, t, "ddd_events", 0, cfg.n)
+	raw, err := rawReadRate(ctx, t, dl, "drain", "ddd_events", 0, led)
 	if err != nil {
 		return err
 	}
 	seqDone := watchSequenced(ctx, s1, cfg.n)
-	d1, err := libDrain(ctx, []*libBus{s1}, cfg.n, 0, drainTimeout)
+	begin1, t1, err := libDrain(ctx, []*libBus{s1}, led, 0)
 	if err != nil {
 		return fmt.Errorf("eventbus drain incl. sequencing: %w", err)
 	}
-	progress.Printf("drain eventbus: numbering the backlog took %s of the %s drain", seqDone(), d1.Round(time.Millisecond))
-	d2, err := libDrain(ctx, []*libBus{s2}, cfg.n, 0, drainTimeout)
+	r1 := drainRate(begin1, t1...)
+	progress.Printf("drain eventbus: numbering the backlog took %s", seqDone())
+	begin2, t2, err := libDrain(ctx, []*libBus{s2}, led, 0)
 	if err != nil {
 		return fmt.Errorf("eventbus drain, sequenced: %w", err)
 	}
-	r1, r2 := float64(cfg.n)/d1.Seconds(), float64(cfg.n)/d2.Seconds()
+	r2 := drainRate(begin2, t2...)
+	dl.add("drain", sysLib, append(t1, t2...)...)
 	progress.Printf("drain eventbus: %.0f events/s incl. sequencing, %.0f sequenced; raw read %.0f rows/s", r1, r2, raw)
 	withSeq.add(sysLib, r1)
 	preSeq.add(sysLib, r2)
@@ -136,25 +138,27 @@ func drainLibOne(ctx context.Context, t *target, cfg *config, withSeq, preSeq, t
 
 // drainPeerOne stores the backlog with watermill-sql and drains it with a
 // default subscriber, then with batch 1000 (another consumer group).
-func drainPeerOne(ctx context.Context, t *target, cfg *config, withSeq, preSeq, tuned *row) error {
+func drainPeerOne(ctx context.Context, t *target, cfg *config, dl *deliveries, withSeq, preSeq, tuned *row) error {
 	if err := t.reset(ctx); err != nil {
 		return err
 	}
 	if err := wmInit(t); err != nil {
 		return err
 	}
-	if err := wmBacklog(ctx, t, cfg.n, drainSenders, cfg.producers); err != nil {
+	led := newLedger(cfg.n, drainSenders)
+	if err := wmBacklog(ctx, t, led, cfg.producers); err != nil {
 		return err
 	}
-	d1, err := wmDrain(ctx, t, []string{"default"}, 0, cfg.n, 0, drainTimeout)
+	begin1, t1, err := wmDrain(ctx, t, []string{"default"}, 0, led, 0)
 	if err != nil {
 		return err
 	}
-	d2, err := wmDrain(ctx, t, []string{"batch1000"}, 1000, cfg.n, 0, drainTimeout)
+	begin2, t2, err := wmDrain(ctx, t, []string{"batch1000"}, 1000, led, 0)
 	if err != nil {
 		return err
 	}
-	r1, r2 := float64(cfg.n)/d1.Seconds(), float64(cfg.n)/d2.Seconds()
+	dl.add("drain", sysPeer, append(t1, t2...)...)
+	r1, r2 := drainRate(begin1, t1...), drainRate(begin2, t2...)
 	progress.Printf("drain watermill: %.0f events/s default, %.0f batch 1000", r1, r2)
 	withSeq.add(sysPeer, r1)
 	preSeq.add(sysPeer, r1)
@@ -164,11 +168,13 @@ func drainPeerOne(ctx context.Context, t *target, cfg *config, withSeq, preSeq, 
 
 // drainSlow drains cfg.slowN events spread over drainSenders senders with a
 // handler that sleeps 1 ms.
-func drainSlow(ctx context.Context, t *target, cfg *config, s system) (float64, error) {
+func drainSlow(ctx context.Context, t *target, cfg *config, dl *deliveries, s system) (float64, error) {
 	if err := t.reset(ctx); err != nil {
 		return 0, err
 	}
-	var d time.Duration
+	led := newLedger(cfg.slowN, drainSenders)
+	var begin time.Time
+	var tallies []*tally
 	switch s {
 	case sysLib:
 		bus, err := newLibBus(t, "slow")
@@ -176,34 +182,37 @@ func drainSlow(ctx context.Context, t *target, cfg *config, s system) (float64, 
 			return 0, err
 		}
 		defer bus.close()
-		if err := libBacklog(ctx, bus, cfg.slowN, drainSenders, cfg.producers); err != nil {
+		if err := libBacklog(ctx, bus, led, cfg.producers); err != nil {
 			return 0, err
 		}
-		if d, err = libDrain(ctx, []*libBus{bus}, cfg.slowN, time.Millisecond, drainTimeout); err != nil {
+		if begin, tallies, err = libDrain(ctx, []*libBus{bus}, led, time.Millisecond); err != nil {
 			return 0, err
 		}
 	case sysPeer:
 		if err := wmInit(t); err != nil {
 			return 0, err
 		}
-		if err := wmBacklog(ctx, t, cfg.slowN, drainSenders, cfg.producers); err != nil {
+		if err := wmBacklog(ctx, t, led, cfg.producers); err != nil {
 			return 0, err
 		}
 		var err error
-		if d, err = wmDrain(ctx, t, []string{"slow"}, 0, cfg.slowN, time.Millisecond, drainTimeout); err != nil {
+		if begin, tallies, err = wmDrain(ctx, t, []string{"slow"}, 0, led, time.Millisecond); err != nil {
 			return 0, err
 		}
 	}
-	return float64(cfg.slowN) / d.Seconds(), nil
+	dl.add("drain-slow", s, tallies...)
+	return drainRate(begin, tallies...), nil
 }
 
 // drainFour drains one backlog with four services (consumer groups) at
 // once and returns the sum of their rates.
-func drainFour(ctx context.Context, t *target, cfg *config, s system) (float64, error) {
+func drainFour(ctx context.Context, t *target, cfg *config, dl *deliveries, s system) (float64, error) {
 	if err := t.reset(ctx); err != nil {
 		return 0, err
 	}
-	var d time.Duration
+	led := newLedger(cfg.n, drainSenders)
+	var begin time.Time
+	var tallies []*tally
 	switch s {
 	case sysLib:
 		var buses []*libBus
@@ -219,26 +228,27 @@ func drainFour(ctx context.Context, t *target, cfg *config, s system) (float64, 
 			}
 			buses = append(buses, b)
 		}
-		if err := libBacklog(ctx, buses[0], cfg.n, drainSenders, cfg.producers); err != nil {
+		if err := libBacklog(ctx, buses[0], led, cfg.producers); err != nil {
 			return 0, err
 		}
 		var err error
-		if d, err = libDrain(ctx, buses, cfg.n, 0, drainTimeout); err != nil {
+		if begin, tallies, err = libDrain(ctx, buses, led, 0); err != nil {
 			return 0, err
 		}
 	case sysPeer:
 		if err := wmInit(t); err != nil {
 			return 0, err
 		}
-		if err := wmBacklog(ctx, t, cfg.n, drainSenders, cfg.producers); err != nil {
+		if err := wmBacklog(ctx, t, led, cfg.producers); err != nil {
 			return 0, err
 		}
 		var err error
-		if d, err = wmDrain(ctx, t, []string{"four-0", "four-1", "four-2", "four-3"}, 0, cfg.n, 0, drainTimeout); err != nil {
+		if begin, tallies, err = wmDrain(ctx, t, []string{"four-0", "four-1", "four-2", "four-3"}, 0, led, 0); err != nil {
 			return 0, err
 		}
 	}
-	return 4 * float64(cfg.n) / d.Seconds(), nil
+	dl.add("drain-4", s, tallies...)
+	return drainRate(begin, tallies...), nil
 }
 
 // watchSequenced reports how long bus took to number want events, counted
@@ -260,8 +270,9 @@ func watchSequenced(ctx context.Context, bus *libBus, want int) func() time.Dura
 	return func() time.Duration { <-done; return took.Round(time.Millisecond) }
 }
 
-// rawReadRate times reading want rows with id > after from table.
-func rawReadRate(ctx context.Context, t *target, table string, after int64, want int) (float64, error) {
+// rawReadRate times reading the rows of led (the rows of table with
+// id > after) with plain SQL; what it read goes to dl under scenario.
+func rawReadRate(ctx context.Context, t *target, dl *deliveries, scenario, table string, after int64, led *ledger) (float64, error) {
 	db, err := t.openSQL()
 	if err != nil {
 		return 0, err
@@ -270,13 +281,13 @@ func rawReadRate(ctx context.Context, t *target, table string, after int64, want
 	if err := db.PingContext(ctx); err != nil {
 		return 0, err
 	}
+	tl := newTally(led, false)
 	begin := time.Now()
-	got, err := rawRead(ctx, db, t.kind, table, after, drainRawBatch)
-	if err != nil {
+	if _, err := rawRead(ctx, db, t.kind, table, after, drainRawBatch, tl.deliver); err != nil {
 		return 0, err
 	}
-	if got != want {
-		return 0, fmt.Errorf("raw read %d rows of %s, want %d", got, table, want)
-	}
-	return float64(got) / since(begin), nil
+	delivered, _ := tl.progress()
+	rate := float64(delivered) / since(begin)
+	dl.add(scenario, sysRaw, tl)
+	return rate, nil
 }

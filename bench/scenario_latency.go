@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -18,7 +16,7 @@ import (
 
 // Scenario 3, latency: cfg.producers producers together commit
 // cfg.latencyRate business transactions per second (Poisson arrivals, see
-// steady), one event each, for cfg.latencyDur. Latency runs from the
+// poisson), one event each, for cfg.latencyDur. Latency runs from the
 // moment the commit returns to the handler call.
 //
 // eventbus: the engine's bus consumes in the same process and is woken by
@@ -27,7 +25,15 @@ import (
 // instance"). watermill-sql: a subscriber polling every P (its default
 // batch), the producer publishing in the business transaction.
 
-func runLatency(ctx context.Context, t *target, cfg *config) ([]*row, error) {
+// The wait after the last commit (see settle): the grace covers a few
+// polls of the slowest consumer.
+func latencyGrace(poll time.Duration) time.Duration { return 3*poll + 5*time.Second }
+func latencyLimit(poll time.Duration) time.Duration { return 3*poll + time.Minute }
+
+// latencySeed seeds the arrivals of the latency runs.
+const latencySeed = 20
+
+func runLatency(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
 	local50 := newRow("Latency, same process (engine wake-up), p50", "ms", -1)
 	local99 := newRow("Latency, same process (engine wake-up), p99", "ms", -1)
 	rows := []*row{local50, local99}
@@ -41,7 +47,7 @@ func runLatency(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 		for _, s := range order(i, systems...) {
 			switch s {
 			case sysLib:
-				local, remote, err := latencyLib(ctx, t, cfg, poll)
+				local, remote, err := latencyLib(ctx, t, cfg, dl, poll)
 				if err != nil {
 					return nil, fmt.Errorf("eventbus, poll %s: %w", poll, err)
 				}
@@ -52,7 +58,7 @@ func runLatency(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 				r50.add(sysLib, pct(remote, 50))
 				r99.add(sysLib, pct(remote, 99))
 			case sysPeer:
-				lat, err := latencyPeer(ctx, t, cfg, poll)
+				lat, err := latencyPeer(ctx, t, cfg, dl, poll)
 				if err != nil {
 					return nil, fmt.Errorf("watermill, poll %s: %w", poll, err)
 				}
@@ -66,67 +72,14 @@ func runLatency(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 	return rows, nil
 }
 
-// arrivals records when each event (by ID) was committed and handled.
-type arrivals struct {
-	mu        sync.Mutex
-	committed map[string]time.Time
-	handled   map[string]time.Time
-}
-
-func newArrivals() *arrivals {
-	return &arrivals{committed: map[string]time.Time{}, handled: map[string]time.Time{}}
-}
-
-func (a *arrivals) commit(id string, at time.Time) {
-	a.mu.Lock()
-	a.committed[id] = at
-	a.mu.Unlock()
-}
-
-func (a *arrivals) handle(id string) {
-	at := time.Now()
-	a.mu.Lock()
-	if _, dup := a.handled[id]; !dup {
-		a.handled[id] = at
+// addLatencyRun adds a latency run's counters to dl without its latencies:
+// the rows above give them per poll interval.
+func addLatencyRun(dl *deliveries, s system, ts ...*tally) {
+	for _, t := range ts {
+		c := t.counts()
+		c.p50, c.p99 = math.NaN(), math.NaN()
+		dl.addCounts("latency", s, c)
 	}
-	a.mu.Unlock()
-}
-
-func (a *arrivals) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.handled)
-}
-
-// latencies returns commit-to-handler times in milliseconds.
-func (a *arrivals) latencies() []float64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]float64, 0, len(a.committed))
-	for id, c := range a.committed {
-		if h, ok := a.handled[id]; ok {
-			out = append(out, float64(h.Sub(c))/float64(time.Millisecond))
-		}
-	}
-	return out
-}
-
-// waitAll waits until every committed event was handled by each of as.
-func waitAll(ctx context.Context, want int, timeout time.Duration, as ...*arrivals) error {
-	deadline := time.Now().Add(timeout)
-	for _, a := range as {
-		for a.count() < want {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("only %d of %d events handled after %s", a.count(), want, timeout)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}
-	return nil
 }
 
 // pct is the p-th percentile (nearest rank) of xs.
@@ -140,46 +93,10 @@ func pct(xs []float64, p float64) float64 {
 	return s[max(0, min(k, len(s)-1))]
 }
 
-// steady calls fn(i) on cfg.producers goroutines at cfg.latencyRate calls
-// per second on average, for cfg.latencyDur, and returns the number of
-// calls. The start times form a Poisson process (exponential gaps) drawn
-// from a fixed seed: every contestant gets the same schedule, and no
-// poller can fall into step with evenly spaced commits (which would make
-// its latency depend on an arbitrary phase instead of averaging over it).
-func steady(ctx context.Context, cfg *config, fn func(ctx context.Context, i int) error) (int, error) {
-	total := int(cfg.latencyDur.Seconds() * float64(cfg.latencyRate))
-	rng := rand.New(rand.NewPCG(20, 26))
-	at := make([]time.Duration, total)
-	var next time.Duration
-	for i := range at {
-		at[i] = next
-		next += time.Duration(rng.ExpFloat64() / float64(cfg.latencyRate) * float64(time.Second))
-	}
-	begin := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, cfg.producers)
-	for p := range cfg.producers {
-		wg.Go(func() {
-			for i := p; i < total; i += cfg.producers {
-				if d := time.Until(begin.Add(at[i])); d > 0 {
-					time.Sleep(d)
-				}
-				if err := fn(ctx, i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	return total, <-errs
-}
-
 type stampKey struct{}
 
 // latencyLib returns the same-process and other-instance latencies (ms).
-func latencyLib(ctx context.Context, t *target, cfg *config, poll time.Duration) (local, remote []float64, err error) {
+func latencyLib(ctx context.Context, t *target, cfg *config, dl *deliveries, poll time.Duration) (local, remote []float64, err error) {
 	if err := t.reset(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -207,9 +124,11 @@ func latencyLib(ctx context.Context, t *target, cfg *config, poll time.Duration)
 	if err != nil {
 		return nil, nil, err
 	}
-	la, ra := newArrivals(), newArrivals()
-	handler := func(a *arrivals) ddd.DomainEventHandler {
-		return func(_ context.Context, evt *ddd.DomainEvent) error { a.handle(evt.ID); return nil }
+	sched := poisson(int(cfg.latencyDur.Seconds()*float64(cfg.latencyRate)), cfg.latencyRate, latencySeed)
+	led := newLedger(len(sched.at), drainSenders)
+	la, ra := newTally(led, true), newTally(led, true)
+	handler := func(tl *tally) ddd.DomainEventHandler {
+		return func(_ context.Context, evt *ddd.DomainEvent) error { tl.deliver(evt.ID); return nil }
 	}
 	if err := localBus.RegisterEventHandler(handler(la)); err != nil {
 		return nil, nil, err
@@ -221,41 +140,40 @@ func latencyLib(ctx context.Context, t *target, cfg *config, poll time.Duration)
 	defer remoteBus.start(ctx)()
 	time.Sleep(500 * time.Millisecond) // both take their lease
 
-	total, err := steady(ctx, cfg, func(ctx context.Context, i int) error {
+	err = steady(ctx, sched, cfg.producers, drainSenders, func(ctx context.Context, i int) error {
 		var at time.Time
-		var id string
+		led.begin(i, i+1, time.Now())
 		err := eng.Run(context.WithValue(ctx, stampKey{}, &at), func(ctx context.Context, uow *ddd.UnitOfWork) error {
 			sender := senderOf(i, drainSenders)
 			o := newOrder(i, sender)
 			if err := insertBusinessRow(uow.Tx(), &o); err != nil {
 				return err
 			}
-			evt, err := ddd.NewDomainEvent(sender, o)
+			evt, err := ddd.NewDomainEvent(sender, o, ddd.WithEventID(eventID(i)))
 			if err != nil {
 				return err
 			}
-			id = evt.ID
 			uow.Raise(evt)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		la.commit(id, at)
-		ra.commit(id, at)
+		led.commit(i, i+1, at)
 		return nil
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := waitAll(ctx, total, 3*poll+30*time.Second, la, ra); err != nil {
+	if err := settle(ctx, latencyGrace(poll), latencyLimit(poll), la, ra); err != nil {
 		return nil, nil, err
 	}
+	addLatencyRun(dl, sysLib, la, ra)
 	return la.latencies(), ra.latencies(), nil
 }
 
 // latencyPeer returns watermill-sql's latencies (ms) at poll interval poll.
-func latencyPeer(ctx context.Context, t *target, cfg *config, poll time.Duration) ([]float64, error) {
+func latencyPeer(ctx context.Context, t *target, cfg *config, dl *deliveries, poll time.Duration) ([]float64, error) {
 	if err := t.reset(ctx); err != nil {
 		return nil, err
 	}
@@ -270,30 +188,34 @@ func latencyPeer(ctx context.Context, t *target, cfg *config, poll time.Duration
 	if err := db.Exec(businessDDL()).Error; err != nil {
 		return nil, err
 	}
-	a := newArrivals()
-	cons, err := wmConsume(ctx, t, "latency", 0, poll, func(m *message.Message) { a.handle(m.UUID) })
+	sched := poisson(int(cfg.latencyDur.Seconds()*float64(cfg.latencyRate)), cfg.latencyRate, latencySeed)
+	led := newLedger(len(sched.at), drainSenders)
+	tl := newTally(led, true)
+	cons, err := wmConsume(ctx, t, "latency", 0, poll, func(m *message.Message) { tl.deliver(m.UUID) })
 	if err != nil {
 		return nil, err
 	}
 	defer cons.close()
 	time.Sleep(500 * time.Millisecond)
 
-	total, err := steady(ctx, cfg, func(ctx context.Context, i int) error {
+	err = steady(ctx, sched, cfg.producers, drainSenders, func(ctx context.Context, i int) error {
 		msg := wmMessage(i, senderOf(i, drainSenders))
+		led.begin(i, i+1, time.Now())
 		err := inBusinessTx(ctx, db, i, 1, func(tx *sql.Tx, _ string) error {
 			return wmPublishTx(t.kind, tx, msg)
 		})
 		if err != nil {
 			return err
 		}
-		a.commit(msg.UUID, time.Now())
+		led.commit(i, i+1, time.Now())
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := waitAll(ctx, total, 3*poll+30*time.Second, a); err != nil {
+	if err := settle(ctx, latencyGrace(poll), latencyLimit(poll), tl); err != nil {
 		return nil, err
 	}
-	return a.latencies(), nil
+	addLatencyRun(dl, sysPeer, tl)
+	return tl.latencies(), nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
@@ -19,7 +20,7 @@ import (
 
 const rssService = "rss"
 
-func runRSS(ctx context.Context, t *target, cfg *config) ([]*row, error) {
+func runRSS(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
 	n := thousands(int64(cfg.rssN))
 	peak := newRow("Peak RSS of a process draining "+n+" events", "MiB", -1)
 	rate := newRow("Drain rate of that "+n+" backlog, incl. sequencing", "events/s", +1)
@@ -31,27 +32,39 @@ func runRSS(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 		return nil, err
 	}
 	begin := time.Now()
-	err = libBacklog(ctx, bus, cfg.rssN, drainSenders, cfg.producers)
+	err = libBacklog(ctx, bus, newLedger(cfg.rssN, drainSenders), cfg.producers)
 	bus.close()
 	if err != nil {
 		return nil, err
 	}
 	progress.Printf("rss: stored %d events in %s", cfg.rssN, time.Since(begin).Round(time.Millisecond))
-	secs, kib, err := spawnChild(ctx, t, cfg, "lib")
+	rep, err := spawnChild(ctx, t, cfg, "lib")
 	if err != nil {
 		return nil, err
 	}
-	progress.Printf("rss: drained in %.1fs, VmHWM %d KiB", secs, kib)
-	peak.add(sysLib, float64(kib)/1024)
-	rate.add(sysLib, float64(cfg.rssN)/secs)
+	progress.Printf("rss: drained in %.1fs, VmHWM %d KiB", rep.seconds, rep.kib)
+	peak.add(sysLib, float64(rep.kib)/1024)
+	rate.add(sysLib, float64(rep.delivered)/rep.seconds)
+	dl.addCounts("rss", sysLib, counts{committed: cfg.rssN, delivered: rep.delivered, lost: rep.lost,
+		duplicated: rep.duplicated, strays: rep.strays, p50: math.NaN(), p99: math.NaN()})
 	return []*row{peak, rate}, nil
 }
 
+// childReport is what the drain child prints, one "key=value" per field.
+type childReport struct {
+	seconds                             float64
+	kib                                 int64
+	delivered, lost, duplicated, strays int
+}
+
+const childFormat = "seconds=%g vmhwm_kib=%d delivered=%d lost=%d duplicated=%d strays=%d"
+
 // spawnChild runs this binary as the drain child and parses its report.
-func spawnChild(ctx context.Context, t *target, cfg *config, kind string) (secs float64, kib int64, err error) {
+func spawnChild(ctx context.Context, t *target, cfg *config, kind string) (childReport, error) {
+	var rep childReport
 	exe, err := os.Executable()
 	if err != nil {
-		return 0, 0, err
+		return rep, err
 	}
 	args := []string{"-child", kind, "-db", cfg.db, "-dbname", cfg.dbName, "-rss-n", strconv.Itoa(cfg.rssN),
 		"-mysql-dsn", cfg.mysqlDSN, "-postgres-dsn", cfg.pgDSN}
@@ -63,12 +76,13 @@ func spawnChild(ctx context.Context, t *target, cfg *config, kind string) (secs 
 	cmd.Stdout = &out
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		return 0, 0, fmt.Errorf("child: %w", err)
+		return rep, fmt.Errorf("child: %w", err)
 	}
-	if _, err := fmt.Sscanf(strings.TrimSpace(out.String()), "seconds=%g vmhwm_kib=%d", &secs, &kib); err != nil {
-		return 0, 0, fmt.Errorf("child printed %q: %w", out.String(), err)
+	if _, err := fmt.Sscanf(strings.TrimSpace(out.String()), childFormat,
+		&rep.seconds, &rep.kib, &rep.delivered, &rep.lost, &rep.duplicated, &rep.strays); err != nil {
+		return rep, fmt.Errorf("child printed %q: %w", out.String(), err)
 	}
-	return secs, kib, nil
+	return rep, nil
 }
 
 func dirOf(path string) string {
@@ -78,7 +92,9 @@ func dirOf(path string) string {
 	return "."
 }
 
-// runChild drains the rss backlog and prints "seconds=S vmhwm_kib=K".
+// runChild drains the rss backlog and prints its report (childFormat).
+// It counts what it is handed with a count-only ledger: one bit per event
+// (125 KiB per million) is part of the peak it reports.
 func runChild(ctx context.Context, cfg *config) error {
 	if cfg.child != "lib" {
 		return fmt.Errorf("unknown child %q", cfg.child)
@@ -93,15 +109,17 @@ func runChild(ctx context.Context, cfg *config) error {
 		return err
 	}
 	defer bus.close()
-	d, err := libDrain(ctx, []*libBus{bus}, cfg.rssN, 0, drainTimeout)
+	begin, tallies, err := libDrain(ctx, []*libBus{bus}, committedLedger(cfg.rssN), 0)
 	if err != nil {
 		return err
 	}
+	rate := drainRate(begin, tallies...)
+	c := tallies[0].counts()
 	kib, err := vmHWM()
 	if err != nil {
 		return err
 	}
-	fmt.Printf("seconds=%g vmhwm_kib=%d\n", d.Seconds(), kib)
+	fmt.Printf(childFormat+"\n", float64(c.delivered)/rate, kib, c.delivered, c.lost, c.duplicated, c.strays)
 	return nil
 }
 

@@ -21,7 +21,7 @@ import (
 
 const oldChunk = 100_000
 
-func runScale(ctx context.Context, t *target, cfg *config) ([]*row, error) {
+func runScale(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
 	n := thousands(int64(cfg.n))
 	var rows, seqRows []*row
 	for _, old := range cfg.scaleOld {
@@ -41,7 +41,7 @@ func runScale(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 			for _, s := range order(round+i, phases...) {
 				switch s {
 				case sysLib:
-					withSeq, preSeq, raw, err := scaleLib(ctx, t, cfg, old)
+					withSeq, preSeq, raw, err := scaleLib(ctx, t, cfg, dl, old)
 					if err != nil {
 						return nil, fmt.Errorf("eventbus, %d older rows: %w", old, err)
 					}
@@ -51,7 +51,7 @@ func runScale(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 					rows[i].add(sysRaw, raw)
 					seqRows[i].add(sysRaw, raw)
 				case sysPeer:
-					rate, err := scalePeer(ctx, t, cfg, old)
+					rate, err := scalePeer(ctx, t, cfg, dl, old)
 					if err != nil {
 						return nil, fmt.Errorf("watermill, %d older rows: %w", old, err)
 					}
@@ -88,7 +88,7 @@ func runScale(ctx context.Context, t *target, cfg *config) ([]*row, error) {
 
 // scaleLib returns eventbus's drain rates (incl. sequencing, and already
 // sequenced) and the raw read rate of the new rows, with old older rows.
-func scaleLib(ctx context.Context, t *target, cfg *config, old int) (withSeq, preSeq, raw float64, err error) {
+func scaleLib(ctx context.Context, t *target, cfg *config, dl *deliveries, old int) (withSeq, preSeq, raw float64, err error) {
 	if err := t.reset(ctx); err != nil {
 		return 0, 0, 0, err
 	}
@@ -121,21 +121,23 @@ func scaleLib(ctx context.Context, t *target, cfg *config, old int) (withSeq, pr
 		return 0, 0, 0, err
 	}
 	defer s2.close()
-	if err := libBacklog(ctx, s1, cfg.n, drainSenders, cfg.producers); err != nil {
+	led := newLedger(cfg.n, drainSenders)
+	if err := libBacklog(ctx, s1, led, cfg.producers); err != nil {
 		return 0, 0, 0, err
 	}
-	if raw, err = rawReadRate(ctx, t, "ddd_events", int64(old), cfg.n); err != nil {
+	if raw, err = rawReadRate(ctx, t, dl, "scale", "ddd_events", int64(old), led); err != nil {
 		return 0, 0, 0, err
 	}
-	d1, err := libDrain(ctx, []*libBus{s1}, cfg.n, 0, drainTimeout)
+	begin1, t1, err := libDrain(ctx, []*libBus{s1}, led, 0)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	d2, err := libDrain(ctx, []*libBus{s2}, cfg.n, 0, drainTimeout)
+	begin2, t2, err := libDrain(ctx, []*libBus{s2}, led, 0)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	return float64(cfg.n) / d1.Seconds(), float64(cfg.n) / d2.Seconds(), raw, nil
+	dl.add("scale", sysLib, append(t1, t2...)...)
+	return drainRate(begin1, t1...), drainRate(begin2, t2...), raw, nil
 }
 
 // insertOldLib writes old consumed events with id = seq = 1..old and moves
@@ -181,7 +183,7 @@ func insertOldLib(ctx context.Context, t *target, db *sql.DB, old int) error {
 }
 
 // scalePeer returns watermill-sql's default drain rate with old older rows.
-func scalePeer(ctx context.Context, t *target, cfg *config, old int) (float64, error) {
+func scalePeer(ctx context.Context, t *target, cfg *config, dl *deliveries, old int) (float64, error) {
 	if err := t.reset(ctx); err != nil {
 		return 0, err
 	}
@@ -196,14 +198,16 @@ func scalePeer(ctx context.Context, t *target, cfg *config, old int) (float64, e
 	if err := insertOldPeer(ctx, t, db, old, "scale"); err != nil {
 		return 0, fmt.Errorf("older rows: %w", err)
 	}
-	if err := wmBacklog(ctx, t, cfg.n, drainSenders, cfg.producers); err != nil {
+	led := newLedger(cfg.n, drainSenders)
+	if err := wmBacklog(ctx, t, led, cfg.producers); err != nil {
 		return 0, err
 	}
-	d, err := wmDrain(ctx, t, []string{"scale"}, 0, cfg.n, 0, drainTimeout)
+	begin, tallies, err := wmDrain(ctx, t, []string{"scale"}, 0, led, 0)
 	if err != nil {
 		return 0, err
 	}
-	return float64(cfg.n) / d.Seconds(), nil
+	dl.add("scale", sysPeer, tallies...)
+	return drainRate(begin, tallies...), nil
 }
 
 // insertOldPeer writes old messages into watermill-sql's table and acks

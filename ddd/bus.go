@@ -4,7 +4,9 @@ import "context"
 
 // EventBus delivers domain events to the services that consume them.
 type EventBus interface {
-	// Dispatch stores events, in the transaction carried by ctx if there is one.
+	// Dispatch stores events, in the transaction carried by ctx if there is
+	// one; a transaction on another database is refused with an error
+	// wrapping ErrForeignTransaction.
 	Dispatch(ctx context.Context, events ...*DomainEvent) error
 	// RegisterEventHandler sets the handler the bus calls for each event.
 	RegisterEventHandler(h DomainEventHandler) error
@@ -16,8 +18,10 @@ type TXEventBus interface {
 	// RegisterEventTXChecker sets the checker that resolves transactions
 	// whose producer never called Commit or Rollback.
 	RegisterEventTXChecker(c DomainEventTXChecker) error
-	// DispatchBegin durably records events as a pending transaction, invisible
-	// to consumers, and returns a context that carries it.
+	// DispatchBegin records events as a pending transaction, invisible to
+	// consumers, and returns a context that carries it. The record is durable
+	// at once, or commits with the transaction carried by ctx (refused, as by
+	// Dispatch, if it is on another database).
 	DispatchBegin(ctx context.Context, events ...*DomainEvent) (context.Context, error)
 	// Commit publishes the pending transaction carried by ctx.
 	Commit(ctx context.Context) error

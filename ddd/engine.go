@@ -96,7 +96,9 @@ type Command func(ctx context.Context, uow *UnitOfWork) error
 // Run executes cmd in one transaction. Events of send type normal or FIFO are
 // dispatched inside it, so they exist if and only if it commits. Events of
 // send type transaction use the two-phase flow: DispatchBegin inside the
-// transaction, then, by what is known of the outcome:
+// transaction (on its own when the bus refuses the transaction as being on
+// another database, ErrForeignTransaction), then, by what is known of the
+// outcome:
 //
 //   - it committed: Commit;
 //   - the command (or a dispatch) failed, or the COMMIT failed in a way
@@ -148,6 +150,12 @@ func (e *Engine) Run(ctx context.Context, cmd Command) error {
 				return fmt.Errorf("%w: SendTransaction events need a TXEventBus", ErrNoEventBus)
 			}
 			c, err := txBus.DispatchBegin(cctx, twoPhase...)
+			if errors.Is(err, ErrForeignTransaction) {
+				// The command's data is in another database than the
+				// bus's: the message is begun on its own, as the
+				// two-phase flow is designed for.
+				c, err = txBus.DispatchBegin(ctx, twoPhase...)
+			}
 			if err != nil {
 				return fmt.Errorf("begin transactional events: %w", err)
 			}

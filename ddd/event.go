@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // SendType says how the bus delivers an event.
@@ -40,14 +42,16 @@ func (t SendType) String() string {
 }
 
 // Limits on event fields. They match the column sizes of the event store on
-// every dialect, so an event that passes Validate can always be stored.
+// every dialect, so an event that passes Validate can always be stored,
+// and is read back byte for byte as it was dispatched.
 const (
 	MaxIDLen     = 64
 	MaxTypeLen   = 255
 	MaxSenderLen = 255
 )
 
-// ErrInvalidEvent is wrapped by every error about a malformed event.
+// ErrInvalidEvent is wrapped by every error about a malformed event. It is
+// the same value as eventbus.ErrInvalidEvent, so errors.Is works with either.
 var ErrInvalidEvent = errors.New("invalid domain event")
 
 // DomainEvent is a fact raised by an aggregate. Its ID is unique and sorts by
@@ -64,8 +68,14 @@ type DomainEvent struct {
 }
 
 // EventTyper lets an event type name itself. EventType is called on a zero
-// value, so it must return a constant. Without it the type name is the Go
-// type's name qualified by its package name, e.g. "orders.OrderPlaced".
+// value, so it must return a constant.
+//
+// An event's type name is stored with it and routes it to handlers, so it
+// must stay the same for as long as events of that type are stored: renaming
+// a type (or moving it to another package, when it has no EventType method)
+// makes a handler registered for the new name miss the stored events unless
+// it is given the old one with Router.Alias. An explicit name is the way to
+// keep names stable across refactoring; the default is TypeName's.
 type EventTyper interface {
 	EventType() string
 }
@@ -92,9 +102,10 @@ func WithEventID(id string) EventOption { return func(e *DomainEvent) { e.ID = i
 
 // NewDomainEvent builds an event raised by sender from a user's event value,
 // which is encoded as JSON. It returns an error wrapping ErrInvalidEvent when
-// the value is nil, cannot be encoded, or the sender or type is empty or too long.
+// the value is nil (or a nil pointer), cannot be encoded or named, or a
+// field breaks Validate's rules.
 func NewDomainEvent(sender string, value any, opts ...EventOption) (*DomainEvent, error) {
-	if value == nil {
+	if isNil(value) {
 		return nil, fmt.Errorf("%w: nil event value", ErrInvalidEvent)
 	}
 	typ, err := TypeNameOf(value)
@@ -125,7 +136,7 @@ func NewDomainEvent(sender string, value any, opts ...EventOption) (*DomainEvent
 	return e, nil
 }
 
-// TypeNameOf returns the event type name of value's type (see EventTyper).
+// TypeNameOf returns the event type name of value's type (see TypeName).
 func TypeNameOf(value any) (string, error) {
 	if value == nil {
 		return "", fmt.Errorf("%w: nil event value", ErrInvalidEvent)
@@ -133,56 +144,125 @@ func TypeNameOf(value any) (string, error) {
 	return typeNameOfType(reflect.TypeOf(value))
 }
 
-// TypeName returns the event type name that NewDomainEvent gives values of type T.
+// TypeName returns the event type name that NewDomainEvent gives values of
+// type T (or *T): the name T's EventType method returns, if it has one;
+// otherwise T's import path and name, e.g.
+// "github.com/acme/shop/orders/events.OrderPlaced", which no other Go type
+// can have. Types of package main (which has no import path), unnamed
+// types and names over MaxTypeLen bytes need an EventType method.
+//
+// Before this rule the default was the package name and type name
+// ("events.OrderPlaced"), which two packages could share; see LegacyTypeName.
 func TypeName[T any]() (string, error) {
 	return typeNameOfType(reflect.TypeFor[T]())
 }
 
-func typeNameOfType(rt reflect.Type) (string, error) {
+// LegacyTypeName returns the name that versions before import-path names
+// gave T by default ("events.OrderPlaced"), and false if T names itself
+// with an EventType method (its name never changed). Routers accept events
+// stored under it (see NewRouter).
+func LegacyTypeName[T any]() (string, bool) {
+	return legacyNameOf(reflect.TypeFor[T]())
+}
+
+func legacyNameOf(rt reflect.Type) (string, bool) {
+	rt = derefType(rt)
+	if _, ok := reflect.New(rt).Interface().(EventTyper); ok || rt.Name() == "" {
+		return "", false
+	}
+	return rt.String(), true
+}
+
+func derefType(rt reflect.Type) reflect.Type {
 	for rt.Kind() == reflect.Pointer {
 		rt = rt.Elem()
 	}
+	return rt
+}
+
+func typeNameOfType(rt reflect.Type) (string, error) {
+	rt = derefType(rt)
 	// A new *T has the methods of both T and *T.
 	if t, ok := reflect.New(rt).Interface().(EventTyper); ok {
 		name := t.EventType()
-		if name == "" || len(name) > MaxTypeLen {
-			return "", fmt.Errorf("%w: %s.EventType() must return 1..%d bytes", ErrInvalidEvent, rt, MaxTypeLen)
+		if err := checkText(rt.String()+".EventType()", name, MaxTypeLen); err != nil {
+			return "", err
 		}
 		return name, nil
 	}
-	if rt.Name() == "" {
-		return "", fmt.Errorf("%w: cannot name the type %s; give it a name or an EventType method", ErrInvalidEvent, rt)
+	switch {
+	case rt.Name() == "":
+		return "", fmt.Errorf("%w: cannot name the type %s; give it a name and an EventType method", ErrInvalidEvent, rt)
+	case rt.PkgPath() == "main":
+		return "", fmt.Errorf("%w: %s is in package main, which has no import path to make its name unique; give it an EventType method", ErrInvalidEvent, rt)
 	}
-	return rt.String(), nil
+	name := rt.PkgPath() + "." + rt.Name()
+	if err := checkText("type name of "+rt.String(), name, MaxTypeLen); err != nil {
+		return "", fmt.Errorf("%w; give it an EventType method", err)
+	}
+	return name, nil
 }
 
 // Validate checks the fields the bus relies on. Errors wrap ErrInvalidEvent.
+//
+// The rules are the same on every database, and what passes them is
+// stored and read back byte for byte: ID, Type and Sender are 1..MaxIDLen,
+// MaxTypeLen and MaxSenderLen bytes of valid UTF-8 without NUL bytes
+// (PostgreSQL text cannot hold a NUL, and MySQL's utf8mb4 refuses invalid
+// UTF-8); metadata keys and values are valid UTF-8 (they are stored as
+// JSON, whose encoder would replace invalid bytes); the payload is valid
+// JSON (RFC 8259, hence UTF-8); CreatedAt is set.
 func (e *DomainEvent) Validate() error { return e.validate(true) }
 
 func (e *DomainEvent) validate(payloadJSON bool) error {
-	switch {
-	case e == nil:
+	if e == nil {
 		return fmt.Errorf("%w: nil event", ErrInvalidEvent)
-	case e.ID == "" || len(e.ID) > MaxIDLen:
-		return fmt.Errorf("%w: id must be 1..%d bytes, got %d", ErrInvalidEvent, MaxIDLen, len(e.ID))
-	case e.Type == "" || len(e.Type) > MaxTypeLen:
-		return fmt.Errorf("%w: type must be 1..%d bytes, got %d", ErrInvalidEvent, MaxTypeLen, len(e.Type))
-	case e.Sender == "" || len(e.Sender) > MaxSenderLen:
-		return fmt.Errorf("%w: sender must be 1..%d bytes, got %d", ErrInvalidEvent, MaxSenderLen, len(e.Sender))
+	}
+	for _, f := range [...]struct {
+		name, value string
+		max         int
+	}{{"id", e.ID, MaxIDLen}, {"type", e.Type, MaxTypeLen}, {"sender", e.Sender, MaxSenderLen}} {
+		if err := checkText(f.name, f.value, f.max); err != nil {
+			return err
+		}
+	}
+	switch {
 	case !e.SendType.Valid():
 		return fmt.Errorf("%w: unknown send type %d", ErrInvalidEvent, e.SendType)
-	case len(e.Payload) == 0 || payloadJSON && !json.Valid(e.Payload):
+	case len(e.Payload) == 0 || !utf8.Valid(e.Payload) || payloadJSON && !json.Valid(e.Payload):
 		return fmt.Errorf("%w: payload of %s %s is not valid JSON", ErrInvalidEvent, e.Type, e.ID)
 	case e.CreatedAt.IsZero():
 		return fmt.Errorf("%w: created_at is zero", ErrInvalidEvent)
 	}
+	for k, v := range e.Metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("%w: metadata entry %q of %s is not valid UTF-8", ErrInvalidEvent, k, e.ID)
+		}
+	}
 	return nil
 }
 
-// Decode unmarshals the payload into v.
-func (e *DomainEvent) Decode(v any) error {
-	if err := json.Unmarshal(e.Payload, v); err != nil {
-		return fmt.Errorf("decode %s %s: %w", e.Type, e.ID, err)
+// checkText applies the rules of ID, Type and Sender to s.
+func checkText(field, s string, max int) error {
+	switch {
+	case s == "" || len(s) > max:
+		return fmt.Errorf("%w: %s must be 1..%d bytes, got %d", ErrInvalidEvent, field, max, len(s))
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidEvent, field, s)
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Errorf("%w: %s %q contains a NUL byte", ErrInvalidEvent, field, s)
 	}
 	return nil
+}
+
+// isNil reports whether v is nil or a nil pointer, map, slice or interface.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }

@@ -39,8 +39,39 @@ func (s TXStatus) String() string {
 type DomainEventTXChecker func(ctx context.Context, events []*DomainEvent) (TXStatus, error)
 
 // ErrNoHandler is returned by a handler (typically a Router) that has nothing
-// to do for an event. The bus counts such an event as skipped, not failed.
+// to do for an event. The bus counts such an event as skipped, not failed,
+// when the error says nothing else (see IsNoHandler).
 var ErrNoHandler = errors.New("no handler for event")
+
+// IsNoHandler reports whether err says only that no handler exists for the
+// event: it is ErrNoHandler, possibly wrapped, and every error joined with
+// it says the same. errors.Join(failure, ErrNoHandler) is not: it reports
+// a failure, which the bus retries. The bus skips an event only when its
+// handler's error passes this test.
+func IsNoHandler(err error) bool {
+	if err == nil {
+		return false
+	}
+	if err == ErrNoHandler {
+		return true
+	}
+	if x, ok := err.(interface{ Is(error) bool }); ok && x.Is(ErrNoHandler) {
+		return true
+	}
+	switch e := err.(type) {
+	case interface{ Unwrap() []error }:
+		errs := e.Unwrap()
+		for _, inner := range errs {
+			if !IsNoHandler(inner) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	case interface{ Unwrap() error }:
+		return IsNoHandler(e.Unwrap())
+	}
+	return false
+}
 
 // permanentError marks a failure that retrying cannot fix.
 type permanentError struct{ err error }

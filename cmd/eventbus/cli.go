@@ -130,7 +130,7 @@ func run(ctx context.Context, args []string, s stdio) int {
 		return exitRefused
 	case errors.Is(err, eventbus.ErrTxNotFound), errors.Is(err, eventbus.ErrTxCleaned), errors.Is(err, eventbus.ErrServiceNotFound):
 		return exitNotFound
-	case errors.Is(err, eventbus.ErrInvalidOption), errors.Is(err, eventbus.ErrInvalidServiceName):
+	case errors.Is(err, eventbus.ErrInvalidArgument), errors.Is(err, eventbus.ErrInvalidOption), errors.Is(err, eventbus.ErrInvalidServiceName):
 		return exitUsage
 	}
 	return exitError

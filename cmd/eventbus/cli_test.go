@@ -44,11 +44,20 @@ type store struct {
 	shippingLag int      // events shipping (registered, never started) has not consumed
 }
 
+// cliDSN is the database's DSN as the tool takes it: with a driver prefix
+// (a postgres:// URL has one).
+func cliDSN(tdb *dbtest.Database) string {
+	if tdb.Dialect == "postgres" {
+		return tdb.DSN()
+	}
+	return tdb.Dialect + ":" + tdb.DSN()
+}
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newStore(t *testing.T, tdb *dbtest.Database) *store {
 	ctx := context.Background()
-	s := &store{dsn: tdb.DSN, db: tdb.Open(t)}
+	s := &store{dsn: cliDSN(tdb), db: tdb.Open(t)}
 	opts := []eventbus.Option{eventbus.WithLogger(quiet()), eventbus.WithCleanCron(""), eventbus.WithRunInterval(20 * time.Millisecond),
 		eventbus.WithLeaseDuration(2 * time.Second), eventbus.WithStartPosition(eventbus.StartFromEarliest)}
 	orders, err := eventbus.NewEventBus("orders", s.db, append(opts, eventbus.WithTXCheckTimeout(time.Hour))...)

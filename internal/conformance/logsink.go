@@ -17,6 +17,9 @@ type logSink struct {
 	next    slog.Handler
 }
 
+// logCtxKey marks a context value the sink records as attribute "ctx".
+type logCtxKey struct{}
+
 type logRecord struct {
 	msg   string
 	attrs map[string]string
@@ -39,6 +42,9 @@ func (s *logSink) Handle(ctx context.Context, r slog.Record) error {
 		rec.attrs[a.Key] = a.Value.String()
 		return true
 	})
+	if v, ok := ctx.Value(logCtxKey{}).(string); ok {
+		rec.attrs["ctx"] = v // what a user's handler would read from the context
+	}
 	s.mu.Lock()
 	*s.records = append(*s.records, rec)
 	s.mu.Unlock()

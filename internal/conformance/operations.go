@@ -106,11 +106,11 @@ func testSeekPositions(t *testing.T, tdb *dbtest.Database) {
 	if _, err := bus.SeekService(ctx, "no-such-service", eventbus.SeekEarliest); !errors.Is(err, eventbus.ErrServiceNotFound) {
 		t.Errorf("seek of an unknown service: %v, want ErrServiceNotFound", err)
 	}
-	if _, err := bus.SeekService(ctx, "seeker", eventbus.SeekAfter(1<<40)); !errors.Is(err, eventbus.ErrInvalidOption) {
-		t.Errorf("seek past the head: %v, want ErrInvalidOption", err)
+	if _, err := bus.SeekService(ctx, "seeker", eventbus.SeekAfter(1<<40)); !errors.Is(err, eventbus.ErrInvalidArgument) {
+		t.Errorf("seek past the head: %v, want ErrInvalidArgument", err)
 	}
-	if _, err := bus.SeekService(ctx, "seeker", eventbus.SeekAfter(-1)); !errors.Is(err, eventbus.ErrInvalidOption) {
-		t.Errorf("seek to -1: %v, want ErrInvalidOption", err)
+	if _, err := bus.SeekService(ctx, "seeker", eventbus.SeekAfter(-1)); !errors.Is(err, eventbus.ErrInvalidArgument) {
+		t.Errorf("seek to -1: %v, want ErrInvalidArgument", err)
 	}
 	if _, err := bus.SeekService(ctx, "bad name!", eventbus.SeekEarliest); !errors.Is(err, eventbus.ErrInvalidServiceName) {
 		t.Errorf("seek of an invalid name: %v, want ErrInvalidServiceName", err)
@@ -322,8 +322,8 @@ func testDeadLettersByFilter(t *testing.T, tdb *dbtest.Database) {
 	if len(first) != 4 || len(rest) != 2 {
 		t.Errorf("pages of %d and %d, want 4 and 2", len(first), len(rest))
 	}
-	if _, err := bus.DeadLettersWhere(ctx, eventbus.DeadLetterFilter{OlderThan: -1}, 0, 10); !errors.Is(err, eventbus.ErrInvalidOption) {
-		t.Errorf("negative age: %v, want ErrInvalidOption", err)
+	if _, err := bus.DeadLettersWhere(ctx, eventbus.DeadLetterFilter{OlderThan: -1}, 0, 10); !errors.Is(err, eventbus.ErrInvalidArgument) {
+		t.Errorf("negative age: %v, want ErrInvalidArgument", err)
 	}
 
 	// Replay one type: exactly those run again, once.
@@ -414,8 +414,8 @@ func testTransactionsListed(t *testing.T, tdb *dbtest.Database) {
 	if len(page) != 1 || page[0].ID != unresolved {
 		t.Errorf("after %d: %+v", pending, page)
 	}
-	if _, err := bus.Transactions(ctx, 0, 100, eventbus.TxCommitted); !errors.Is(err, eventbus.ErrInvalidOption) {
-		t.Errorf("listing committed ones: %v, want ErrInvalidOption", err)
+	if _, err := bus.Transactions(ctx, 0, 100, eventbus.TxCommitted); !errors.Is(err, eventbus.ErrInvalidArgument) {
+		t.Errorf("listing committed ones: %v, want ErrInvalidArgument", err)
 	}
 	got, err := bus.Transaction(ctx, committed)
 	must(t, err)

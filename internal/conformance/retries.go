@@ -229,8 +229,8 @@ func testDeadLetters(t *testing.T, tdb *dbtest.Database) {
 	if len(next) != 1 || next[0].Event.ID != ids[2] {
 		t.Fatalf("second page %v, want event %s", next, ids[2])
 	}
-	if _, err := bus.DeadLetters(ctx, 0, 0); !errors.Is(err, eventbus.ErrInvalidOption) {
-		t.Fatalf("limit 0: err %v, want ErrInvalidOption", err)
+	if _, err := bus.DeadLetters(ctx, 0, 0); !errors.Is(err, eventbus.ErrInvalidArgument) {
+		t.Fatalf("limit 0: err %v, want ErrInvalidArgument", err)
 	}
 
 	// Replay ids[0] twice: it is delivered once.

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dddbus/eventbus"
+	"gorm.io/driver/mysql"
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
@@ -49,17 +52,14 @@ type Database struct {
 	Dialect string
 	// Addr is the server's host:port ("" for SQLite).
 	Addr string
-	// DSN names the database for the command-line tool: sqlite:PATH,
-	// mysql:DSN or a postgres:// URL.
-	DSN string
 	// Isolation, if set, is every connection's session default isolation
 	// level ("serializable"); "" keeps the server's default.
 	Isolation string
-	open      func(t testing.TB, addr string, session map[string]string) *gorm.DB
+	dsn       func(addr string, session map[string]string) string // the DSN reaching the database through addr
 }
 
 // Open returns a new connection pool to the database, closed when t ends.
-func (d *Database) Open(t testing.TB) *gorm.DB { return d.open(t, d.Addr, nil) }
+func (d *Database) Open(t testing.TB) *gorm.DB { return OpenDSN(t, d.Dialect, d.DSN()) }
 
 // OpenSession returns a new pool whose every connection sets the given
 // session variables (MySQL: system variables such as time_zone or
@@ -69,7 +69,7 @@ func (d *Database) OpenSession(t testing.TB, vars map[string]string) *gorm.DB {
 	if d.Addr == "" {
 		t.Skip("SQLite has no session variables")
 	}
-	return d.open(t, d.Addr, vars)
+	return OpenDSN(t, d.Dialect, d.dsn(d.Addr, vars))
 }
 
 // OpenVia returns a new pool that reaches the server through addr (a proxy).
@@ -77,7 +77,32 @@ func (d *Database) OpenVia(t testing.TB, addr string) *gorm.DB {
 	if d.Addr == "" {
 		t.Skip("SQLite is embedded: there is no connection to proxy")
 	}
-	return d.open(t, addr, nil)
+	return OpenDSN(t, d.Dialect, d.dsn(addr, nil))
+}
+
+// DSN names the database for OpenDSN, for instance in another process.
+func (d *Database) DSN() string { return d.dsn(d.Addr, nil) }
+
+// OpenDSN returns a new connection pool to a database of dialect named by
+// dsn (Database.DSN), closed when t ends.
+func OpenDSN(t testing.TB, dialect, dsn string) *gorm.DB {
+	var db *gorm.DB
+	var err error
+	switch dialect {
+	case "sqlite":
+		db, err = eventbus.OpenSQLite(dsn)
+	case "mysql":
+		db, err = gorm.Open(mysql.Open(dsn), gormConfig())
+	case "postgres":
+		db, err = gorm.Open(postgres.Open(dsn), gormConfig())
+	default:
+		err = fmt.Errorf("unknown dialect %q", dialect)
+	}
+	if err != nil {
+		t.Fatalf("open %s: %v", dialect, err)
+	}
+	closeOnCleanup(t, db)
+	return db
 }
 
 // uniqueName returns a name that starts with the creation time, so stale

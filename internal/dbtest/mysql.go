@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	mysqldrv "github.com/go-sql-driver/mysql"
-	"gorm.io/driver/mysql"
-	"gorm.io/gorm"
 )
 
 var mysqlSweep sync.Once
@@ -67,25 +65,18 @@ func mysqlOn(t testing.TB, dsn string, sweep bool) *Database {
 		}
 	})
 	d := &Database{Dialect: "mysql", Addr: cfg.Addr}
-	named := cfg.Clone()
-	named.DBName = name
-	d.DSN = "mysql:" + named.FormatDSN()
-	d.open = func(t testing.TB, addr string, session map[string]string) *gorm.DB {
+	isoVar := isolationVar(t, cfg)
+	d.dsn = func(addr string, session map[string]string) string {
 		c := cfg.Clone()
 		c.DBName, c.Addr = name, addr
 		c.Params = map[string]string{}
 		if d.Isolation != "" {
-			c.Params[isolationVar(t, cfg)] = "'" + strings.ToUpper(d.Isolation) + "'"
+			c.Params[isoVar] = "'" + strings.ToUpper(d.Isolation) + "'"
 		}
 		for k, v := range session {
 			c.Params[k] = v
 		}
-		db, err := gorm.Open(mysql.Open(c.FormatDSN()), gormConfig())
-		if err != nil {
-			t.Fatalf("open mysql: %v", err)
-		}
-		closeOnCleanup(t, db)
-		return db
+		return c.FormatDSN()
 	}
 	return d
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	"gorm.io/driver/postgres"
-	"gorm.io/gorm"
 )
 
 var pgSweep sync.Once
@@ -56,12 +54,7 @@ func postgresOn(t testing.TB, dsn string, sweep bool) *Database {
 		}
 	})
 	d := &Database{Dialect: "postgres", Addr: u.Host}
-	named := *u
-	q := named.Query()
-	q.Set("search_path", name)
-	named.RawQuery = q.Encode()
-	d.DSN = named.String()
-	d.open = func(t testing.TB, addr string, session map[string]string) *gorm.DB {
+	d.dsn = func(addr string, session map[string]string) string {
 		c := *u
 		c.Host = addr
 		q := c.Query()
@@ -73,12 +66,7 @@ func postgresOn(t testing.TB, dsn string, sweep bool) *Database {
 			q.Set(k, v)
 		}
 		c.RawQuery = q.Encode()
-		db, err := gorm.Open(postgres.Open(c.String()), gormConfig())
-		if err != nil {
-			t.Fatalf("open postgres: %v", err)
-		}
-		closeOnCleanup(t, db)
-		return db
+		return c.String()
 	}
 	return d
 }

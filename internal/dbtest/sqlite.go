@@ -3,9 +3,6 @@ package dbtest
 import (
 	"path/filepath"
 	"testing"
-
-	"github.com/dddbus/eventbus"
-	"gorm.io/gorm"
 )
 
 // SQLite returns a fresh SQLite file in t's temp dir.
@@ -13,14 +10,6 @@ func SQLite(t testing.TB) *Database {
 	path := filepath.Join(t.TempDir(), "events.db")
 	return &Database{
 		Dialect: "sqlite",
-		DSN:     "sqlite:" + path,
-		open: func(t testing.TB, _ string, _ map[string]string) *gorm.DB {
-			db, err := eventbus.OpenSQLite(path)
-			if err != nil {
-				t.Fatalf("open sqlite: %v", err)
-			}
-			closeOnCleanup(t, db)
-			return db
-		},
+		dsn:     func(string, map[string]string) string { return path },
 	}
 }

@@ -1,0 +1,189 @@
+package eventbus
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+
+	"github.com/dddbus/eventbus/ddd"
+	"gorm.io/gorm"
+)
+
+// callerTx returns the connection of the transaction that ctx carries
+// (ddd.ContextWithTx or ddd.ContextWithSQLTx) once it is known to be usable
+// and on the bus's database; inCaller is false when ctx carries none.
+//
+// A transaction begun on the bus's own pool is accepted as it is. Any
+// other (a second pool of the same DSN, a *sql.Tx of another *sql.DB) is
+// identified by one query on its own connection, compared with the bus's
+// database: same server, same database, and the bus's events table as the
+// transaction's connection resolves it (schema, search_path, prefix). It
+// reads no user table, so it takes no lock and cannot fail in a way that
+// aborts a PostgreSQL transaction.
+func (b *EventBus) callerTx(ctx context.Context) (conn gorm.ConnPool, inCaller bool, err error) {
+	carried, ok := ddd.CarriedTx(ctx)
+	if !ok {
+		return nil, false, nil
+	}
+	var pool *sql.DB
+	kind := ""
+	switch tx := carried.(type) {
+	case *gorm.DB:
+		if tx == nil || tx.Config == nil || tx.Statement == nil || tx.Statement.ConnPool == nil {
+			return nil, true, fmt.Errorf("%w: a nil or zero *gorm.DB (use the tx of db.Transaction or db.Begin)", ErrInvalidTransaction)
+		}
+		if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); !ok {
+			return nil, true, fmt.Errorf("%w: the *gorm.DB is not in a transaction (use the tx of db.Transaction or db.Begin)", ErrInvalidTransaction)
+		}
+		conn = tx.Statement.ConnPool
+		pool, _ = tx.DB()
+		if tx.Dialector != nil {
+			kind = tx.Dialector.Name()
+		}
+	case *sql.Tx:
+		if tx == nil {
+			return nil, true, fmt.Errorf("%w: a nil *sql.Tx", ErrInvalidTransaction)
+		}
+		conn, pool = tx, poolOf(tx)
+		if pool != nil {
+			kind = dialectOfDriver(pool.Driver())
+		}
+	}
+	if pool == b.sqlDB {
+		return conn, true, nil
+	}
+	// Another kind of database is told apart without a query, which would
+	// be a syntax error there (and abort a PostgreSQL transaction).
+	if kind != "" && kind != b.d.name() {
+		return nil, true, fmt.Errorf("%w: the transaction is on a %s database; the bus is on %s", ErrForeignTransaction, kind, b.d.name())
+	}
+	if err := b.sameDatabase(ctx, conn); err != nil {
+		return nil, true, err
+	}
+	return conn, true, nil
+}
+
+// poolOf returns the pool tx was begun on, or nil if it cannot tell:
+// database/sql does not expose it, so this reads the field GORM's DB()
+// reads. Should a Go release rename it, tx is identified by query instead.
+func poolOf(tx *sql.Tx) *sql.DB {
+	f := reflect.ValueOf(tx).Elem().FieldByName("db")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[*sql.DB]() {
+		return nil
+	}
+	return (*sql.DB)(f.UnsafePointer())
+}
+
+// dialectOfDriver names the dialect of a database/sql driver by its
+// package ("" when unknown): go-sql-driver/mysql, pgx or lib/pq, and the
+// SQLite drivers.
+func dialectOfDriver(d driver.Driver) string {
+	rt := reflect.TypeOf(d)
+	if rt == nil {
+		return ""
+	}
+	path := strings.ToLower(derefPkgPath(rt))
+	switch {
+	case strings.Contains(path, "sqlite"):
+		return "sqlite"
+	case strings.Contains(path, "mysql"):
+		return "mysql"
+	case strings.Contains(path, "pgx"), strings.HasSuffix(path, "/pq"), strings.Contains(path, "postgres"):
+		return "postgres"
+	}
+	return ""
+}
+
+func derefPkgPath(rt reflect.Type) string {
+	for rt.Kind() == reflect.Pointer {
+		rt = rt.Elem()
+	}
+	return rt.PkgPath()
+}
+
+// dbIdentity is the bus's database as its own pool sees it, refreshed when
+// a transaction's differs (after a server restart, say) before refusing.
+type dbIdentity struct {
+	mu sync.Mutex
+	id string
+}
+
+// sameDatabase returns nil if conn's database is the bus's.
+func (b *EventBus) sameDatabase(ctx context.Context, conn gorm.ConnPool) error {
+	theirs, err := b.identify(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("identify the transaction's database: %w", err)
+	}
+	b.ident.mu.Lock()
+	defer b.ident.mu.Unlock()
+	if theirs == b.ident.id && theirs != "" {
+		return nil
+	}
+	ours, err := b.identify(ctx, b.sqlDB)
+	if err != nil {
+		return fmt.Errorf("identify the bus's database: %w", err)
+	}
+	b.ident.id = ours
+	if theirs != ours || theirs == "" {
+		return fmt.Errorf("%w: the transaction is on %s; the bus is on %s", ErrForeignTransaction, describe(theirs), describe(ours))
+	}
+	return nil
+}
+
+func describe(id string) string {
+	if id == "" {
+		return "an unidentifiable database (in-memory SQLite)"
+	}
+	return id
+}
+
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// identify describes the database that q's connection writes the bus's
+// tables to, or returns "" when it cannot be told apart from others.
+//
+//   - PostgreSQL: the server's start time (microseconds), the database, and
+//     the oid of <prefix>events as the connection's search_path resolves it.
+//   - MySQL/MariaDB: the server's host name, port, data directory, id and
+//     start time (from UUID_SHORT), and the current database.
+//   - SQLite: the path of the main database file ("" for in-memory ones).
+func (b *EventBus) identify(ctx context.Context, q rowQuerier) (string, error) {
+	// The table name is validated ([a-z][a-z0-9_]*) and written into the
+	// text: a query without arguments is one round trip on every driver.
+	var a, c, d sql.NullString
+	var err error
+	switch b.d.name() {
+	case "postgres":
+		err = q.QueryRowContext(ctx, "SELECT pg_postmaster_start_time()::text, current_database(), to_regclass('"+
+			b.q.events+"')::oid::text").Scan(&a, &c, &d)
+		return fmt.Sprintf("PostgreSQL server started %s, database %s, table %s (oid %s)", a.String, c.String, b.q.events, orNone(d)), err
+	case "mysql":
+		// UUID_SHORT's bits above the low 24 are the server id and start
+		// time: servers cloned with the same host name, port and data
+		// directory still differ, as long as they did not start in the same
+		// second. The events table is not looked up: on the same server
+		// and database it is the bus's (information_schema would double
+		// the query's cost).
+		err = q.QueryRowContext(ctx, "SELECT CONCAT(@@hostname, ':', @@port, ' ', @@datadir, ' #', UUID_SHORT() >> 24), DATABASE()").Scan(&a, &c)
+		return fmt.Sprintf("MySQL server %s, database %s", a.String, orNone(c)), err
+	default:
+		err = q.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&a)
+		if err != nil || a.String == "" {
+			return "", err
+		}
+		return "SQLite file " + a.String, nil
+	}
+}
+
+func orNone(s sql.NullString) string {
+	if !s.Valid || s.String == "" {
+		return "none"
+	}
+	return s.String
+}

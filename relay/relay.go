@@ -1,0 +1,179 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/dddbus/eventbus"
+	"github.com/dddbus/eventbus/ddd"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"gorm.io/gorm"
+)
+
+// Relay publishes the events of a bus's log to NATS JetStream. It is a
+// service of the bus: it has its own offset, lease (one instance of the
+// relay works at a time; start several for failover), retry store and dead
+// letters, and it sees every event committed after it was first
+// registered (or from eventbus.WithStartPosition, through WithBusOptions).
+//
+// Each event is published to the subject its SubjectFunc names, with its
+// id as Nats-Msg-Id, and the handler returns only when JetStream has
+// acknowledged it: the service's offset moves past an event only after
+// its ack, so nothing committed is lost, whatever fails.
+//
+// While NATS fails (down, restarting, cut off, no stream for the subject)
+// the publish is retried in place with a backoff, and later events of that
+// sender wait behind it: the bus handles one sender's events one at a
+// time, so one sender's events reach the subject in log order. Failures
+// never reach the bus's retry store, where a later event of the sender
+// could overtake the failed one. Only an event that can never be
+// published (no valid subject, larger than the server's max payload or
+// the stream's max message size) fails: it becomes a dead letter of the
+// relay's service at once (Bus().DeadLetters, ReplayDeadLetters).
+//
+// Duplicates: after a crash or a lease takeover the batch in flight is
+// published again; JetStream drops each event whose id it saw within the
+// stream's duplicate window (Duplicates, 2 minutes by default). A
+// duplicate reaches the stream only if it is published again after that
+// window: a relay that crashed mid-batch and restarts later than the
+// window, a stream whose window is shorter than that, or an event
+// routed to two streams.
+type Relay struct {
+	bus *eventbus.EventBus
+	js  jetstream.JetStream
+	cfg relayConfig
+
+	published, duplicates, failures atomic.Int64
+}
+
+// New returns a relay of the outbox in db to js. It creates the relay's
+// bus (the service named by WithServiceName) and registers its handler, so
+// the service's offset starts now; Run starts relaying.
+func New(db *gorm.DB, js jetstream.JetStream, opts ...Option) (*Relay, error) {
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", eventbus.ErrInvalidOption)
+	}
+	cfg := relayConfig{
+		service:        DefaultServiceName,
+		subject:        SubjectFromType(DefaultSubjectPrefix),
+		publishTimeout: DefaultPublishTimeout,
+		maxBackoff:     DefaultMaxBackoff,
+		log:            slog.Default(),
+	}
+	if err := apply(&cfg, opts); err != nil {
+		return nil, err
+	}
+	busOpts := append([]eventbus.Option{
+		eventbus.WithConsumeConcurrent(DefaultRelayConcurrency),
+		eventbus.WithLimitPerRun(DefaultRelayBatch),
+		eventbus.WithLogger(cfg.log),
+	}, cfg.busOpts...)
+	busOpts = append(busOpts, eventbus.WithHandlerTimeout(0))
+	bus, err := eventbus.NewEventBus(cfg.service, db, busOpts...)
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{bus: bus, js: js, cfg: cfg}
+	r.cfg.log = cfg.log.With("relay", cfg.service)
+	if err := bus.RegisterEventHandler(r.publish); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Run relays until ctx is cancelled, then waits for the publishes in
+// flight and returns nil (see eventbus.EventBus.Start). A publish in
+// flight during a NATS outage is not abandoned: Run returns once NATS
+// acknowledged it. Ending the process instead is safe: the batch in
+// flight is published again at the next start.
+func (r *Relay) Run(ctx context.Context) error { return r.bus.Start(ctx) }
+
+// Bus returns the relay's bus: its service status (Services), dead letters
+// and Dispatch, for a process that produces through the relay's bus.
+func (r *Relay) Bus() *eventbus.EventBus { return r.bus }
+
+// Notify wakes the relay at once; call it after committing events in this
+// process (see eventbus.EventBus.Notify) if they were dispatched through
+// another bus than Bus().
+func (r *Relay) Notify() { r.bus.Notify() }
+
+// RelayStats counts what this relay instance did since it was created.
+type RelayStats struct {
+	Published  int64 // acknowledged by JetStream as new messages
+	Duplicates int64 // acknowledged as duplicates (already in the stream)
+	Failures   int64 // failed publish attempts (each retry counts)
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Relay) Stats() RelayStats {
+	return RelayStats{Published: r.published.Load(), Duplicates: r.duplicates.Load(), Failures: r.failures.Load()}
+}
+
+// publish is the relay's event handler: it returns nil once JetStream
+// acknowledged evt, retrying until then; a permanent failure is returned
+// as ddd.Permanent (a dead letter at once).
+func (r *Relay) publish(_ context.Context, evt *ddd.DomainEvent) error {
+	subject, err := r.subjectOf(evt)
+	if err == nil {
+		err = ValidateSubject(subject)
+	}
+	if err != nil {
+		return ddd.Permanent(fmt.Errorf("subject of %s %s: %w", evt.Type, evt.ID, err))
+	}
+	msg, err := Encode(subject, evt)
+	if err != nil {
+		return ddd.Permanent(err)
+	}
+	var backoff time.Duration
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.publishTimeout)
+		ack, err := r.js.PublishMsg(ctx, msg)
+		cancel()
+		if err == nil {
+			if ack.Duplicate {
+				r.duplicates.Add(1)
+			} else {
+				r.published.Add(1)
+			}
+			if attempt > 1 {
+				r.cfg.log.Info("relay: published after retrying", "event_id", evt.ID, "subject", subject, "attempts", attempt)
+			}
+			return nil
+		}
+		r.failures.Add(1)
+		if permanentPublishError(err) {
+			return ddd.Permanent(fmt.Errorf("publish %s to %s: %w", evt.ID, subject, err))
+		}
+		backoff = min(max(backoff*2, 50*time.Millisecond), r.cfg.maxBackoff)
+		if attempt == 1 || attempt%20 == 0 {
+			r.cfg.log.Warn("relay: publish failed; retrying (later events of this sender wait)",
+				"event_id", evt.ID, "subject", subject, "attempt", attempt, "backoff", backoff, "err", err)
+		}
+		time.Sleep(backoff) // a backoff between attempts, not a wait for a condition
+	}
+}
+
+// subjectOf calls the SubjectFunc; a panic in it is an error, so that the
+// event becomes a dead letter like one whose subject is invalid.
+func (r *Relay) subjectOf(evt *ddd.DomainEvent) (subject string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("SubjectFunc panicked: %v", p)
+		}
+	}()
+	return r.cfg.subject(evt)
+}
+
+// permanentPublishError reports errors that retrying cannot fix.
+func permanentPublishError(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum {
+		return true
+	}
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
+}
