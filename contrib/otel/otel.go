@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // ScopeName is the instrumentation scope of the tracer and the meter.
@@ -64,6 +65,8 @@ type config struct {
 }
 
 // WithTracerProvider sets where spans go. Default otel.GetTracerProvider().
+// With noop.NewTracerProvider() the instrumentation records metrics alone,
+// and skips the span work (trace context is then neither written nor read).
 func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tp = tp } }
 
 // WithMeterProvider sets where metrics go. Default otel.GetMeterProvider().
@@ -84,6 +87,7 @@ func WithLinkOnly() Option { return func(c *config) { c.linkOnly = true } }
 type Instrumentation struct {
 	eventbus.BaseObserver
 	tracer   trace.Tracer
+	noTrace  bool // the tracer provider is the no-op one: metrics alone
 	prop     propagation.TextMapPropagator
 	linkOnly bool
 	meter    metric.Meter
@@ -110,8 +114,10 @@ func New(opts ...Option) (*Instrumentation, error) {
 	if c.prop == nil {
 		return nil, errors.New("eventbusotel: nil propagator")
 	}
+	_, noTrace := c.tp.(noop.TracerProvider)
 	i := &Instrumentation{
 		tracer:   c.tp.Tracer(ScopeName),
+		noTrace:  noTrace,
 		prop:     c.prop,
 		linkOnly: c.linkOnly,
 		meter:    c.mp.Meter(ScopeName),

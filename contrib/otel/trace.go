@@ -44,6 +44,9 @@ func operation(transactional bool) (string, attribute.KeyValue) {
 // DispatchStart starts the producer span ("send TYPE", or "create TYPE"
 // for DispatchBegin) and writes its context into every event's metadata.
 func (i *Instrumentation) DispatchStart(ctx context.Context, e eventbus.DispatchStart) context.Context {
+	if i.noTrace {
+		return ctx
+	}
 	op, opType := operation(e.Transactional)
 	dest := destination(e)
 	attrs := []attribute.KeyValue{systemAttr, semconv.MessagingOperationName(op), opType, ServiceKey.String(e.Service)}
@@ -69,6 +72,10 @@ func (i *Instrumentation) DispatchStart(ctx context.Context, e eventbus.Dispatch
 
 // DispatchEnd ends the producer span, with the error if there was one.
 func (i *Instrumentation) DispatchEnd(ctx context.Context, e eventbus.DispatchEnd) {
+	if i.noTrace {
+		i.recordDispatch(ctx, e)
+		return
+	}
 	span := trace.SpanFromContext(ctx)
 	if e.Err != nil {
 		span.RecordError(e.Err)
@@ -83,6 +90,9 @@ func (i *Instrumentation) DispatchEnd(ctx context.Context, e eventbus.DispatchEn
 // call: a child of the producer's span (or, with WithLinkOnly, a new trace
 // linked to it), carried by the handler's context.
 func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerStart) context.Context {
+	if i.noTrace {
+		return ctx
+	}
 	evt := e.Event
 	var buf [5]trace.SpanStartOption
 	opts := append(buf[:0], consumerKind, processAttrs,
@@ -108,6 +118,10 @@ func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerSt
 // failure as an error (with an event "dead_letter" when the event became
 // one), and counts it.
 func (i *Instrumentation) HandlerEnd(ctx context.Context, e eventbus.HandlerEnd) {
+	if i.noTrace {
+		i.recordHandler(ctx, e)
+		return
+	}
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(OutcomeKey.String(e.Outcome.String()))
 	if e.Err != nil {
