@@ -113,9 +113,12 @@ const (
 	// OutcomeDeadLetter: the call failed and the retry strategy gave up
 	// (or the error was ddd.Permanent): the event becomes a dead letter.
 	OutcomeDeadLetter
-	// OutcomeAbandoned: the bus stopped waiting for the call before it
-	// could record an outcome; the event will be delivered again (or its
-	// result recorded when the call returns).
+	// OutcomeAbandoned: the bus stopped waiting for the call without a
+	// result: a stop's ShutdownGrace ran out (the event is left to the next
+	// owner), or, with HandlerTimeout 0, the call was set aside (its result
+	// is recorded by a later retry phase when it returns, and not observed
+	// then). A call abandoned past HandlerTimeout is a failed attempt
+	// instead: OutcomeRetry or OutcomeDeadLetter, with an Err saying so.
 	OutcomeAbandoned
 )
 

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,64 @@ import (
 func init() {
 	register("ObserverSeesWhatTheBusDoes", testObserver)
 	register("ObserverPanicsDoNotBreakTheBus", testObserverPanics)
+	register("ObserverSeesAbandonedCalls", testObserverAbandoned)
+}
+
+// testObserverAbandoned: a call that ignores its context past
+// HandlerTimeout is a failed attempt that says so; one still running when
+// a stop's ShutdownGrace runs out is abandoned.
+func testObserverAbandoned(t *testing.T, tdb *dbtest.Database) {
+	db := tdb.Open(t)
+	obs := &seen{}
+	bus := newBus(t, db, "abandoning", eventbus.WithObserver(obs), eventbus.WithHandlerTimeout(100*time.Millisecond),
+		eventbus.WithShutdownGrace(100*time.Millisecond), eventbus.WithRetryStrategy(&eventbus.LimitRetry{Limit: 5}))
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	started := make(chan string, 16)
+	must(t, bus.RegisterEventHandler(func(_ context.Context, evt *ddd.DomainEvent) error {
+		started <- evt.Sender
+		<-release // ignores its context
+		return nil
+	}))
+	stuck := mustEvent(t, "stuck", 1)
+	must(t, bus.Dispatch(context.Background(), stuck))
+	stop := start(t, bus)
+	waitFor(t, 15*time.Second, "the timed-out call to be abandoned", func() bool {
+		o, _ := obs.outcomes(stuck.ID)
+		return len(o) >= 1
+	})
+	o, _ := obs.outcomes(stuck.ID)
+	obs.mu.Lock()
+	var end eventbus.HandlerEnd
+	for _, e := range obs.ends {
+		if e.Event.ID == stuck.ID {
+			end = e
+			break
+		}
+	}
+	obs.mu.Unlock()
+	if o[0] != eventbus.OutcomeRetry || end.Err == nil || !strings.Contains(end.Err.Error(), "abandoned") {
+		t.Errorf("a call abandoned past HandlerTimeout: %s, %v; want a retry whose error says it was abandoned", o[0], end.Err)
+	}
+	// Another sender's call is running when the bus stops.
+	late := mustEvent(t, "late", 1)
+	must(t, bus.Dispatch(context.Background(), late))
+	waitFor(t, 15*time.Second, "the second call to start", func() bool {
+		for {
+			select {
+			case s := <-started:
+				if s == "late" {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	})
+	stop()
+	if o, _ := obs.outcomes(late.ID); len(o) != 1 || o[0] != eventbus.OutcomeAbandoned {
+		t.Errorf("a call still running when ShutdownGrace ran out: %v, want abandoned", o)
+	}
 }
 
 // seen records what an observer was told.
