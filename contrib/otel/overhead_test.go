@@ -36,17 +36,18 @@ type discard struct{}
 func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (discard) Shutdown(context.Context) error                             { return nil }
 
-// configuration is one side of the comparison: nil inst is "off".
+// configuration is one side of the comparison: nil obs is "off".
 type configuration struct {
 	name string
-	inst *eventbusotel.Instrumentation
+	obs  eventbus.Observer
 }
 
 // configurations returns off and the instrumentation as a production
 // program would set it up: metrics aggregated by the SDK (a reader that is
 // not collected here) and spans batched to an exporter, every one sampled
 // ("on") or a tenth of the traces, parent-based ("on-10%"); and metrics
-// alone, with a no-op tracer provider ("metrics").
+// alone, with a no-op tracer provider ("metrics"); and an observer that
+// does nothing ("hooks": what the bus's calls of an Observer cost).
 func configurations(b *testing.B) []configuration {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
@@ -66,7 +67,7 @@ func configurations(b *testing.B) []configuration {
 		must(b, err)
 		out = append(out, configuration{c.name, inst})
 	}
-	return out
+	return append(out, configuration{"hooks", eventbus.BaseObserver{}})
 }
 
 func quietOptions(extra ...eventbus.Option) []eventbus.Option {
@@ -75,7 +76,7 @@ func quietOptions(extra ...eventbus.Option) []eventbus.Option {
 }
 
 // BenchmarkOverhead measures what tracing and metrics cost, side by side:
-// each round runs every configuration (off, on, on-10%, metrics: see
+// each round runs every configuration (off, on, on-10%, metrics, hooks: see
 // configurations) one after the other, in an order that rotates, on the
 // same database; the medians over the rounds are reported with their
 // ratios to off.
@@ -95,7 +96,7 @@ func BenchmarkOverhead(b *testing.B) {
 			db := target.New(b).Open(b)
 			configs := configurations(b)
 			b.Run("dispatch", func(b *testing.B) {
-				sides(b, configs, func(c configuration, round int) sample { return dispatchRate(b, db, c.inst, round) })
+				sides(b, configs, func(c configuration, round int) sample { return dispatchRate(b, db, c.obs, round) })
 			})
 			backlog(b, db, *overheadEvents)
 			b.Run("drain", func(b *testing.B) {
@@ -177,17 +178,17 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func busFor(b *testing.B, db *gorm.DB, service string, inst *eventbusotel.Instrumentation, extra ...eventbus.Option) *eventbus.EventBus {
-	if inst != nil {
-		extra = append(extra, eventbus.WithObserver(inst))
+func busFor(b *testing.B, db *gorm.DB, service string, obs eventbus.Observer, extra ...eventbus.Option) *eventbus.EventBus {
+	if obs != nil {
+		extra = append(extra, eventbus.WithObserver(obs))
 	}
 	bus, err := eventbus.NewEventBus(service, db, quietOptions(extra...)...)
 	must(b, err)
 	return bus
 }
 
-func dispatchRate(b *testing.B, db *gorm.DB, inst *eventbusotel.Instrumentation, round int) sample {
-	bus := busFor(b, db, "producer", inst)
+func dispatchRate(b *testing.B, db *gorm.DB, obs eventbus.Observer, round int) sample {
+	bus := busFor(b, db, "producer", obs)
 	const producers = 8
 	n := *overheadEvents
 	return measured(b, n, func(func()) {
@@ -249,7 +250,7 @@ func backlog(b *testing.B, db *gorm.DB, n int) {
 // the first handler call.
 func drainRate(b *testing.B, db *gorm.DB, c configuration, round int, work time.Duration, n int) sample {
 	service := fmt.Sprintf("drain-%d-%d-%s", round, work.Milliseconds(), strings.TrimSuffix(c.name, "%"))
-	bus := busFor(b, db, service, c.inst)
+	bus := busFor(b, db, service, c.obs)
 	return measured(b, n, func(started func()) {
 		var handled atomic.Int64
 		var first sync.Once
