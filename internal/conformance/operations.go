@@ -219,7 +219,8 @@ func testSeekFencesOwner(t *testing.T, tdb *dbtest.Database) {
 	ctx := context.Background()
 	db := tdb.Open(t)
 	producer := newBus(t, db, "fence-producer")
-	bus := newBus(t, db, "fenced")
+	obs := &seen{}
+	bus := newBus(t, db, "fenced", eventbus.WithObserver(obs))
 	rec := newRecorder()
 	must(t, bus.RegisterEventHandler(rec.handle))
 	ids := dispatchN(t, producer, "fence", 1, 5)
@@ -245,6 +246,17 @@ func testSeekFencesOwner(t *testing.T, tdb *dbtest.Database) {
 	}
 	more := dispatchN(t, producer, "fence", 6, 2)
 	waitFor(t, 15*time.Second, "new events after the seek", func() bool { return rec.count1(more[0]) && rec.count1(more[1]) })
+	// The owner saw its lease taken and took it again.
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	var kinds []eventbus.LeaseChangeKind
+	for _, l := range obs.leases {
+		kinds = append(kinds, l.Kind)
+	}
+	if len(kinds) < 3 || kinds[0] != eventbus.LeaseAcquired || kinds[1] != eventbus.LeaseLost || kinds[2] != eventbus.LeaseAcquired ||
+		obs.leases[2].Epoch <= obs.leases[0].Epoch || obs.leases[2].Offset != 0 {
+		t.Errorf("lease changes %+v: want acquired, lost (the seek), acquired again at offset 0 with a higher epoch", obs.leases)
+	}
 }
 
 func (r *recorder) countOf(id string) int {
