@@ -26,18 +26,7 @@ func (b *EventBus) DeadLetters(ctx context.Context, afterSeq int64, limit int) (
 	if limit < 1 || limit > 1000 {
 		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
-	var out []DeadLetter
-	err := b.query(ctx, nil, b.q.listDead, []any{b.service, afterSeq, limit}, func(rows *sql.Rows) error {
-		dl, err := scanDeadLetter(rows)
-		if err == nil {
-			out = append(out, dl)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
-	}
-	return out, nil
+	return b.deadLetters(ctx, b.q.listDead, []any{b.service, afterSeq, limit})
 }
 
 // CountDeadLetters returns how many dead letters this service has.

@@ -70,8 +70,13 @@ func (b *EventBus) DeadLettersWhere(ctx context.Context, f DeadLetterFilter, aft
 		return nil, err
 	}
 	query, fargs := b.deadLettersQuery("r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at", f)
+	return b.deadLetters(ctx, query, append(append([]any{b.service, afterSeq}, fargs...), limit))
+}
+
+// deadLetters runs a query of listDead's columns.
+func (b *EventBus) deadLetters(ctx context.Context, query string, args []any) ([]DeadLetter, error) {
 	var out []DeadLetter
-	err := b.query(ctx, nil, query, append(append([]any{b.service, afterSeq}, fargs...), limit), func(rows *sql.Rows) error {
+	err := b.query(ctx, nil, query, args, func(rows *sql.Rows) error {
 		dl, err := scanDeadLetter(rows)
 		if err == nil {
 			out = append(out, dl)
