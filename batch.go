@@ -144,8 +144,10 @@ func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, atte
 // dropLease forgets the lease after a failed commit: it was lost, or the
 // commit's outcome is unknown. Taking it again re-reads the stored offset.
 func (b *EventBus) dropLease(err error) error {
+	l := b.lease
 	b.lease = nil
 	if errors.Is(err, ErrLeaseLost) {
+		b.observeLease(context.Background(), LeaseLost, l)
 		b.log.Warn("eventbus: lease lost before commit; the new owner redoes the batch")
 		return nil
 	}

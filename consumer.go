@@ -257,7 +257,7 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 func (b *EventBus) number(ctx context.Context) error {
 	bctx, cancel := b.bounded(ctx)
 	defer cancel()
-	n, more, err := b.sequenceBatch(bctx)
+	n, more, err := b.sequenceObserved(bctx)
 	b.stats.sequenced.Add(int64(n))
 	if err != nil {
 		return err

@@ -26,22 +26,7 @@ func (b *EventBus) DeadLetters(ctx context.Context, afterSeq int64, limit int) (
 	if limit < 1 || limit > 1000 {
 		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
-	var out []DeadLetter
-	err := b.query(ctx, nil, b.q.listDead, []any{b.service, afterSeq, limit}, func(rows *sql.Rows) error {
-		var dl DeadLetter
-		var pk, failed int64
-		evt, err := scanEvent(rows, &pk, &dl.Attempts, &dl.LastError, &failed, &dl.Seq)
-		if err != nil {
-			return err
-		}
-		dl.Event, dl.FailedAt = evt, time.UnixMilli(failed).UTC()
-		out = append(out, dl)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
-	}
-	return out, nil
+	return b.deadLetters(ctx, b.q.listDead, []any{b.service, afterSeq, limit})
 }
 
 // CountDeadLetters returns how many dead letters this service has.

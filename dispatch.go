@@ -29,13 +29,15 @@ const insertChunk = 500
 // if any is invalid (nil, malformed, a payload over MaxPayloadBytes, or on
 // MySQL a row that cannot fit in the server's max_allowed_packet)
 // Dispatch returns an error wrapping ErrInvalidEvent and writes nothing.
-func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) error {
+func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) (err error) {
 	if ctx == nil {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	if len(events) == 0 {
 		return nil
 	}
+	ctx, observed := b.observeDispatch(ctx, events, false)
+	defer func() { observed(err) }()
 	args, sizes, err := b.eventRows(events, "dispatch")
 	if err != nil {
 		return err

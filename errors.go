@@ -61,4 +61,6 @@ var (
 	ErrLeaseLost = errors.New("eventbus: lease lost")
 	// ErrServiceActive: RemoveService was called while an instance holds the service's lease.
 	ErrServiceActive = errors.New("eventbus: service is running")
+	// ErrServiceNotFound: SeekService named a service that is not registered.
+	ErrServiceNotFound = errors.New("eventbus: service not found")
 )

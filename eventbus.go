@@ -50,7 +50,8 @@ type EventBus struct {
 	stmts     *stmtCache // shared with the other buses of sqlDB; nil: nothing kept prepared
 	ownTx     bool       // a statement of its own needs a transaction of its own (dialect.ownTx)
 	stats     counters
-	holds     holds // senders of calls the bus stopped waiting for
+	obsPanic  atomic.Int64 // when a panicking observer was last logged (Unix ns)
+	holds     holds        // senders of calls the bus stopped waiting for
 	// handlerParent is the handler calls' parent context while Start runs
 	// (see stopGrace); setAsideAfter, if set, replaces the constant of
 	// that name (tests).

@@ -55,6 +55,7 @@ func (l *lease) age() time.Duration {
 func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 	if l := b.lease; l != nil && l.isLost() {
 		b.lease = nil
+		b.observeLease(ctx, LeaseLost, l)
 	}
 	if l := b.lease; l != nil {
 		age := l.age()
@@ -68,10 +69,12 @@ func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 		case errors.Is(err, ErrLeaseLost):
 			b.log.Warn("eventbus: lease lost; another instance took over", "epoch", l.epoch)
 			b.lease = nil
+			b.observeLease(ctx, LeaseLost, l)
 		case age > b.opts.LeaseDuration*2/3:
 			// Could not renew in time: assume another instance will take
 			// over, and stop working under this lease.
 			b.lease = nil
+			b.observeLease(ctx, LeaseLost, l)
 			return nil, err
 		default:
 			return nil, err
@@ -109,6 +112,7 @@ func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
 	if l != nil {
 		b.lease = l
 		b.log.Info("eventbus: consuming", "owner", b.owner, "epoch", l.epoch, "offset", l.offset)
+		b.observeLease(ctx, LeaseAcquired, l)
 	}
 	return l, nil
 }
@@ -163,12 +167,15 @@ func (b *EventBus) fence(ctx context.Context, tx *sql.Tx, l *lease) error {
 // trusting it (a renewal that timed out), and no other instance can hold a
 // lease that names this one.
 func (b *EventBus) releaseLease(ctx context.Context) {
+	held := b.lease
 	b.lease = nil
 	if !b.registered.Load() {
 		return
 	}
 	if _, err := b.exec(ctx, nil, b.q.releaseLease, b.service, b.owner); err != nil {
 		b.log.Warn("eventbus: release lease", "err", err)
+	} else {
+		b.observeLease(ctx, LeaseReleased, held)
 	}
 }
 

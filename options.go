@@ -100,6 +100,9 @@ type Options struct {
 	AutoMigrate bool
 	// Logger receives the bus's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Observer is told what the bus does (see Observer; set with
+	// WithObserver). Default nil: none.
+	Observer Observer
 }
 
 // DefaultOptions returns the defaults documented on Options.

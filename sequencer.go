@@ -81,7 +81,7 @@ func (b *EventBus) sequenceInBackground(ctx context.Context) {
 		}()
 		for ctx.Err() == nil {
 			bctx, cancel := b.bounded(ctx)
-			n, more, err := b.sequenceBatch(bctx)
+			n, more, err := b.sequenceObserved(bctx)
 			cancel()
 			b.stats.sequenced.Add(int64(n))
 			if n > 0 {

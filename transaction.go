@@ -75,13 +75,15 @@ func newTxToken() int64 {
 // database, as for Dispatch (ErrForeignTransaction, ErrInvalidTransaction
 // otherwise). If neither Commit nor Rollback follows within
 // TXCheckTimeout, the TX checker decides.
-func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent) (context.Context, error) {
+func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent) (_ context.Context, err error) {
 	if ctx == nil {
 		return ctx, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	if len(events) == 0 {
 		return ctx, fmt.Errorf("%w: DispatchBegin needs at least one event", ErrInvalidEvent)
 	}
+	_, observed := b.observeDispatch(ctx, events, true) // the context returned stays the caller's
+	defer func() { observed(err) }()
 	evArgs, sizes, err := b.eventRows(events, "dispatch begin")
 	if err != nil {
 		return ctx, err
@@ -287,9 +289,9 @@ func (b *EventBus) alreadyResolved(ctx context.Context, tx *sql.Tx, ref txRef, w
 // one the cleaner may have removed after it was resolved (ErrTxCleaned): ids
 // at or below the highest one it removed. The cleaner deletes and raises
 // that mark in one transaction, so a row found missing here has its mark.
-func (b *EventBus) txNotStored(ctx context.Context, tx *sql.Tx, id int64) error {
+func (b *EventBus) txNotStored(ctx context.Context, on txConn, id int64) error {
 	var mark int64
-	if err := tx.QueryRowContext(ctx, b.q.txWatermark).Scan(&mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := b.queryRow(ctx, on, b.q.txWatermark, nil, &mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("transaction %d: read the cleaner's mark: %w", id, err)
 	}
 	if id <= mark {

@@ -50,12 +50,14 @@ func (b *EventBus) runBySender(admit, parent context.Context, h ddd.DomainEventH
 		pos         int
 		fifoBlocked bool
 		running     atomic.Pointer[call] // the call in progress, for the stop below
+		observed    handlerObservation   // the call in progress, for the Observer
 	}
 	// settle records res for the lane's current record and moves past it.
 	settle := func(l *lane, res result) {
 		i := l.idx[l.pos]
 		switch res.verdict {
 		case unfinished: // not started (stopping), or still running when the stop's grace ran out
+			b.observeHandlerEnd(l.observed, recs[i].evt, res)
 			l.pos = len(l.idx)
 			return
 		case failed:
@@ -66,6 +68,7 @@ func (b *EventBus) runBySender(admit, parent context.Context, h ddd.DomainEventH
 			b.nextAttempt(parent, recs[i].evt, &res)
 			l.fifoBlocked = l.fifoBlocked || (recs[i].evt.SendType == ddd.SendFIFO && res.retry)
 		}
+		b.observeHandlerEnd(l.observed, recs[i].evt, res)
 		results[i] = res
 		l.pos++
 	}
@@ -99,7 +102,9 @@ func (b *EventBus) runBySender(admit, parent context.Context, h ddd.DomainEventH
 			if retrying {
 				row.attempts = attempts[i]
 			}
-			res, mine := b.invoke(admit, parent, h, r.evt, row, &l.running, func(res result) {
+			var hctx context.Context
+			hctx, l.observed = b.observeHandlerStart(parent, r, row.attempts+1)
+			res, mine := b.invoke(admit, hctx, h, r.evt, row, &l.running, func(res result) {
 				settle(l, res)
 				go work(l)
 			})
