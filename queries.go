@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -14,16 +15,16 @@ type queries struct {
 	now                                                 string
 	events, sequencer, services, retries, txs, txEvents string
 
-	// sequencer
-	hasUnsequenced, lockSequencer, readLastSeq, pickUnsequenced string
-	lockReadLastSeq                                             string // MySQL
-	sequenceCall                                                string // PostgreSQL
+	// sequencer (see sequencer.go): one server-side step each
+	seqStep, seqRegister string
+	seqProbe             string                                   // SQLite: the read before its step
+	seqTidy              func(settle, expire, sweep int64) string // PostgreSQL, MySQL: upkeep of the runs
 
 	// consumer
 	fetchEvents, fetchRetries string
 
 	// services and leases
-	ensureService, acquireLease, readLease, renewLease, releaseLease, commitOffset string
+	acquireLease, readLease, renewLease, releaseLease, commitOffset string
 	fence, serviceStatus, removeService, removeServiceRetries                      string
 
 	// retries and dead letters
@@ -54,22 +55,40 @@ func newQueries(d dialect, prefix string) *queries {
 	}
 	r := func(s string) string { return d.rebind(strings.ReplaceAll(s, "{now}", q.now)) }
 
-	// Sequencer (see sequencer.go). Its batches put their integers in the
-	// statement text: go-sql-driver/mysql would otherwise prepare, run and
-	// close every statement that has arguments (three round trips).
-	unnumbered := d.unnumbered(q.events)
-	q.hasUnsequenced = r("SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT 1")
-	q.pickUnsequenced = "SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + strconv.Itoa(sequenceBatch)
+	// Sequencer (see sequencer.go). Its integers go in the statement text:
+	// go-sql-driver/mysql would otherwise prepare, run and close every
+	// statement that has arguments (three round trips).
+	batch, span := strconv.Itoa(sequenceBatch), strconv.Itoa(sequenceSpan)
 	switch d.name() {
 	case "postgres":
-		// The batch is a function (migration 0003): one round trip.
-		q.sequenceCall = r("SELECT numbered, beyond FROM " + prefix + "sequence_batch(?, ?)")
+		// Procedures of migration 0007; INOUT parameters come back as a row.
+		q.seqStep = "CALL " + prefix + "sequence(" + batch + ", " + span + ", NULL, NULL)"
+		q.seqRegister = r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ", " + span + ", NULL)")
+		q.seqTidy = func(settle, expire, sweep int64) string {
+			return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s, NULL)", prefix, settle, expire, sweep, batch)
+		}
 	case "mysql":
-		q.lockReadLastSeq = "SELECT last_seq FROM " + q.sequencer + " WHERE id = 1 FOR UPDATE"
+		// Procedures of migration 0007; each returns one row.
+		q.seqStep = "CALL " + prefix + "sequence(" + batch + ")"
+		q.seqRegister = r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ")")
+		q.seqTidy = func(settle, expire, sweep int64) string {
+			return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s)", prefix, settle, expire, sweep, batch)
+		}
 	default:
-		// SQLite: the no-op UPDATE takes the write lock before anything is read.
-		q.lockSequencer = "UPDATE " + q.sequencer + " SET last_seq = last_seq WHERE id = 1"
-		q.readLastSeq = "SELECT last_seq FROM " + q.sequencer + " WHERE id = 1"
+		// SQLite: one UPDATE numbers the next rows from last_seq + 1 (the
+		// trigger of migration 0007 raises last_seq in the same
+		// statement), so the offset of a service starting at the latest
+		// position is last_seq plus the rows waiting, all numbered after it.
+		unnumbered := sqliteUnnumbered(q.events)
+		q.seqProbe = "SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT 1"
+		q.seqStep = "UPDATE " + q.events + " SET seq = n.seq FROM (" +
+			"SELECT id, (SELECT last_seq FROM " + q.sequencer + " WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY id) AS seq" +
+			" FROM (SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + batch + ")) AS n" +
+			" WHERE " + q.events + ".id = n.id AND " + q.events + ".seq IS NULL"
+		q.seqRegister = r(d.insertIgnore("INSERT INTO "+q.services+
+			" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
+			" SELECT ?1, CASE WHEN ?2 < 0 THEN last_seq + (SELECT COUNT(*) FROM "+q.events+" WHERE "+unnumbered+") ELSE ?2 END,"+
+			" '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
 	}
 
 	// Consumer.
@@ -86,9 +105,6 @@ func newQueries(d dialect, prefix string) *queries {
 
 	// Services and leases. version changes on every fenced write, so the
 	// affected-row count is exact on MySQL too (it counts changed rows).
-	q.ensureService = r(d.insertIgnore("INSERT INTO "+q.services+
-		" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
-		" SELECT ?, CASE WHEN ? < 0 THEN last_seq ELSE ? END, '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
 	q.acquireLease = r("UPDATE " + q.services + " SET owner = ?, epoch = epoch + 1, version = version + 1," +
 		" lease_until = {now} + ?, updated_at = {now} WHERE name = ? AND (lease_until < {now} OR owner = '' OR owner = ?)")
 	q.readLease = r("SELECT owner, epoch, consumed_seq FROM " + q.services + " WHERE name = ?")
@@ -211,29 +227,6 @@ func (q *queries) insertRetries(n int) string {
 // in returns "(?, ?, ...)" with n placeholders (not rebound).
 func in(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
-}
-
-// assignSeq returns the sequencer's UPDATE of ids: seq = id + delta keeps
-// the batch's id order and starts above the last sequence number. "seq IS
-// NULL" is re-checked on the current row version: should a snapshot ever
-// miss another batch's numbers, the count comes out short and the batch
-// rolls back instead of numbering a row twice.
-func (q *queries) assignSeq(delta int64, ids []int64) string {
-	var b strings.Builder
-	b.WriteString("UPDATE " + q.events + " SET seq = id + " + strconv.FormatInt(delta, 10) + " WHERE seq IS NULL AND id IN (")
-	for i, id := range ids {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatInt(id, 10))
-	}
-	b.WriteByte(')')
-	return b.String()
-}
-
-// saveLastSeq returns the sequencer's UPDATE of last_seq.
-func (q *queries) saveLastSeq(last int64) string {
-	return "UPDATE " + q.sequencer + " SET last_seq = " + strconv.FormatInt(last, 10) + " WHERE id = 1"
 }
 
 // deleteEventsByID returns the cleaner's DELETE of n event ids. Its
