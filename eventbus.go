@@ -154,7 +154,7 @@ func (b *EventBus) registerService(ctx context.Context) error {
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 	var err error
-	if b.q.seqProbe != "" { // SQLite: one INSERT
+	if b.q.seqIsUpdate { // SQLite: one INSERT
 		_, err = b.sqlDB.ExecContext(ctx, b.q.seqRegister, b.service, pos)
 	} else {
 		err = b.sqlDB.QueryRowContext(ctx, b.q.seqRegister, b.service, pos).Scan(new(bool))

@@ -75,9 +75,9 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 				{"poll from the start", queries["fetchEvents"], []any{0, 500}},
 				{"cleaner candidates", queries["cleanCandidates"], []any{sequenced - 1000, 0, 500}},
 			}
-			// The sequencer's probe is a statement of the bus on SQLite
-			// only (elsewhere it is inside a stored procedure, whose work
-			// TestSequencerProbeCostIsFlat checks).
+			// The sequencer's probe is a statement of the bus on SQLite and
+			// MySQL (on PostgreSQL it is inside a stored procedure, whose
+			// work TestSequencerProbeCostIsFlat checks).
 			probe, ok := queries["sequencerProbe"]
 			if ok {
 				checks = append(checks, check{"sequencer probe", probe, nil})

@@ -32,8 +32,9 @@ func TidyRuns(ctx context.Context, b *EventBus, settle, expire, sweep time.Durat
 	return b.tidyRuns(ctx, settle, expire, sweep)
 }
 
-// SequencerStatement is the statement of one sequencer step.
-func SequencerStatement(b *EventBus) string { return b.q.seqStep }
+// ProbeStatement is a statement that runs the sequencer's check for
+// committed, unnumbered events without numbering them (PostgreSQL).
+func ProbeStatement(b *EventBus) string { return "SELECT " + b.opts.TablePrefix + "sequence_pending()" }
 
 // IndexedQueries are the statements that run on every poll or clean and
 // must use an index, by name.

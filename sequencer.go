@@ -83,15 +83,15 @@ func (b *EventBus) sequence(ctx context.Context) (n int, more bool, err error) {
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 	if b.q.seqProbe != "" {
-		// SQLite: a read first, so that an idle poll does not take the
-		// write lock.
-		var id int64
-		switch err := b.queryRowPrepared(ctx, b.q.seqProbe).Scan(&id); {
+		var one int
+		switch err := b.queryRowPrepared(ctx, b.q.seqProbe).Scan(&one); {
 		case errors.Is(err, sql.ErrNoRows):
-			return 0, false, nil
+			return 0, false, nil // nothing waits
 		case err != nil:
 			return 0, false, fmt.Errorf("sequencer: probe: %w", err)
 		}
+	}
+	if b.q.seqIsUpdate {
 		res, err := b.sqlDB.ExecContext(ctx, b.q.seqStep)
 		if err != nil {
 			return 0, false, fmt.Errorf("sequencer: %w", err)

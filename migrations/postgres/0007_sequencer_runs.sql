@@ -33,15 +33,22 @@ INSERT INTO {{prefix}}sequencer_runs (version, lo, hi, created_at, settle_xid)
 SELECT 1, 1, NULL, 0, 0 WHERE NOT EXISTS (SELECT 1 FROM {{prefix}}sequencer_runs);
 
 -- Whether a committed row waits for a number in the current runs. It
--- takes no lock; each run costs an index probe.
+-- takes no lock; each run costs an index probe. The probes are LATERAL, so
+-- that no plan can read the index of unnumbered rows whole (with its
+-- entries of rows numbered behind an old snapshot) and join the runs to
+-- it: PL/pgSQL keeps a plan for the whole session, one made while the
+-- table was small among them. For the same reason, this function and
+-- sequence_step run with sequential scans off.
 CREATE OR REPLACE FUNCTION {{prefix}}sequence_pending() RETURNS boolean
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET enable_seqscan = off AS $$
 BEGIN
     RETURN EXISTS (
         SELECT 1 FROM {{prefix}}sequencer_runs r
-        WHERE r.version = (SELECT max(version) FROM {{prefix}}sequencer_runs)
-          AND EXISTS (SELECT 1 FROM {{prefix}}events e
-                      WHERE e.seq IS NULL AND e.id >= r.lo AND e.id <= COALESCE(r.hi, 9223372036854775807)));
+        CROSS JOIN LATERAL (
+            SELECT 1 FROM {{prefix}}events e
+             WHERE e.seq IS NULL AND e.id >= r.lo AND e.id <= COALESCE(r.hi, 9223372036854775807)
+             LIMIT 1) x
+         WHERE r.version = (SELECT max(version) FROM {{prefix}}sequencer_runs));
 END
 $$;
 
@@ -58,7 +65,7 @@ $$;
 -- began, nor before a lower row of its own transaction. It returns how
 -- many rows it numbered and whether committed rows still wait.
 CREATE OR REPLACE FUNCTION {{prefix}}sequence_step(batch_size integer, span bigint, OUT numbered bigint, OUT more boolean)
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
 DECLARE
     v_last  bigint;
     v_ver   bigint;
@@ -224,11 +231,13 @@ BEGIN
     -- The settle test and the look for committed rows share one statement,
     -- hence one snapshot: rows of the transactions it saw ended are visible.
     SELECT array_agg(r.lo) INTO v_drop FROM {{prefix}}sequencer_runs r
-     WHERE r.version = v_ver AND r.hi IS NOT NULL
+      LEFT JOIN LATERAL (
+          SELECT 1 AS busy FROM {{prefix}}events e
+           WHERE e.seq IS NULL AND e.id >= r.lo AND e.id <= r.hi LIMIT 1) x ON true
+     WHERE r.version = v_ver AND r.hi IS NOT NULL AND x.busy IS NULL
        AND (r.created_at <= v_now - expire_after
             OR (r.created_at <= v_now - settle_after
-                AND r.settle_xid <= pg_snapshot_xmin(pg_current_snapshot())::text::bigint))
-       AND NOT EXISTS (SELECT 1 FROM {{prefix}}events e WHERE e.seq IS NULL AND e.id >= r.lo AND e.id <= r.hi);
+                AND r.settle_xid <= pg_snapshot_xmin(pg_current_snapshot())::text::bigint));
     IF NOT v_sweep AND v_drop IS NULL THEN
         RETURN;
     END IF;
