@@ -27,7 +27,7 @@ type queries struct {
 
 	// services and leases
 	acquireLease, readLease, renewLease, releaseLease, commitOffset string
-	fence, serviceStatus, removeService, removeServiceRetries                      string
+	fence, serviceStatus, removeService, removeServiceRetries       string
 
 	// retries and dead letters
 	deleteRetry, updateRetry, listDead, countDead, replayDead, discardDead string

@@ -206,13 +206,15 @@ END //
 -- open transaction, and it is older than settle_after seconds, the margin
 -- for an id taken by an INSERT whose row is not written yet), or when it is
 -- older than expire_after seconds and holds no committed unnumbered row. A
--- row that comes later to a hole given up is found by the sweep: every
--- sweep_every seconds one instance walks the NULL entries of events_seq
--- below the open run (at the cost of those delete-marked) and puts any
--- committed row no run holds back into a run of its own. The holes to give
--- up are gathered, without the lock, in the session's temporary table
--- sequencer_ids (run_lo 1: expired, 0: to settle); the runs change only
--- under the sequencer's lock, and only if no batch changed them meanwhile.
+-- row that comes later to a hole given up is found by the sweep: once
+-- sweep_every seconds have passed since the last one, the next call walks
+-- the NULL entries of events_seq below the open run (at the cost of those
+-- delete-marked) and, only if it finds a committed row that no run holds,
+-- walks them again under the lock to put each such row back into a run of
+-- its own. The holes to give up are gathered, without the lock, in the
+-- session's temporary table sequencer_ids (run_lo 1: expired, 0: to
+-- settle); the runs change only under the sequencer's lock, and only if no
+-- batch changed them meanwhile.
 CREATE PROCEDURE {{prefix}}sequence_tidy(IN settle_after BIGINT, IN expire_after BIGINT, IN sweep_every BIGINT, IN batch_size INT)
     SQL SECURITY INVOKER
 BEGIN

@@ -20,6 +20,10 @@
 -- open run it is when the log below it was last swept. settle_xid is the
 -- first transaction id not yet assigned when the hole appeared: once every
 -- transaction below it has ended, no row can come to the hole any more.
+--
+-- The function of migration 0004 stays, for instances of the previous
+-- version during a rolling upgrade: it takes the same lock and numbers
+-- above the same last_seq, and rows it numbers inside runs are skipped.
 CREATE TABLE IF NOT EXISTS {{prefix}}sequencer_runs (
     version    BIGINT NOT NULL,
     lo         BIGINT NOT NULL,
@@ -55,44 +59,54 @@ $$;
 -- One batch, in the caller's transaction, which must run at READ
 -- COMMITTED so that each statement sees what committed before it. It locks
 -- the sequencer row, then picks, in one statement (one snapshot), the first
--- batch_size committed unnumbered ids of the runs in id order (at most
--- span ids from the first one in each run, so that no plan can sort a
--- whole backlog), numbers exactly those, seq = id + delta with delta
--- putting the first at last_seq + 1, and writes the runs left: a picked id
--- leaves its run, and the open run now starts above the last one picked.
--- As the pick is one snapshot and complete below its last id, a row is
--- never numbered before a row that had committed before its transaction
--- began, nor before a lower row of its own transaction. It returns how
--- many rows it numbered and whether committed rows still wait.
+-- batch_size committed unnumbered ids of the runs in id order: those of
+-- the holes (each probed on its own), then those of the open run, within
+-- span ids of its first one, so that no plan can sort a whole backlog. It
+-- numbers exactly those, seq = id + delta with delta putting the first at
+-- last_seq + 1, and writes the runs left: a picked id leaves its run, and
+-- the open run now starts above the last one picked. As the pick is one
+-- snapshot and complete below its last id, a row is never numbered before
+-- a row that had committed before its transaction began, nor before a
+-- lower row of its own transaction. It returns how many rows it numbered
+-- and whether committed rows still wait.
 CREATE OR REPLACE FUNCTION {{prefix}}sequence_step(batch_size integer, span bigint, OUT numbered bigint, OUT more boolean)
 LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
 DECLARE
     v_last  bigint;
     v_ver   bigint;
+    v_top   bigint;
     v_delta bigint;
     v_now   bigint := extract(epoch FROM clock_timestamp())::bigint;
     v_xid   bigint;
-    v_run   bigint[];
+    v_n     integer;
+    v_holes bigint[];
     v_ids   bigint[];
 BEGIN
     numbered := 0;
     more := false;
     SELECT last_seq INTO v_last FROM {{prefix}}sequencer WHERE id = 1 FOR UPDATE;
-    SELECT max(version) INTO v_ver FROM {{prefix}}sequencer_runs;
-    SELECT array_agg(p.run_lo ORDER BY p.id), array_agg(p.id ORDER BY p.id) INTO v_run, v_ids FROM (
-        SELECT r.lo AS run_lo, x.id
-          FROM {{prefix}}sequencer_runs r
-          CROSS JOIN LATERAL (
-              SELECT e.id FROM {{prefix}}events e
-               WHERE e.seq IS NULL AND e.id >= r.lo AND e.id <= COALESCE(r.hi, 9223372036854775807)
-               ORDER BY e.id LIMIT 1) f
-          CROSS JOIN LATERAL (
-              SELECT e.id FROM {{prefix}}events e
-               WHERE e.seq IS NULL AND e.id >= f.id AND e.id <= LEAST(COALESCE(r.hi, 9223372036854775807), f.id + span - 1)
-               ORDER BY e.id LIMIT batch_size) x
-         WHERE r.version = v_ver
-         ORDER BY x.id LIMIT batch_size) p;
-    IF v_ids IS NULL THEN
+    SELECT version, lo INTO v_ver, v_top FROM {{prefix}}sequencer_runs
+     WHERE version = (SELECT max(version) FROM {{prefix}}sequencer_runs) AND hi IS NULL;
+    WITH holes AS (
+        SELECT x.id FROM {{prefix}}sequencer_runs r
+        CROSS JOIN LATERAL (
+            SELECT e.id FROM {{prefix}}events e
+             WHERE e.seq IS NULL AND e.id >= r.lo AND e.id <= r.hi
+             ORDER BY e.id LIMIT batch_size) x
+         WHERE r.version = v_ver AND r.hi IS NOT NULL
+    ), first AS (
+        SELECT id FROM {{prefix}}events WHERE seq IS NULL AND id >= v_top ORDER BY id LIMIT 1
+    ), top AS (
+        SELECT id FROM {{prefix}}events
+         WHERE seq IS NULL AND id >= (SELECT id FROM first) AND id < (SELECT id FROM first) + span
+         ORDER BY id LIMIT batch_size
+    )
+    SELECT (SELECT array_agg(id ORDER BY id) FROM holes), (SELECT array_agg(id ORDER BY id) FROM top)
+      INTO v_holes, v_ids;
+    -- Every hole lies below the open run.
+    v_ids := (COALESCE(v_holes, '{}') || COALESCE(v_ids, '{}'))[1:batch_size];
+    v_n := cardinality(v_ids);
+    IF v_n = 0 THEN
         RETURN;
     END IF;
     -- Every id of a run was taken before this snapshot: a transaction that
@@ -103,23 +117,23 @@ BEGIN
     -- rescan per row (see migration 0004).
     UPDATE {{prefix}}events SET seq = id + v_delta WHERE id = ANY (v_ids) AND seq IS NULL;
     GET DIAGNOSTICS numbered = ROW_COUNT;
-    UPDATE {{prefix}}sequencer SET last_seq = v_ids[cardinality(v_ids)] + v_delta WHERE id = 1;
-    -- The runs left: each run cut at its picked ids, bounded by lo - 1 and
-    -- hi + 1 (a run without picks comes out whole). Holes cut from the open
-    -- run are new; pieces of a hole keep its age.
+    UPDATE {{prefix}}sequencer SET last_seq = v_ids[v_n] + v_delta WHERE id = 1;
+    -- The runs left: each run intersected with the gaps between the picked
+    -- ids (and before the first, after the last). A run without picks lies
+    -- in one gap and comes out whole. Holes cut from the open run are new;
+    -- pieces of a hole keep its age.
     INSERT INTO {{prefix}}sequencer_runs (version, lo, hi, created_at, settle_xid)
-    SELECT v_ver + 1, g.lo, g.hi,
-           CASE WHEN g.run_hi IS NULL AND g.hi IS NOT NULL THEN v_now ELSE g.created_at END,
-           CASE WHEN g.run_hi IS NULL AND g.hi IS NOT NULL THEN v_xid ELSE g.settle_xid END
-      FROM (SELECT r.hi AS run_hi, r.created_at, r.settle_xid, c.p + 1 AS lo,
-                   lead(c.p) OVER (PARTITION BY r.lo ORDER BY c.p) - 1 AS hi
-              FROM (SELECT u.run_lo, u.id AS p FROM unnest(v_run, v_ids) u(run_lo, id)
-                    UNION ALL
-                    SELECT lo, lo - 1 FROM {{prefix}}sequencer_runs WHERE version = v_ver
-                    UNION ALL
-                    SELECT lo, hi + 1 FROM {{prefix}}sequencer_runs WHERE version = v_ver AND hi IS NOT NULL) c
-              JOIN {{prefix}}sequencer_runs r ON r.version = v_ver AND r.lo = c.run_lo) g
-     WHERE (g.hi IS NULL AND g.run_hi IS NULL) OR g.lo <= g.hi;
+    SELECT v_ver + 1, GREATEST(r.lo, g.lo), LEAST(r.hi, g.hi),
+           CASE WHEN r.hi IS NULL AND g.hi IS NOT NULL THEN v_now ELSE r.created_at END,
+           CASE WHEN r.hi IS NULL AND g.hi IS NOT NULL THEN v_xid ELSE r.settle_xid END
+      FROM {{prefix}}sequencer_runs r
+      JOIN (SELECT NULL::bigint AS lo, v_ids[1] - 1 AS hi
+            UNION ALL
+            SELECT u.a + 1, u.b - 1 FROM unnest(v_ids[1:v_n - 1], v_ids[2:v_n]) u(a, b) WHERE u.b > u.a + 1
+            UNION ALL
+            SELECT v_ids[v_n] + 1, NULL) g
+        ON r.lo <= COALESCE(g.hi, 9223372036854775807) AND COALESCE(g.lo, 0) <= COALESCE(r.hi, 9223372036854775807)
+     WHERE r.version = v_ver;
     DELETE FROM {{prefix}}sequencer_runs WHERE version <= v_ver;
     more := {{prefix}}sequence_pending();
 END
@@ -175,6 +189,8 @@ BEGIN
             PERFORM set_config('synchronous_commit', 'off', true);
             SELECT s.more INTO v_more FROM {{prefix}}sequence_step(batch_size, span) s;
             COMMIT;
+            -- A transaction begun by COMMIT has the session's default level.
+            SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
             EXIT WHEN NOT v_more;
         END LOOP;
         PERFORM 1 FROM {{prefix}}sequencer WHERE id = 1 FOR UPDATE;
@@ -198,9 +214,10 @@ $$;
 -- settle_after seconds, the margin for an id taken by an INSERT not yet
 -- written), or when it is older than expire_after seconds; never while it
 -- holds a committed row. A row that comes later to a hole given up is found
--- by the sweep: every sweep_every seconds, one instance walks the index of
--- unnumbered rows below the open run (at the cost of its dead entries) and
--- puts any committed row no run holds back into a run of its own.
+-- by the sweep: once sweep_every seconds have passed since the last one,
+-- the next call walks the index of unnumbered rows below the open run (at
+-- the cost of its dead entries, without the lock) and puts any committed
+-- row no run holds back into a run of its own.
 CREATE OR REPLACE PROCEDURE {{prefix}}sequence_tidy(settle_after bigint, expire_after bigint, sweep_every bigint, batch_size integer, INOUT changed boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
