@@ -92,7 +92,7 @@ func (b *EventBus) sequence(ctx context.Context) (n int, more bool, err error) {
 		}
 	}
 	if b.q.seqIsUpdate {
-		res, err := b.sqlDB.ExecContext(ctx, b.q.seqStep)
+		res, err := b.execPrepared(ctx, b.q.seqStep)
 		if err != nil {
 			return 0, false, fmt.Errorf("sequencer: %w", err)
 		}
