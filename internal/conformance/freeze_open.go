@@ -82,6 +82,38 @@ func (c *freezeSQLiteConn) QueryContext(ctx context.Context, q string, args []dr
 	return r, err
 }
 
+// PrepareContext wraps prepared statements too: the bus runs its frequent
+// statements prepared.
+func (c *freezeSQLiteConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
+	st, err := c.SQLiteConn.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return &freezeSQLiteStmt{Stmt: st, q: q, f: c.f}, nil
+}
+
+func (c *freezeSQLiteConn) Prepare(q string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), q)
+}
+
+type freezeSQLiteStmt struct {
+	driver.Stmt
+	q string
+	f *freezer
+}
+
+func (s *freezeSQLiteStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	r, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
+	s.f.after([]byte(s.q))
+	return r, err
+}
+
+func (s *freezeSQLiteStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	r, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
+	s.f.after([]byte(s.q))
+	return r, err
+}
+
 type freezeSQLiteDriver struct {
 	sqlite3.SQLiteDriver
 	f *freezer
