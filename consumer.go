@@ -173,16 +173,15 @@ func (b *EventBus) takeWake() bool {
 
 // pollOnce does one round of work and reports whether more is waiting.
 //
-// A timer poll reads the events numbered already while the sequencer's
-// probe runs (on another connection), so that an event numbered by another
-// instance is handled one round trip after the poll starts. If the probe
-// finds events to number, the poll numbers them after handling that
-// read-ahead (what it numbers comes after it in the log) and asks for
-// another poll at once. Due retries run after the new events. A woken poll
-// skips the sequencer's probe (something was committed here) and, like a
-// quick poll (one that follows a full batch), runs the retry phase only if
-// it last ran RunInterval ago; a quick poll does the same with the
-// sequencer: while a backlog drains, they would find nothing new at every
+// A timer poll reads the events numbered already while the sequencer runs
+// (on another connection), so that an event numbered by another instance
+// is handled one round trip after the poll starts; the sequencer's step
+// only reads when nothing waits, and what it numbers comes after that
+// read-ahead in the log, so the poll then asks for another at once. Due
+// retries run after the new events. A woken poll (something was committed
+// here) and a quick one (it follows a full batch) run the retry phase only
+// if it last ran RunInterval ago; a quick poll does the same with the
+// sequencer: while a backlog drains, both would find nothing new at every
 // batch.
 func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (bool, error) {
 	now := time.Now()
@@ -212,22 +211,21 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 	if l != nil && kind == pollTimer && b.prefetched == nil {
 		b.startPrefetch(ctx, l.offset)
 	}
-	found := false // events wait for a number
+	readAhead := b.prefetched != nil
+	numbered := false // this poll numbered events
 	if !b.seqBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
 		b.lastSequenced = now
-		found = kind == pollWoken
-		if !found {
-			var err error
-			if found, err = b.hasUnnumbered(ctx); err != nil {
-				return false, err
+		if now.Sub(b.lastTidied) >= tidyEvery {
+			b.lastTidied = now
+			if _, err := b.tidyRuns(ctx, holeSettle, holeExpire, sweepEvery); err != nil {
+				b.log.Warn("eventbus: sequencer upkeep", "err", err)
 			}
 		}
-	}
-	numberLater := found && b.prefetched != nil
-	if found && !numberLater {
-		if err := b.number(ctx); err != nil {
+		n, err := b.number(ctx)
+		if err != nil {
 			return false, err
 		}
+		numbered = n > 0
 	}
 	if l == nil {
 		return false, nil // a producer, or another instance consumes: this one only numbers
@@ -236,11 +234,8 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 	if err != nil {
 		return false, err
 	}
-	if numberLater {
-		if err := b.number(ctx); err != nil {
-			return false, err
-		}
-		moreEvents = true
+	if numbered && readAhead {
+		moreEvents = true // the batch was read before they were numbered
 	}
 	moreRetries := false
 	if b.lease == l && (kind == pollTimer || b.retryMore || now.Sub(b.lastRetried) >= b.opts.RunInterval) {
@@ -250,20 +245,4 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 		b.lastRetried, b.retryMore = now, moreRetries
 	}
 	return moreRetries || moreEvents, nil
-}
-
-// number runs one sequencer batch here, and hands what it leaves to the
-// background.
-func (b *EventBus) number(ctx context.Context) error {
-	bctx, cancel := b.bounded(ctx)
-	defer cancel()
-	n, more, err := b.sequenceObserved(bctx)
-	b.stats.sequenced.Add(int64(n))
-	if err != nil {
-		return err
-	}
-	if more {
-		b.sequenceInBackground(ctx)
-	}
-	return nil
 }

@@ -34,9 +34,6 @@ type dialect interface {
 	// lockMigrations takes a lock that serialises migrations across processes
 	// on conn, and returns its release.
 	lockMigrations(ctx context.Context, conn *sql.Conn, prefix string) (func(), error)
-	// unnumbered is a condition selecting the events of table that have no
-	// seq yet, which an index serves in id order (see sequencer.go).
-	unnumbered(table string) string
 	// checkConn verifies settings the guarantees depend on.
 	checkConn(ctx context.Context, db *sql.DB) error
 	// ownTx reports whether a statement run on its own needs a READ

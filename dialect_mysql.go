@@ -54,9 +54,6 @@ func (mysqlDialect) lockMigrations(ctx context.Context, conn *sql.Conn, prefix s
 	return func() { _, _ = conn.ExecContext(context.Background(), "SELECT RELEASE_LOCK(?)", name) }, nil
 }
 
-// The NULL entries of events_seq (seq, id) are these rows, by id.
-func (mysqlDialect) unnumbered(string) string { return "seq IS NULL" }
-
 func (mysqlDialect) checkConn(context.Context, *sql.DB) error { return nil }
 
 // In autocommit mode a statement run alone is its own transaction, and

@@ -38,9 +38,6 @@ func (postgresDialect) lockMigrations(ctx context.Context, conn *sql.Conn, prefi
 	}, nil
 }
 
-// The partial index events_unsequenced holds exactly these rows, by id.
-func (postgresDialect) unnumbered(string) string { return "seq IS NULL" }
-
 func (postgresDialect) checkConn(context.Context, *sql.DB) error { return nil }
 
 // Always: at REPEATABLE READ or SERIALIZABLE (default_transaction_isolation,

@@ -38,13 +38,15 @@ func (sqliteDialect) lockMigrations(context.Context, *sql.Conn, string) (func(),
 	return func() {}, nil
 }
 
-// One writer at a time: an id is taken inside the write lock and its
-// transaction commits before the next writer takes one, and the sequencer
-// numbers rows in id order under the same lock. So the unnumbered rows are
-// exactly those above the id of the highest-numbered row still stored, and
-// the table needs no index of unnumbered rows: rowids find them. (seq IS
-// NULL is checked too, so a row is never numbered twice whatever happens.)
-func (sqliteDialect) unnumbered(t string) string {
+// sqliteUnnumbered is a condition selecting the events of table t that have
+// no seq yet. One writer at a time: an id is taken inside the write lock
+// and its transaction commits before the next writer takes one, and the
+// sequencer numbers rows in id order under the same lock. So the
+// unnumbered rows are exactly those above the id of the highest-numbered
+// row still stored, and the table needs no index of unnumbered rows:
+// rowids find them. (seq IS NULL is checked too, so a row is never
+// numbered twice whatever happens.)
+func sqliteUnnumbered(t string) string {
 	return "id > COALESCE((SELECT id FROM " + t + " WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1), 0) AND seq IS NULL"
 }
 

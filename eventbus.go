@@ -69,6 +69,7 @@ type EventBus struct {
 	registered    atomic.Bool // the service's row exists
 	prefetched    *prefetch   // the next batch, read while this one ran
 	lastSequenced time.Time   // last time a poll ran the sequencer
+	lastTidied    time.Time   // last time a poll ran the sequencer's upkeep
 	lastRetried   time.Time   // last time a poll ran the retry phase
 	retryMore     bool        // the last retry phase had more to do
 	standbyAt     time.Time   // last time this instance reported in as a standby
@@ -172,9 +173,14 @@ func instanceName() string {
 	return name
 }
 
-// registerService creates the service's row, at the start position, unless it exists.
+// registerService creates the service's row, at the start position, unless
+// it exists: one server-side step (see register_service in migration 0007,
+// and queries.go for SQLite). At the latest position its offset is the
+// last number given once every event committed before the call is
+// numbered, under the sequencer's lock: exactly the events committed after
+// it are delivered.
 func (b *EventBus) registerService(ctx context.Context) error {
-	pos := int64(-1) // latest: the sequencer's last number
+	pos := int64(-1) // latest
 	switch b.opts.StartPosition.kind {
 	case 1:
 		pos = 0
@@ -183,7 +189,13 @@ func (b *EventBus) registerService(ctx context.Context) error {
 	}
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
-	if _, err := b.sqlDB.ExecContext(ctx, b.q.ensureService, b.service, pos, pos); err != nil {
+	var err error
+	if b.q.seqIsUpdate { // SQLite: one INSERT
+		_, err = b.sqlDB.ExecContext(ctx, b.q.seqRegister, b.service, pos)
+	} else {
+		err = b.sqlDB.QueryRowContext(ctx, b.q.seqRegister, b.service, pos).Scan(new(bool))
+	}
+	if err != nil {
 		return fmt.Errorf("register service %s: %w", b.service, err)
 	}
 	return nil

@@ -70,20 +70,24 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 					}
 				}
 			}
-			run([]check{
+			checks := []check{
 				{"poll near the head", queries["fetchEvents"], []any{sequenced - 100, 500}},
 				{"poll from the start", queries["fetchEvents"], []any{0, 500}},
-				{"sequencer probe", queries["hasUnsequenced"], nil},
-				{"sequencer pick", queries["pickUnsequenced"], nil},
 				{"cleaner candidates", queries["cleanCandidates"], []any{sequenced - 1000, 0, 500}},
-			})
-			// A backlog: the sequencer was down while thousands were written.
-			dispatchBacklog(t, bus, 3000, 50)
-			backlog := []check{
-				{"sequencer probe with a backlog", queries["hasUnsequenced"], nil},
-				{"sequencer pick with a backlog", queries["pickUnsequenced"], nil},
 			}
-			run(backlog)
+			// The sequencer's probe is a statement of the bus on SQLite and
+			// MySQL (on PostgreSQL it is inside a stored procedure, whose
+			// work TestSequencerProbeCostIsFlat checks).
+			probe, ok := queries["sequencerProbe"]
+			if ok {
+				checks = append(checks, check{"sequencer probe", probe, nil})
+			}
+			run(checks)
+			if ok {
+				// A backlog: the sequencer was down while thousands were written.
+				dispatchBacklog(t, bus, 3000, 50)
+				run([]check{{"sequencer probe with a backlog", probe, nil}})
+			}
 		})
 	}
 }

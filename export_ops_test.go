@@ -10,7 +10,7 @@ func OpsQueries(b *EventBus) map[string][2]any {
 		"lag services":       {b.lagServicesQuery(), []any(nil)},
 		"first after offset": {b.firstAfterQuery(), []any{2500}},
 		"event by id":        {b.eventCreatedQuery(), []any{42}},
-		"sequencer probe":    {b.q.hasUnsequenced, []any(nil)},
+		"sequencer probe":    {b.q.oldestUnnumbered, []any(nil)},
 		"next tx service":    {next, []any{""}},
 		"tx counts":          {counts, []any{"explain", "explain"}},
 		"transactions":       {b.transactionsQuery(2), []any{"explain", 0, 3, 0, 100}},

@@ -10,11 +10,12 @@ import (
 // Hooks for the external test package: the tests there need dbtest, which
 // imports this package, so they cannot live inside it.
 
-// SequenceNow runs the sequencer once, as a poll would.
+// SequenceNow runs the sequencer, as polls would, until nothing waits,
+// and returns how many events it numbered.
 func SequenceNow(ctx context.Context, b *EventBus) (int, error) {
 	total := 0
 	for {
-		n, more, err := b.sequenceBatch(ctx)
+		n, more, err := b.sequence(ctx)
 		total += n
 		if err != nil || !more {
 			return total, err
@@ -22,14 +23,28 @@ func SequenceNow(ctx context.Context, b *EventBus) (int, error) {
 	}
 }
 
+// SequenceStep runs one sequencer step, as a poll does.
+func SequenceStep(ctx context.Context, b *EventBus) (int, bool, error) { return b.sequence(ctx) }
+
+// TidyRuns runs the sequencer's upkeep with the given margins (a negative
+// sweep skips the sweep) and reports whether it changed the runs.
+func TidyRuns(ctx context.Context, b *EventBus, settle, expire, sweep time.Duration) (bool, error) {
+	return b.tidyRuns(ctx, settle, expire, sweep)
+}
+
+// ProbeStatement is a statement that runs the sequencer's check for
+// committed, unnumbered events without numbering them (PostgreSQL).
+func ProbeStatement(b *EventBus) string { return "SELECT " + b.opts.TablePrefix + "sequence_pending()" }
+
 // IndexedQueries are the statements that run on every poll or clean and
 // must use an index, by name.
 func IndexedQueries(b *EventBus) map[string]string {
 	m := map[string]string{
 		"fetchEvents":     b.q.fetchEvents,
-		"hasUnsequenced":  b.q.hasUnsequenced,
-		"pickUnsequenced": b.q.pickUnsequenced,
 		"cleanCandidates": b.q.cleanCandidates,
+	}
+	if b.q.seqProbe != "" {
+		m["sequencerProbe"] = b.q.seqProbe
 	}
 	return m
 }

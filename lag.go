@@ -75,7 +75,7 @@ func (b *EventBus) Lags(ctx context.Context) ([]ServiceLag, error) {
 func (b *EventBus) oldestUnnumbered(ctx context.Context) (sql.NullInt64, error) {
 	var id int64
 	var at sql.NullInt64
-	err := b.queryRow(ctx, nil, b.q.hasUnsequenced, nil, &id)
+	err := b.queryRow(ctx, nil, b.q.oldestUnnumbered, nil, &id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return at, nil
 	}

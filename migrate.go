@@ -187,14 +187,21 @@ func loadMigrations(dir, prefix string) ([]migration, error) {
 }
 
 // splitStatements splits on ";" at the end of a line, except inside a
-// $$-quoted body (a PostgreSQL function), and drops "--" comment lines.
+// $$-quoted body (a PostgreSQL function), and drops "--" comment lines. A
+// "DELIMITER x" line, as in the mysql client, makes x end a statement
+// instead of ";" until the next one: a MySQL routine's body holds ";".
 func splitStatements(body string) []string {
 	var out []string
 	var cur strings.Builder
 	inBody := false
+	delim := ";"
 	for _, line := range strings.Split(body, "\n") {
 		trimmed := strings.TrimSpace(line)
 		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		if d, ok := strings.CutPrefix(trimmed, "DELIMITER "); ok && !inBody && cur.Len() == 0 {
+			delim = strings.TrimSpace(d)
 			continue
 		}
 		cur.WriteString(line)
@@ -202,8 +209,8 @@ func splitStatements(body string) []string {
 		if strings.Count(line, "$$")%2 == 1 {
 			inBody = !inBody
 		}
-		if !inBody && strings.HasSuffix(trimmed, ";") {
-			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+		if !inBody && strings.HasSuffix(trimmed, delim) {
+			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), delim))
 			cur.Reset()
 		}
 	}

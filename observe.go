@@ -352,10 +352,10 @@ func (b *EventBus) observeHandlerEnd(o handlerObservation, evt *ddd.DomainEvent,
 func (b *EventBus) sequenceObserved(ctx context.Context) (int, bool, error) {
 	obs := b.opts.Observer
 	if obs == nil {
-		return b.sequenceBatch(ctx)
+		return b.sequence(ctx)
 	}
 	start := time.Now()
-	n, more, err := b.sequenceBatch(ctx)
+	n, more, err := b.sequence(ctx)
 	if n > 0 || err != nil {
 		func() {
 			defer b.observerPanicked("SequencerBatch")

@@ -9,21 +9,28 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// StartPosition says where a service that has no stored offset begins.
+// StartPosition says where a service that has no stored offset begins: it
+// applies when the service registers (see RegisterEventHandler), and an
+// existing service keeps its offset.
 type StartPosition struct {
 	kind int8 // 0 latest, 1 earliest, 2 explicit
 	seq  int64
 }
 
 var (
-	// StartFromLatest (the default) skips every event sequenced before the
-	// service first registers; it sees only what comes after.
+	// StartFromLatest (the default) delivers exactly the events committed
+	// after the service registers, including those of a transaction that
+	// began before and committed after, and none committed before, whether
+	// or not they were numbered yet: the registration numbers them under
+	// the sequencer's lock and starts after the last number.
 	StartFromLatest = StartPosition{}
 	// StartFromEarliest delivers every event still retained in the log.
 	StartFromEarliest = StartPosition{kind: 1}
 )
 
-// StartAt begins after log position seq (the Seq of a delivered event).
+// StartAt begins after log position seq (the Seq of a delivered event): it
+// delivers every event numbered above seq, including events committed
+// before the registration but numbered after it.
 func StartAt(seq int64) StartPosition { return StartPosition{kind: 2, seq: seq} }
 
 // Options configure an EventBus. Every field has a default (see

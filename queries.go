@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -14,18 +15,21 @@ type queries struct {
 	now                                                 string
 	events, sequencer, services, retries, txs, txEvents string
 
-	// sequencer
-	hasUnsequenced, lockSequencer, readLastSeq, pickUnsequenced string
-	lockReadLastSeq                                             string // MySQL
-	sequenceCall                                                string // PostgreSQL
+	// sequencer (see sequencer.go): one server-side step each
+	seqStep          string                                   // a procedure call returning (numbered, more); on SQLite an UPDATE
+	seqIsUpdate      bool                                     // SQLite: seqStep's row count is the events numbered
+	seqProbe         string                                   // a read that returns a row if seqStep may have work ("": seqStep looks itself)
+	seqRegister      string                                   // registers a service (see registerService)
+	seqTidy          func(settle, expire, sweep int64) string // PostgreSQL, MySQL: upkeep of the runs
+	oldestUnnumbered string                                   // the lowest unnumbered id, for Lags (walks the index, dead entries too)
 
 	// consumer
 	fetchEvents, fetchRetries string
 	dueRetries                string // fetchRetries' SELECT and WHERE, not rebound
 
 	// services and leases
-	ensureService, acquireLease, readLease, renewLease, releaseLease, commitOffset string
-	fence, serviceStatus, removeService, removeServiceRetries, serviceActivity     string
+	acquireLease, readLease, renewLease, releaseLease, commitOffset            string
+	fence, serviceStatus, removeService, removeServiceRetries, serviceActivity string
 
 	// retries and dead letters
 	deleteRetry, updateRetry, listDead, countDead, replayDead, discardDead string
@@ -63,22 +67,58 @@ func newQueries(d dialect, prefix string) *queries {
 	}
 	r := func(s string) string { return d.rebind(strings.ReplaceAll(s, "{now}", q.now)) }
 
-	// Sequencer (see sequencer.go). Its batches put their integers in the
-	// statement text: go-sql-driver/mysql would otherwise prepare, run and
-	// close every statement that has arguments (three round trips).
-	unnumbered := d.unnumbered(q.events)
-	q.hasUnsequenced = r("SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT 1")
-	q.pickUnsequenced = "SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + strconv.Itoa(sequenceBatch)
+	// Sequencer (see sequencer.go). Its integers go in the statement text:
+	// go-sql-driver/mysql would otherwise prepare, run and close every
+	// statement that has arguments (three round trips).
+	batch, span := strconv.Itoa(sequenceBatch), strconv.Itoa(sequenceSpan)
 	switch d.name() {
 	case "postgres":
-		// The batch is a function (migration 0003): one round trip.
-		q.sequenceCall = r("SELECT numbered, beyond FROM " + prefix + "sequence_batch(?, ?)")
+		// Procedures of migration 0007; INOUT parameters come back as a row.
+		q.seqStep = "CALL " + prefix + "sequence(" + batch + ", " + span + ", NULL, NULL)"
+		q.seqRegister = r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ", " + span + ", NULL)")
+		q.seqTidy = func(settle, expire, sweep int64) string {
+			return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s, NULL)", prefix, settle, expire, sweep, batch)
+		}
 	case "mysql":
-		q.lockReadLastSeq = "SELECT last_seq FROM " + q.sequencer + " WHERE id = 1 FOR UPDATE"
+		// Procedures of migration 0007; each returns one row. MariaDB runs a
+		// procedure call slowly (~0.2 ms), so a plain read first says
+		// whether the open run holds a committed row or there are holes
+		// (which the procedure then probes one by one). It is a hint: a
+		// consistent read at any level (a dirty one at READ UNCOMMITTED
+		// only calls the procedure for nothing), and takes no lock.
+		runs := prefix + "sequencer_runs"
+		latest := "(SELECT MAX(version) FROM " + runs + ")"
+		q.seqProbe = "SELECT 1 FROM DUAL WHERE EXISTS (SELECT 1 FROM " + q.events + " FORCE INDEX (" + prefix + "events_seq)" +
+			" WHERE seq IS NULL AND id >= (SELECT MAX(lo) FROM " + runs + " WHERE version = " + latest + "))" +
+			" OR (SELECT COUNT(*) FROM " + runs + " WHERE version = " + latest + ") > 1"
+		q.seqStep = "CALL " + prefix + "sequence(" + batch + ")"
+		q.seqRegister = r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ")")
+		q.seqTidy = func(settle, expire, sweep int64) string {
+			return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s)", prefix, settle, expire, sweep, batch)
+		}
 	default:
-		// SQLite: the no-op UPDATE takes the write lock before anything is read.
-		q.lockSequencer = "UPDATE " + q.sequencer + " SET last_seq = last_seq WHERE id = 1"
-		q.readLastSeq = "SELECT last_seq FROM " + q.sequencer + " WHERE id = 1"
+		// SQLite: one UPDATE numbers the next rows from last_seq + 1 (the
+		// trigger of migration 0007 raises last_seq in the same
+		// statement), so the offset of a service starting at the latest
+		// position is last_seq plus the rows waiting, all numbered after it.
+		unnumbered := sqliteUnnumbered(q.events)
+		q.seqProbe = "SELECT 1 FROM " + q.events + " WHERE " + unnumbered + " LIMIT 1"
+		q.seqIsUpdate = true
+		q.seqStep = "UPDATE " + q.events + " SET seq = n.seq FROM (" +
+			"SELECT id, (SELECT last_seq FROM " + q.sequencer + " WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY id) AS seq" +
+			" FROM (SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + batch + ")) AS n" +
+			" WHERE " + q.events + ".id = n.id AND " + q.events + ".seq IS NULL"
+		q.seqRegister = r(d.insertIgnore("INSERT INTO "+q.services+
+			" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
+			" SELECT ?1, CASE WHEN ?2 < 0 THEN last_seq + (SELECT COUNT(*) FROM "+q.events+" WHERE "+unnumbered+") ELSE ?2 END,"+
+			" '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
+	}
+
+	// Lags only (not on a poll's path): the runs keep the probe flat,
+	// this may walk dead index entries behind a long snapshot.
+	q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1"
+	if d.name() == "sqlite" {
+		q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE " + sqliteUnnumbered(q.events) + " ORDER BY id LIMIT 1"
 	}
 
 	// Consumer.
@@ -95,9 +135,6 @@ func newQueries(d dialect, prefix string) *queries {
 
 	// Services and leases. version changes on every fenced write, so the
 	// affected-row count is exact on MySQL too (it counts changed rows).
-	q.ensureService = r(d.insertIgnore("INSERT INTO "+q.services+
-		" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
-		" SELECT ?, CASE WHEN ? < 0 THEN last_seq ELSE ? END, '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
 	q.acquireLease = r("UPDATE " + q.services + " SET owner = ?, epoch = epoch + 1, version = version + 1," +
 		" lease_until = {now} + ?, updated_at = {now} WHERE name = ? AND (lease_until < {now} OR owner = '' OR owner = ?)")
 	q.readLease = r("SELECT owner, epoch, consumed_seq FROM " + q.services + " WHERE name = ?")
@@ -246,29 +283,6 @@ func (q *queries) insertRetries(n int) string {
 // in returns "(?, ?, ...)" with n placeholders (not rebound).
 func in(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
-}
-
-// assignSeq returns the sequencer's UPDATE of ids: seq = id + delta keeps
-// the batch's id order and starts above the last sequence number. "seq IS
-// NULL" is re-checked on the current row version: should a snapshot ever
-// miss another batch's numbers, the count comes out short and the batch
-// rolls back instead of numbering a row twice.
-func (q *queries) assignSeq(delta int64, ids []int64) string {
-	var b strings.Builder
-	b.WriteString("UPDATE " + q.events + " SET seq = id + " + strconv.FormatInt(delta, 10) + " WHERE seq IS NULL AND id IN (")
-	for i, id := range ids {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatInt(id, 10))
-	}
-	b.WriteByte(')')
-	return b.String()
-}
-
-// saveLastSeq returns the sequencer's UPDATE of last_seq.
-func (q *queries) saveLastSeq(last int64) string {
-	return "UPDATE " + q.sequencer + " SET last_seq = " + strconv.FormatInt(last, 10) + " WHERE id = 1"
 }
 
 // deleteEventsByID returns the cleaner's DELETE of n event ids at or below

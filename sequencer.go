@@ -3,71 +3,130 @@ package eventbus
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"time"
 )
 
 // Why a sequencer: on MySQL and PostgreSQL an auto-increment id is taken at
 // INSERT but becomes visible at COMMIT, so ids appear out of order. A poller
 // that moved its offset past id 11 would never see id 10 committing later.
 // The sequencer gives committed rows a second number, seq, under one lock:
-// every sequencing transaction reads only committed rows and numbers them
-// above everything numbered before, and the lock makes those transactions
+// every batch reads only committed rows, after it holds the lock, and
+// numbers them above everything numbered before; the lock makes batches
 // commit one after another, so seq values become visible in increasing
 // order. Consumers read by seq and can never skip one.
 //
 // It does not wait for open transactions: rows they inserted are invisible,
 // so they are simply numbered after they commit. A rolled-back row is never
-// seen at all, and a transaction that wrote no event is not involved.
+// seen at all, and a transaction that wrote no event is not involved. A
+// batch numbers, in id order, the committed rows it can see, so a
+// transaction that commits late (a straggler) is numbered before the rows
+// of any transaction that began after it committed: one sender's events
+// keep their order.
 //
-// Each batch numbers, in id order, the lowest unnumbered ids visible once
-// the lock is held, never a window further on: a transaction that commits
-// late (a straggler) must be numbered before the rows of any transaction
-// that started after it committed, or one sender's events would be
-// delivered out of order. Finding that lowest id must not cost more as the
-// backlog grows: PostgreSQL reads it from a partial index of unnumbered
-// rows, MySQL from the NULL entries of events_seq (seq, id), SQLite from
-// rowids (see the dialects' unnumbered). PostgreSQL then picks within a
-// window of sequenceSpan ids above it, so that its planner, misled by
-// statistics of an empty or fully numbered table, cannot sort the whole
-// backlog for each batch, and it numbers the picked ids through the
-// primary key (an array), never by a join the planner could turn into a
-// rescan per unnumbered row (TestSequencerWorkFollowsTheBatch).
+// One server-side step. On PostgreSQL and MySQL a batch is a stored
+// procedure (migration 0007), called in autocommit: it reads whether
+// anything waits without taking a lock and, only if so, runs at a stated
+// READ COMMITTED (at REPEATABLE READ or SERIALIZABLE its snapshot could
+// predate the lock, and concurrent instances would fail with serialization
+// errors) and commits inside the server before the call returns. No client
+// holds the lock between round trips, so a process frozen at any moment
+// (SIGSTOP, a VM pause, a debugger) cannot stop numbering for the others.
+// On SQLite the batch is one UPDATE (a trigger keeps last_seq), which holds
+// the write lock only while SQLite executes it.
 //
-// On PostgreSQL the batch is a function (migration 0004), one round trip:
-// it locks the sequencer row and reads last_seq, then picks, numbers and
-// saves in statements that each take a new snapshot, after the lock is
-// held, so they see every earlier batch. The batch commits asynchronously
-// (synchronous_commit off): its commit record precedes in the WAL every
-// transaction that saw its numbers, and each of those that moves an offset
-// commits synchronously, flushing it too. A crash can thus only lose
-// numbers nobody has acknowledged; the rows are numbered again, above the
-// restored last_seq, and redelivered under their unchanged event IDs.
+// Runs (PostgreSQL, MySQL). Numbering a row leaves an entry of its old,
+// unnumbered version in the index of unnumbered rows until vacuum or purge
+// can remove it, which no open snapshot older than it allows: walking that
+// index from its start would cost more with every row numbered behind a
+// long report or a mysqldump. The sequencer therefore keeps the ranges of
+// ids that may still hold a row to number: the open run above every id
+// numbered, and the holes batches left behind (ids with no committed row
+// when a batch passed them). A poll or a batch looks in those ranges only,
+// at the cost of an index probe per range. A hole goes when its rows are
+// numbered or when no row can come to it any more (tidy); one older than
+// holeExpire is given up, and a row that still comes to it is found by the
+// sweep (sweepEvery), which walks the whole index: such a straggler is
+// delayed by up to sweepEvery, and may then come after events committed
+// meanwhile. See docs/production.md.
+//
+// On PostgreSQL the batch commits asynchronously (synchronous_commit off):
+// its commit record precedes in the WAL every transaction that saw its
+// numbers, and each of those that moves an offset commits synchronously,
+// flushing it too. A crash can thus only lose numbers nobody has
+// acknowledged; the rows are numbered again, above the restored last_seq,
+// and redelivered under their unchanged event IDs.
 
 const (
 	sequenceBatch = 5000
-	sequenceSpan  = 4 * sequenceBatch // PostgreSQL's pick window, in ids
+	sequenceSpan  = 4 * sequenceBatch // PostgreSQL's window per run, in ids
+
+	// Upkeep of the runs (PostgreSQL, MySQL); see sequence_tidy in
+	// migration 0007. A settled hole is given up holeSettle after it
+	// appeared: the margin for an id taken by an INSERT whose row is not
+	// written yet (longer than innodb_lock_wait_timeout's default of 50s,
+	// which such an INSERT may wait). An open one is given up after
+	// holeExpire. The sweep runs once per sweepEvery across instances.
+	tidyEvery   = 10 * time.Second
+	holeSettle  = time.Minute
+	holeExpire  = 10 * time.Minute
+	sweepEvery  = time.Minute
+	noSweepSecs = int64(1) << 40 // a sweep interval that never comes (tidy without sweeping)
 )
 
-// hasUnnumbered reports whether committed events wait for a number; the
-// poll then runs sequenceBatch, and hands what a batch leaves to
-// sequenceInBackground. Any instance of any service may number; the lock
-// makes concurrent batches take turns.
-func (b *EventBus) hasUnnumbered(ctx context.Context) (bool, error) {
+// sequence runs one sequencer step: it numbers up to about sequenceBatch
+// committed, unnumbered events, if any, and reports how many and whether
+// more wait. Any instance of any service may run it; the lock makes
+// concurrent steps take turns.
+func (b *EventBus) sequence(ctx context.Context) (n int, more bool, err error) {
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
-	var probe int64
-	err := b.queryRow(ctx, nil, b.q.hasUnsequenced, nil, &probe)
-	if err == sql.ErrNoRows {
-		return false, nil
+	if b.q.seqProbe != "" {
+		var one int
+		switch err := b.queryRow(ctx, nil, b.q.seqProbe, nil, &one); {
+		case errors.Is(err, sql.ErrNoRows):
+			return 0, false, nil // nothing waits
+		case err != nil:
+			return 0, false, fmt.Errorf("sequencer: probe: %w", err)
+		}
 	}
-	if err != nil {
-		return false, fmt.Errorf("sequencer: probe: %w", err)
+	if b.q.seqIsUpdate {
+		res, err := b.exec(ctx, nil, b.q.seqStep)
+		if err != nil {
+			return 0, false, fmt.Errorf("sequencer: %w", err)
+		}
+		got, err := res.RowsAffected()
+		if err != nil {
+			return 0, false, fmt.Errorf("sequencer: %w", err)
+		}
+		return int(got), got == sequenceBatch, nil
 	}
-	return true, nil
+	// A procedure call in autocommit, never in a transaction of the bus's
+	// (b.exec would wrap it on PostgreSQL): the procedure commits itself,
+	// at the level it states.
+	if err := b.sqlDB.QueryRowContext(ctx, b.q.seqStep).Scan(&n, &more); err != nil {
+		return 0, false, fmt.Errorf("sequencer: %w", err)
+	}
+	return n, more, nil
 }
 
-// sequenceInBackground numbers a backlog batch after batch on a goroutine
-// of its own, waking the consumer after each, so that consuming the first
+// number runs one sequencer step and hands what it leaves to the
+// background. It reports how many events it numbered.
+func (b *EventBus) number(ctx context.Context) (int, error) {
+	n, more, err := b.sequenceObserved(ctx)
+	b.stats.sequenced.Add(int64(n))
+	if err != nil {
+		return 0, err
+	}
+	if more {
+		b.sequenceInBackground(ctx)
+	}
+	return n, nil
+}
+
+// sequenceInBackground numbers a backlog step after step on a goroutine of
+// its own, waking the consumer after each, so that consuming the first
 // batches overlaps numbering the next ones (they use two connections). It
 // returns at once; Start waits for it before returning.
 func (b *EventBus) sequenceInBackground(ctx context.Context) {
@@ -80,9 +139,7 @@ func (b *EventBus) sequenceInBackground(ctx context.Context) {
 			b.Notify() // rows committed during the last batch: the next poll numbers them
 		}()
 		for ctx.Err() == nil {
-			bctx, cancel := b.bounded(ctx)
-			n, more, err := b.sequenceObserved(bctx)
-			cancel()
+			n, more, err := b.sequenceObserved(ctx)
 			b.stats.sequenced.Add(int64(n))
 			if n > 0 {
 				b.Notify()
@@ -100,61 +157,23 @@ func (b *EventBus) sequenceInBackground(ctx context.Context) {
 	})
 }
 
-// sequenceBatch numbers up to sequenceBatch committed, unsequenced events
-// and reports whether more may be waiting.
-func (b *EventBus) sequenceBatch(ctx context.Context) (n int, more bool, err error) {
-	if b.q.sequenceCall != "" {
-		var beyond bool
-		if err := b.queryRow(ctx, nil, b.q.sequenceCall, []any{sequenceBatch, sequenceSpan}, &n, &beyond); err != nil {
-			return 0, false, fmt.Errorf("sequencer: %w", err)
-		}
-		return n, n == sequenceBatch || beyond, nil
+// tidyRuns gives up holes that can no longer receive a row, or that are
+// too old, and sweeps for rows no run holds (PostgreSQL, MySQL; see
+// sequence_tidy). A negative sweep skips the sweep. It reports whether it
+// changed the runs.
+func (b *EventBus) tidyRuns(ctx context.Context, settle, expire, sweep time.Duration) (bool, error) {
+	if b.q.seqTidy == nil {
+		return false, nil
 	}
-	err = b.inTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		n, err = b.sequenceBatchGeneric(ctx, tx)
-		more = n == sequenceBatch
-		return err
-	})
-	if err != nil {
-		return 0, false, fmt.Errorf("sequencer: %w", err)
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
+	secs := int64(sweep / time.Second)
+	if sweep < 0 {
+		secs = noSweepSecs
 	}
-	return n, more, nil
-}
-
-// sequenceBatchGeneric is sequenceBatch statement by statement (MySQL, SQLite).
-func (b *EventBus) sequenceBatchGeneric(ctx context.Context, tx *sql.Tx) (int, error) {
-	var last int64
-	if b.q.lockReadLastSeq != "" {
-		if err := tx.QueryRowContext(ctx, b.q.lockReadLastSeq).Scan(&last); err != nil {
-			return 0, fmt.Errorf("lock: %w", err)
-		}
-	} else {
-		if _, err := tx.ExecContext(ctx, b.q.lockSequencer); err != nil {
-			return 0, fmt.Errorf("lock: %w", err)
-		}
-		if err := tx.QueryRowContext(ctx, b.q.readLastSeq).Scan(&last); err != nil {
-			return 0, fmt.Errorf("read last seq: %w", err)
-		}
+	var changed bool
+	if err := b.sqlDB.QueryRowContext(ctx, b.q.seqTidy(int64(settle/time.Second), int64(expire/time.Second), secs)).Scan(&changed); err != nil {
+		return false, fmt.Errorf("sequencer: tidy: %w", err)
 	}
-	ids, err := queryAll[int64](ctx, b, tx, b.q.pickUnsequenced)
-	if err != nil {
-		return 0, fmt.Errorf("pick: %w", err)
-	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	// ids are ascending, so seq = id + delta ascends from last+1.
-	delta := last + 1 - ids[0]
-	res, err := tx.ExecContext(ctx, b.q.assignSeq(delta, ids))
-	if err != nil {
-		return 0, fmt.Errorf("assign: %w", err)
-	}
-	if got, err := res.RowsAffected(); err == nil && got != int64(len(ids)) {
-		return 0, fmt.Errorf("assign: numbered %d of %d events", got, len(ids))
-	}
-	if _, err := tx.ExecContext(ctx, b.q.saveLastSeq(ids[len(ids)-1]+delta)); err != nil {
-		return 0, fmt.Errorf("save last seq: %w", err)
-	}
-	return len(ids), nil
+	return changed, nil
 }

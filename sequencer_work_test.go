@@ -15,7 +15,8 @@ import (
 // was fully numbered) and a large backlog then arrives: the case that once
 // made each batch rescan its picked rows for every unnumbered row, so that
 // its cost grew with the backlog squared. Buffers, not time, so the check
-// holds on a busy machine.
+// holds on a busy machine. The batch runs as the sequencer runs it: in a
+// transaction at READ COMMITTED.
 func TestSequencerWorkFollowsTheBatch(t *testing.T) {
 	for _, target := range dbtest.Targets {
 		if target.Name != "postgres" {
@@ -43,17 +44,24 @@ func TestSequencerWorkFollowsTheBatch(t *testing.T) {
 			}
 			const backlog, batch, span = 20000, 5000, 20000
 			dispatchBacklog(t, bus, backlog, 50)
+			conn, err := sqlDB.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
 			// Several calls, so that PL/pgSQL switches to its generic plans.
 			for call := 1; call <= 4; call++ {
-				var plan []map[string]any
-				var raw []byte
-				if err := sqlDB.QueryRowContext(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM ddd_sequence_batch($1, $2)", batch, span).Scan(&raw); err != nil {
+				var raw string
+				if _, err := conn.ExecContext(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED"); err != nil {
 					t.Fatal(err)
 				}
-				if err := json.Unmarshal(raw, &plan); err != nil {
+				if err := conn.QueryRowContext(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM ddd_sequence_step($1, $2)", batch, span).Scan(&raw); err != nil {
 					t.Fatal(err)
 				}
-				top := plan[0]["Plan"].(map[string]any)
+				if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+					t.Fatal(err)
+				}
+				top := explainJSON(t, raw)
 				buffers := top["Shared Hit Blocks"].(float64) + top["Shared Read Blocks"].(float64)
 				perEvent := buffers / batch
 				t.Logf("call %d: %.0f buffers, %.1f per numbered event", call, buffers, perEvent)
@@ -63,4 +71,14 @@ func TestSequencerWorkFollowsTheBatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// explainJSON returns the top plan node of EXPLAIN (FORMAT JSON) output.
+func explainJSON(t *testing.T, raw string) map[string]any {
+	t.Helper()
+	var plan []map[string]any
+	if err := json.Unmarshal([]byte(raw), &plan); err != nil {
+		t.Fatal(err)
+	}
+	return plan[0]["Plan"].(map[string]any)
 }

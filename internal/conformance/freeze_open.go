@@ -1,0 +1,163 @@
+//go:build linux
+
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"net"
+	"net/url"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/dddbus/eventbus"
+	mysqldrv "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/mattn/go-sqlite3"
+	"gorm.io/driver/mysql"
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// A freezer stops its own process (SIGSTOP) right after it has sent a
+// statement of the sequencer, when the parent test asked for it by creating
+// the flag file: the process is then frozen at the worst moment for a
+// sequencer that holds its lock across round trips. Sequencer statements
+// are those that name a sequencer table or routine ("sequence").
+type freezer struct{ flag string }
+
+func (f *freezer) after(stmt []byte) {
+	if !bytes.Contains(stmt, []byte("sequence")) {
+		return
+	}
+	if os.Remove(f.flag) != nil {
+		return // no freeze asked, or another connection took it
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+}
+
+// freezeNetConn is a connection to a server whose writes go through a freezer.
+type freezeNetConn struct {
+	net.Conn
+	f *freezer
+}
+
+func (c *freezeNetConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.f.after(b)
+	return n, err
+}
+
+func (f *freezer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &freezeNetConn{Conn: c, f: f}, nil
+}
+
+// freezeSQLiteConn runs statements on SQLite through a freezer, after they
+// return: for an embedded database, that is when they were "sent".
+type freezeSQLiteConn struct {
+	*sqlite3.SQLiteConn
+	f *freezer
+}
+
+func (c *freezeSQLiteConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+	r, err := c.SQLiteConn.ExecContext(ctx, q, args)
+	c.f.after([]byte(q))
+	return r, err
+}
+
+func (c *freezeSQLiteConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
+	r, err := c.SQLiteConn.QueryContext(ctx, q, args)
+	c.f.after([]byte(q))
+	return r, err
+}
+
+// PrepareContext wraps prepared statements too: the bus runs its frequent
+// statements prepared.
+func (c *freezeSQLiteConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
+	st, err := c.SQLiteConn.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return &freezeSQLiteStmt{Stmt: st, q: q, f: c.f}, nil
+}
+
+func (c *freezeSQLiteConn) Prepare(q string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), q)
+}
+
+type freezeSQLiteStmt struct {
+	driver.Stmt
+	q string
+	f *freezer
+}
+
+func (s *freezeSQLiteStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	r, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
+	s.f.after([]byte(s.q))
+	return r, err
+}
+
+func (s *freezeSQLiteStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	r, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
+	s.f.after([]byte(s.q))
+	return r, err
+}
+
+type freezeSQLiteDriver struct {
+	sqlite3.SQLiteDriver
+	f *freezer
+}
+
+func (d *freezeSQLiteDriver) Open(name string) (driver.Conn, error) {
+	c, err := d.SQLiteDriver.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return &freezeSQLiteConn{SQLiteConn: c.(*sqlite3.SQLiteConn), f: d.f}, nil
+}
+
+var registerFreezing sync.Once
+
+// openFreezing opens a pool to the child's database whose connections go
+// through f. PostgreSQL uses the simple protocol, so that every statement's
+// text is on the wire (not only when it is first prepared).
+func openFreezing(t testing.TB, c frozenChild, f *freezer) *gorm.DB {
+	t.Helper()
+	registerFreezing.Do(func() {
+		mysqldrv.RegisterDialContext("freezetcp", func(ctx context.Context, addr string) (net.Conn, error) {
+			return f.dial(ctx, "tcp", addr)
+		})
+		sql.Register("sqlite3_freeze", &freezeSQLiteDriver{f: f})
+	})
+	var d gorm.Dialector
+	switch c.Dialect {
+	case "mysql":
+		cfg, err := mysqldrv.ParseDSN(c.DSN)
+		must(t, err)
+		cfg.Net = "freezetcp"
+		d = mysql.Open(cfg.FormatDSN())
+	case "postgres":
+		cfg, err := pgx.ParseConfig(c.DSN)
+		must(t, err)
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		cfg.DialFunc = f.dial
+		d = postgres.New(postgres.Config{Conn: stdlib.OpenDB(*cfg)})
+	default:
+		dsn := "file:" + (&url.URL{Path: c.DSN}).EscapedPath() + "?" + eventbus.SQLiteDSNParams
+		d = sqlite.Dialector{DriverName: "sqlite3_freeze", DSN: dsn}
+	}
+	db, err := gorm.Open(d, &gorm.Config{Logger: logger.Default.LogMode(logger.Silent)})
+	must(t, err)
+	return db
+}
