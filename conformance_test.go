@@ -1,7 +1,6 @@
 package eventbus_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/dddbus/eventbus/internal/conformance"
@@ -21,12 +20,8 @@ func TestConformance(t *testing.T) {
 
 // TestConformanceSerializable runs the suite on MySQL and PostgreSQL with
 // SERIALIZABLE as the session default isolation level: the bus must state
-// the level of every transaction it runs. Until every part does, it runs
-// only when EVENTBUS_TEST_SERIALIZABLE is set.
+// the level of every transaction it runs, not inherit the server's.
 func TestConformanceSerializable(t *testing.T) {
-	if os.Getenv("EVENTBUS_TEST_SERIALIZABLE") == "" {
-		t.Skip("skipping: set EVENTBUS_TEST_SERIALIZABLE=1 to run the suite under a SERIALIZABLE default")
-	}
 	for _, target := range dbtest.SerializableTargets {
 		t.Run(target.Name, func(t *testing.T) {
 			conformance.Run(t, target)
