@@ -78,7 +78,7 @@ type EventBus struct {
 
 	// Background sequencing of a backlog (see sequenceInBackground).
 	seqBusy atomic.Bool
-	bg      sync.WaitGroup
+	bg      routines // goroutines Start waits for (see routines)
 }
 
 var (
