@@ -42,12 +42,13 @@ DELIMITER //
 CREATE PROCEDURE {{prefix}}sequence_step(IN batch_size INT, OUT numbered BIGINT, OUT more BOOLEAN)
     SQL SECURITY INVOKER
 BEGIN
-    DECLARE v_last, v_ver, v_top, v_cut, v_first, v_end, v_lo, v_hi BIGINT;
+    DECLARE v_last, v_ver, v_top, v_made, v_cut, v_first, v_end, v_lo, v_hi, v_n BIGINT;
+    DECLARE v_holes BOOLEAN DEFAULT FALSE;
     DECLARE v_now BIGINT DEFAULT UNIX_TIMESTAMP();
     SET numbered = 0, more = FALSE;
     SELECT last_seq INTO v_last FROM {{prefix}}sequencer WHERE id = 1 FOR UPDATE;
     SELECT MAX(version) INTO v_ver FROM {{prefix}}sequencer_runs;
-    SELECT lo INTO v_top FROM {{prefix}}sequencer_runs WHERE version = v_ver AND hi IS NULL;
+    SELECT lo, created_at INTO v_top, v_made FROM {{prefix}}sequencer_runs WHERE version = v_ver AND hi IS NULL;
     DELETE FROM {{prefix}}sequencer_pick;
     INSERT INTO {{prefix}}sequencer_pick (id, run_lo)
     SELECT id, v_top FROM {{prefix}}events FORCE INDEX ({{prefix}}events_seq)
@@ -63,35 +64,49 @@ BEGIN
         INSERT INTO {{prefix}}sequencer_pick (id, run_lo)
         SELECT id, v_lo FROM {{prefix}}events FORCE INDEX ({{prefix}}events_seq)
          WHERE seq IS NULL AND id >= v_lo AND id <= v_hi ORDER BY id LIMIT batch_size;
-        SET v_hi = v_lo;
+        SET v_hi = v_lo, v_holes = TRUE;
     END LOOP;
     -- Holes may have brought more than batch_size: keep the lowest.
-    SET v_cut = NULL;
-    SELECT id INTO v_cut FROM {{prefix}}sequencer_pick ORDER BY id LIMIT batch_size, 1;
-    IF v_cut IS NOT NULL THEN
-        DELETE FROM {{prefix}}sequencer_pick WHERE id >= v_cut;
+    IF v_holes THEN
+        SET v_cut = NULL;
+        SELECT id INTO v_cut FROM {{prefix}}sequencer_pick ORDER BY id LIMIT batch_size, 1;
+        IF v_cut IS NOT NULL THEN
+            DELETE FROM {{prefix}}sequencer_pick WHERE id >= v_cut;
+        END IF;
     END IF;
-    SELECT MIN(id), MAX(id) INTO v_first, v_end FROM {{prefix}}sequencer_pick;
+    SELECT MIN(id), MAX(id), COUNT(*) INTO v_first, v_end, v_n FROM {{prefix}}sequencer_pick;
     IF v_first IS NOT NULL THEN
         UPDATE {{prefix}}sequencer_pick p STRAIGHT_JOIN {{prefix}}events e ON e.id = p.id
            SET e.seq = e.id + v_last + 1 - v_first
          WHERE e.seq IS NULL;
         SET numbered = ROW_COUNT();
         UPDATE {{prefix}}sequencer SET last_seq = v_end + v_last + 1 - v_first WHERE id = 1;
-        -- The runs left: each run cut at its picked ids, bounded by lo - 1
-        -- and hi + 1 (a run without picks comes out whole). Holes cut from
-        -- the open run are new; pieces of a hole keep its age.
-        INSERT INTO {{prefix}}sequencer_runs (version, lo, hi, created_at)
-        SELECT v_ver + 1, g.lo, g.hi, IF(g.run_hi IS NULL AND g.hi IS NOT NULL, v_now, g.made)
-          FROM (SELECT r.hi AS run_hi, r.created_at AS made, c.p + 1 AS lo,
-                       LEAD(c.p) OVER (PARTITION BY r.lo ORDER BY c.p) - 1 AS hi
-                  FROM (SELECT run_lo, id AS p FROM {{prefix}}sequencer_pick
-                        UNION ALL
-                        SELECT lo, lo - 1 FROM {{prefix}}sequencer_runs WHERE version = v_ver
-                        UNION ALL
-                        SELECT lo, hi + 1 FROM {{prefix}}sequencer_runs WHERE version = v_ver AND hi IS NOT NULL) c
-                  JOIN {{prefix}}sequencer_runs r ON r.version = v_ver AND r.lo = c.run_lo) g
-         WHERE (g.hi IS NULL AND g.run_hi IS NULL) OR g.lo <= g.hi;
+        -- The runs left. The common case, no hole and no id skipped between
+        -- the picked ones, is written directly: the open run above the last
+        -- one picked, and the hole below the first, if any.
+        IF NOT v_holes AND v_end - v_first + 1 = v_n THEN
+            INSERT INTO {{prefix}}sequencer_runs (version, lo, hi, created_at)
+            VALUES (v_ver + 1, v_end + 1, NULL, v_made);
+            IF v_first > v_top THEN
+                INSERT INTO {{prefix}}sequencer_runs (version, lo, hi, created_at)
+                VALUES (v_ver + 1, v_top, v_first - 1, v_now);
+            END IF;
+        ELSE
+            -- Otherwise each run is cut at its picked ids, bounded by lo - 1
+            -- and hi + 1 (a run without picks comes out whole). Holes cut from
+            -- the open run are new; pieces of a hole keep its age.
+            INSERT INTO {{prefix}}sequencer_runs (version, lo, hi, created_at)
+            SELECT v_ver + 1, g.lo, g.hi, IF(g.run_hi IS NULL AND g.hi IS NOT NULL, v_now, g.made)
+              FROM (SELECT r.hi AS run_hi, r.created_at AS made, c.p + 1 AS lo,
+                           LEAD(c.p) OVER (PARTITION BY r.lo ORDER BY c.p) - 1 AS hi
+                      FROM (SELECT run_lo, id AS p FROM {{prefix}}sequencer_pick
+                            UNION ALL
+                            SELECT lo, lo - 1 FROM {{prefix}}sequencer_runs WHERE version = v_ver
+                            UNION ALL
+                            SELECT lo, hi + 1 FROM {{prefix}}sequencer_runs WHERE version = v_ver AND hi IS NOT NULL) c
+                      JOIN {{prefix}}sequencer_runs r ON r.version = v_ver AND r.lo = c.run_lo) g
+             WHERE (g.hi IS NULL AND g.run_hi IS NULL) OR g.lo <= g.hi;
+        END IF;
         DELETE FROM {{prefix}}sequencer_runs WHERE version <= v_ver;
     END IF;
     SET more = numbered >= batch_size;
