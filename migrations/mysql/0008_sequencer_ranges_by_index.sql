@@ -19,6 +19,14 @@
 -- snapshot, so the later read of its range sees it, and it sorts before.
 -- The lowest batch_size ids read are numbered.
 --
+-- The old version of the runs is deleted by its number (version = v_ver),
+-- not as every version up to it: that range began at the start of the
+-- primary key and walked the delete-marked entries of every version
+-- replaced before, which stay until purge, and behind a long snapshot for
+-- good. Only the current version is ever left: each writer deletes it
+-- with the one it replaces. A batch that needs no hole and skips no id
+-- writes the runs left directly (no window function).
+--
 -- The picked ids go through a new temporary table, sequencer_pick, with a
 -- BTREE key (MEMORY's default, HASH, sorts on every ordered read); the
 -- sessions' sequencer_ids of 0007 are left alone. Procedure names and
@@ -107,7 +115,7 @@ BEGIN
                       JOIN {{prefix}}sequencer_runs r ON r.version = v_ver AND r.lo = c.run_lo) g
              WHERE (g.hi IS NULL AND g.run_hi IS NULL) OR g.lo <= g.hi;
         END IF;
-        DELETE FROM {{prefix}}sequencer_runs WHERE version <= v_ver;
+        DELETE FROM {{prefix}}sequencer_runs WHERE version = v_ver;
     END IF;
     SET more = numbered >= batch_size;
 END //
@@ -304,7 +312,7 @@ BEGIN
             SELECT v_ver + 1, lo, hi, IF(hi IS NULL AND v_sweep AND v_lost < batch_size, v_now, created_at)
               FROM {{prefix}}sequencer_runs
              WHERE version = v_ver AND lo NOT IN (SELECT id FROM {{prefix}}sequencer_pick);
-            DELETE FROM {{prefix}}sequencer_runs WHERE version <= v_ver;
+            DELETE FROM {{prefix}}sequencer_runs WHERE version = v_ver;
             SET v_changed = v_lost > 0 OR v_gone;
         END IF;
         COMMIT;
