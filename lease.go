@@ -213,7 +213,9 @@ func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}
 			}
 			if !renewing && age >= d/3 {
 				renewing = true
-				go func() { renewed <- b.renewLease(ctx, l) }()
+				// Start waits for it; the batch does not, so a stalled
+				// renewal never holds the batch up.
+				b.bg.Go(func() { renewed <- b.renewLease(ctx, l) })
 			}
 		}
 	}

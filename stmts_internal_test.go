@@ -10,7 +10,7 @@ import (
 // The statement cache is one per pool, shared by its buses, bounded, and
 // keeps neither the pool nor its statements once no bus uses it.
 func TestStmtCacheSharedBoundedAndReleased(t *testing.T) {
-	db, err := OpenSQLite(filepath.Join(t.TempDir(), "stmts.db"))
+	db, err := openSQLite(filepath.Join(t.TempDir(), "stmts.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
