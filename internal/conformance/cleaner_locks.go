@@ -159,6 +159,11 @@ func testCleanerDoesNotDelay(t *testing.T, tdb *dbtest.Database) {
 	leaseBefore := leaseUntil(t, db, "live")
 	fresh := dispatchN(t, producer, "fresh", 0, 5)
 	live.Notify()
+	t.Cleanup(func() {
+		if t.Failed() && tdb.Dialect == "mysql" {
+			logMySQLWaits(t, db)
+		}
+	})
 	waitFor(t, 45*time.Second, "the consumer to commit its offset while a clean runs", func() bool {
 		return count(t, db, "SELECT COUNT(*) FROM ddd_events e, ddd_services s WHERE s.name = 'live'"+
 			" AND e.event_id = ? AND e.seq IS NOT NULL AND s.consumed_seq >= e.seq", fresh[len(fresh)-1]) == 1
@@ -191,3 +196,17 @@ func leaseUntil(t testing.TB, db *gorm.DB, service string) int64 {
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// logMySQLWaits logs what the connections of the test's database run and
+// which transactions wait for which: what a failed lock test needs to say.
+func logMySQLWaits(t testing.TB, db *gorm.DB) {
+	var procs, trx []map[string]any
+	db.Raw("SELECT ID, TIME, STATE, INFO FROM information_schema.PROCESSLIST WHERE DB = DATABASE()").Scan(&procs)
+	db.Raw("SELECT trx_id, trx_mysql_thread_id, trx_state, trx_isolation_level, trx_query, trx_rows_locked FROM information_schema.INNODB_TRX").Scan(&trx)
+	for _, p := range procs {
+		t.Logf("connection: %v", p)
+	}
+	for _, x := range trx {
+		t.Logf("transaction: %v", x)
+	}
+}

@@ -84,7 +84,7 @@ BEGIN
     END IF;
     SELECT MIN(id), MAX(id), COUNT(*) INTO v_first, v_end, v_n FROM {{prefix}}sequencer_pick;
     IF v_first IS NOT NULL THEN
-        UPDATE {{prefix}}sequencer_pick p STRAIGHT_JOIN {{prefix}}events e ON e.id = p.id
+        UPDATE {{prefix}}sequencer_pick p STRAIGHT_JOIN {{prefix}}events e FORCE INDEX (PRIMARY) ON e.id = p.id
            SET e.seq = e.id + v_last + 1 - v_first
          WHERE e.seq IS NULL;
         SET numbered = ROW_COUNT();
