@@ -13,7 +13,7 @@ import (
 // applies when the service registers (see RegisterEventHandler), and an
 // existing service keeps its offset.
 type StartPosition struct {
-	kind int8 // 0 latest, 1 earliest, 2 explicit
+	kind startKind
 	seq  int64
 }
 
@@ -25,13 +25,22 @@ var (
 	// the sequencer's lock and starts after the last number.
 	StartFromLatest = StartPosition{}
 	// StartFromEarliest delivers every event still retained in the log.
-	StartFromEarliest = StartPosition{kind: 1}
+	StartFromEarliest = StartPosition{kind: startEarliest}
 )
 
 // StartAt begins after log position seq (the Seq of a delivered event): it
 // delivers every event numbered above seq, including events committed
 // before the registration but numbered after it.
-func StartAt(seq int64) StartPosition { return StartPosition{kind: 2, seq: seq} }
+func StartAt(seq int64) StartPosition { return StartPosition{kind: startAfter, seq: seq} }
+
+// startKind is where a StartPosition points.
+type startKind int8
+
+const (
+	startLatest   startKind = 0 // the zero StartPosition
+	startEarliest startKind = 1
+	startAfter    startKind = 2 // after an explicit seq
+)
 
 // Options configure an EventBus. Every field has a default (see
 // DefaultOptions); set them through the With... functions.
@@ -233,7 +242,7 @@ func (o *Options) validate() error {
 		return bad("TXCheckCallTimeout must be in (0, 1h], got %s", o.TXCheckCallTimeout)
 	case o.LeaseDuration < 100*time.Millisecond:
 		return bad("LeaseDuration must be at least 100ms, got %s", o.LeaseDuration)
-	case o.StartPosition.kind == 2 && o.StartPosition.seq < 0:
+	case o.StartPosition.kind == startAfter && o.StartPosition.seq < 0:
 		return bad("StartAt position must be >= 0, got %d", o.StartPosition.seq)
 	case o.MaxPayloadBytes < 1 || o.MaxPayloadBytes > maxPayloadLimit:
 		return bad("MaxPayloadBytes must be 1..%d, got %d", maxPayloadLimit, o.MaxPayloadBytes)

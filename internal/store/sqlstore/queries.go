@@ -1,4 +1,4 @@
-package eventbus
+package sqlstore
 
 import (
 	"fmt"
@@ -28,16 +28,16 @@ type queries struct {
 	dueRetries                string // fetchRetries' SELECT and WHERE, not rebound
 
 	// services and leases
-	acquireLease, readLease, renewLease, releaseLease, commitOffset            string
-	fence, serviceStatus, removeService, removeServiceRetries, serviceActivity string
+	acquireLease, readLease, renewLease, releaseLease, commitOffset     string
+	serviceStatus, removeService, removeServiceRetries, serviceActivity string
 
 	// retries and dead letters
-	deleteRetry, updateRetry, listDead, countDead, replayDead, discardDead string
+	updateRetry, countDead, replayDead, discardDead string
 
 	// transactions
-	insertTx, txState, resolveTx, resolveTxToken, resolveTxClaimed, claimTx, dueTxs     string
-	txEventsOf, publishTx, deleteTxEvents, rescheduleTx, unresolvedTxs, countUnresolved string
-	txWatermark, raiseTxWatermark                                                       string
+	insertTx, txState, resolveTx, resolveTxToken, resolveTxClaimed, claimTx, dueTxs string
+	txEventsOf, publishTx, deleteTxEvents, rescheduleTx, countUnresolved            string
+	txWatermark, raiseTxWatermark                                                   string
 
 	// standbys
 	renewStandby, serviceExists string
@@ -50,9 +50,19 @@ type queries struct {
 
 	// cleaner
 	minConsumed, cleanCandidates, oldDeadServices, oldDeadLetters, oldResolvedTxs string
+
+	// operations: seek, lags, transaction lists
+	seekFence, seekRead, seekMove, seekDropRetries, firstSeqFrom string
+	lagServices, firstAfter, eventCreated                        string
+	txByID, nextTxService, txCounts                              string
 }
 
-const eventCols = "event_id, event_type, sender, send_type, payload, metadata, occurred_at"
+const (
+	eventCols  = "event_id, event_type, sender, send_type, payload, metadata, occurred_at"
+	txInfoCols = "id, service, state, check_count, last_error, due_at, created_at, updated_at"
+	// deadCols are a dead letter's columns, retries r joined with events e (see scanDeadLetter).
+	deadCols = "r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at"
+)
 
 func newQueries(d dialect, prefix string) *queries {
 	q := &queries{
@@ -70,7 +80,7 @@ func newQueries(d dialect, prefix string) *queries {
 	// Sequencer (see sequencer.go). Its integers go in the statement text:
 	// go-sql-driver/mysql would otherwise prepare, run and close every
 	// statement that has arguments (three round trips).
-	batch, span := strconv.Itoa(sequenceBatch), strconv.Itoa(sequenceSpan)
+	batch, span := strconv.Itoa(numberBatch), strconv.Itoa(numberSpan)
 	switch d.name() {
 	case "postgres":
 		// Procedures of migration 0007; INOUT parameters come back as a row.
@@ -144,7 +154,6 @@ func newQueries(d dialect, prefix string) *queries {
 		" WHERE name = ? AND owner = ?")
 	q.commitOffset = r("UPDATE " + q.services + " SET consumed_seq = ?, version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
 		" WHERE name = ? AND owner = ? AND epoch = ? AND consumed_seq <= ?")
-	q.fence = q.renewLease
 	// Pending counts committed events not sequenced yet: the sequencer runs
 	// only while some instance polls, and they are every service's backlog.
 	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.standby_until, s.updated_at, q.last_seq," +
@@ -159,12 +168,8 @@ func newQueries(d dialect, prefix string) *queries {
 	q.removeServiceRetries = r("DELETE FROM " + q.retries + " WHERE service = ?")
 
 	// Retries and dead letters.
-	q.deleteRetry = r("DELETE FROM " + q.retries + " WHERE service = ? AND event_pk = ? AND state = 0")
 	q.updateRetry = r("UPDATE " + q.retries + " SET state = ?, attempts = ?, next_at = {now} + ?, last_error = ?, updated_at = {now}" +
 		" WHERE service = ? AND event_pk = ? AND state = 0")
-	q.listDead = r("SELECT r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at" +
-		" FROM " + q.retries + " r JOIN " + q.events + " e ON e.id = r.event_pk" +
-		" WHERE r.service = ? AND r.state = 1 AND r.seq > ? ORDER BY r.seq LIMIT ?")
 	q.countDead = r("SELECT COUNT(*) FROM " + q.retries + " WHERE service = ? AND state = 1")
 	q.replayDead = r("UPDATE " + q.retries + " SET state = 0, attempts = 0, next_at = {now}, updated_at = {now}" +
 		" WHERE service = ? AND state = 1 AND event_id = ?")
@@ -192,8 +197,6 @@ func newQueries(d dialect, prefix string) *queries {
 	q.deleteTxEvents = r("DELETE FROM " + q.txEvents + " WHERE tx_id = ?")
 	q.rescheduleTx = r("UPDATE " + q.txs + " SET state = ?, due_at = {now} + ?, last_error = ?, updated_at = {now}" +
 		" WHERE id = ? AND state = 0 AND check_count = ? AND due_at > {now}")
-	q.unresolvedTxs = r("SELECT id, check_count, last_error, created_at, updated_at FROM " + q.txs +
-		" WHERE service = ? AND state = 3 AND id > ? ORDER BY id LIMIT ?")
 	q.countUnresolved = r("SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = 3")
 	q.txWatermark = "SELECT max_tx_id FROM " + prefix + "cleaned WHERE id = 1"
 	q.raiseTxWatermark = r("UPDATE " + prefix + "cleaned SET max_tx_id = ? WHERE id = 1 AND max_tx_id < ?")
@@ -216,6 +219,29 @@ func newQueries(d dialect, prefix string) *queries {
 		q.smallInserts[n] = q.insertEvents(n)
 	}
 	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN (1, 2) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
+
+	// Seek: fence the owner first (this write also locks the service's
+	// row), read, move, drop the retries the log delivers again.
+	q.seekFence = r("UPDATE " + q.services + " SET owner = '', epoch = epoch + 1, version = version + 1," +
+		" lease_until = 0, updated_at = {now} WHERE name = ?")
+	q.seekRead = r("SELECT s.consumed_seq, q.last_seq FROM " + q.services + " s CROSS JOIN " + q.sequencer +
+		" q WHERE q.id = 1 AND s.name = ?")
+	q.seekMove = r("UPDATE " + q.services + " SET consumed_seq = ? WHERE name = ?")
+	q.seekDropRetries = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = 0 AND seq > ?")
+	q.firstSeqFrom = r("SELECT MIN(seq) FROM " + q.events + " WHERE created_at >= ? AND seq IS NOT NULL")
+
+	// Lags.
+	q.lagServices = r("SELECT name, consumed_seq, {now} FROM " + q.services + " ORDER BY name")
+	// The first event after an offset, through the seq index.
+	q.firstAfter = r("SELECT created_at FROM " + q.events + " WHERE seq > ? ORDER BY seq LIMIT 1")
+	q.eventCreated = r("SELECT created_at FROM " + q.events + " WHERE id = ?")
+
+	// Transaction lists. TransactionCounts walks the next service name (a
+	// loose index scan of transactions_due), then one service's counts.
+	q.txByID = r("SELECT " + txInfoCols + " FROM " + q.txs + " WHERE id = ?")
+	q.nextTxService = r("SELECT MIN(service) FROM " + q.txs + " WHERE service > ?")
+	q.txCounts = r("SELECT (SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = 0)," +
+		" (SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = 3)")
 
 	// The fetch of new events and of due retries, the offset commit and the
 	// lease renewal (also the fence of the retry phase), and the INSERT of
