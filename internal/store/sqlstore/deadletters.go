@@ -69,7 +69,7 @@ func (s *Store) eachDeadLetter(ctx context.Context, stmt, service string, ids []
 
 // ReplayDeadLettersWhere replays every match of f, batch by batch.
 func (s *Store) ReplayDeadLettersWhere(ctx context.Context, service string, f store.DeadLetterFilter) (int, error) {
-	return s.eachDeadLetterWhere(ctx, service, f, "UPDATE "+s.q.retries+" SET state = 0, attempts = 0, next_at = "+s.q.now+", updated_at = "+s.q.now)
+	return s.eachDeadLetterWhere(ctx, service, f, "UPDATE "+s.q.retries+" SET state = {retry}, attempts = 0, next_at = "+s.q.now+", updated_at = "+s.q.now)
 }
 
 // DiscardDeadLettersWhere deletes every match of f, batch by batch.
@@ -101,8 +101,8 @@ func (s *Store) eachDeadLetterWhere(ctx context.Context, service string, f store
 		if picked == 0 {
 			return total, nil
 		}
-		// state = 1 again: a row replayed meanwhile is left alone.
-		stmt := s.d.rebind(change + " WHERE service = ? AND state = 1 AND event_pk IN " + in(picked))
+		// Dead again: a row replayed meanwhile is left alone.
+		stmt := s.q.sql(change + " WHERE service = ? AND state = {dead} AND event_pk IN " + in(picked))
 		err = s.inTx(ctx, func(tx *sql.Tx) error {
 			res, err := s.exec(ctx, tx, stmt, args...)
 			if err != nil {
@@ -128,8 +128,8 @@ func (s *Store) eachDeadLetterWhere(ctx context.Context, service string, f store
 // dead letters; each one's event is read by its primary key.
 func (s *Store) deadLettersQuery(cols string, f store.DeadLetterFilter) (string, []any) {
 	cond, args := filterWhere(f, s.q.now)
-	return s.d.rebind("SELECT " + cols + " FROM " + s.q.retries + " r JOIN " + s.q.events + " e ON e.id = r.event_pk" +
-		" WHERE r.service = ? AND r.state = 1 AND r.seq > ?" + cond + " ORDER BY r.seq LIMIT ?"), args
+	return s.q.sql("SELECT " + cols + " FROM " + s.q.retries + " r JOIN " + s.q.events + " e ON e.id = r.event_pk" +
+		" WHERE r.service = ? AND r.state = {dead} AND r.seq > ?" + cond + " ORDER BY r.seq LIMIT ?"), args
 }
 
 // filterWhere returns f's conditions on retries r joined with events e,

@@ -76,11 +76,11 @@ func (s *Store) ResolveTx(ctx context.Context, p store.ResolveTxParams) (store.R
 		var err error
 		switch {
 		case p.Claim > 0:
-			res, err = tx.ExecContext(ctx, s.q.resolveTxClaimed, int(p.State), p.ID, p.Service, p.Claim)
+			res, err = tx.ExecContext(ctx, s.q.resolveTxClaimed, txCode(p.State), p.ID, p.Service, p.Claim)
 		case p.Token != 0:
-			res, err = tx.ExecContext(ctx, s.q.resolveTxToken, int(p.State), p.ID, p.Service, p.Token)
+			res, err = tx.ExecContext(ctx, s.q.resolveTxToken, txCode(p.State), p.ID, p.Service, p.Token)
 		default:
-			res, err = tx.ExecContext(ctx, s.q.resolveTx, int(p.State), p.ID, p.Service)
+			res, err = tx.ExecContext(ctx, s.q.resolveTx, txCode(p.State), p.ID, p.Service)
 		}
 		if err != nil {
 			return fmt.Errorf("resolve transaction %d: %w", p.ID, err)
@@ -160,7 +160,7 @@ func (s *Store) ClaimTx(ctx context.Context, id int64, checks int, claimMillis i
 
 // RescheduleTx records a check that resolved nothing while its claim holds.
 func (s *Store) RescheduleTx(ctx context.Context, p store.RescheduleTxParams) (bool, error) {
-	res, err := s.exec(ctx, nil, s.q.rescheduleTx, int(p.State), p.DelayMillis, p.Reason, p.ID, p.Claim)
+	res, err := s.exec(ctx, nil, s.q.rescheduleTx, txCode(p.State), p.DelayMillis, p.Reason, p.ID, p.Claim)
 	if err != nil {
 		return false, err
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // queries holds every statement the bus runs, built once per bus from the
@@ -75,7 +77,7 @@ func newQueries(d dialect, prefix string) *queries {
 		txs:       prefix + "transactions",
 		txEvents:  prefix + "transaction_events",
 	}
-	r := func(s string) string { return d.rebind(strings.ReplaceAll(s, "{now}", q.now)) }
+	r := func(s string) string { return q.sql(strings.ReplaceAll(s, "{now}", q.now)) }
 
 	// Sequencer (see sequencer.go). Its integers go in the statement text:
 	// go-sql-driver/mysql would otherwise prepare, run and close every
@@ -138,9 +140,10 @@ func newQueries(d dialect, prefix string) *queries {
 	// sender still waits (parked rows wait behind the head).
 	q.dueRetries = strings.ReplaceAll("SELECT r.event_pk, r.attempts, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at"+
 		" FROM "+q.retries+" r JOIN "+q.events+" e ON e.id = r.event_pk"+
-		" WHERE r.service = ? AND r.state = 0 AND r.next_at <= {now}"+
+		" WHERE r.service = ? AND r.state = {retry} AND r.next_at <= {now}"+
 		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM "+q.retries+" h WHERE h.service = r.service"+
-		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = 0 AND h.seq < r.seq))", "{now}", q.now)
+		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = {retry} AND h.seq < r.seq))", "{now}", q.now)
+	q.dueRetries = stateCodes.Replace(q.dueRetries)
 	q.fetchRetries = d.rebind(q.dueRetries + " ORDER BY e.seq LIMIT ?")
 
 	// Services and leases. version changes on every fenced write, so the
@@ -158,8 +161,8 @@ func newQueries(d dialect, prefix string) *queries {
 	// only while some instance polls, and they are every service's backlog.
 	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.standby_until, s.updated_at, q.last_seq," +
 		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq OR e.seq IS NULL)," +
-		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 0)," +
-		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 1)" +
+		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = {retry})," +
+		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = {dead})" +
 		" FROM " + q.services + " s CROSS JOIN " + q.sequencer + " q WHERE q.id = 1 ORDER BY s.name")
 	// A service is removable when no instance runs it: no live lease, and
 	// no standby reported in for LeaseDuration.
@@ -169,35 +172,35 @@ func newQueries(d dialect, prefix string) *queries {
 
 	// Retries and dead letters.
 	q.updateRetry = r("UPDATE " + q.retries + " SET state = ?, attempts = ?, next_at = {now} + ?, last_error = ?, updated_at = {now}" +
-		" WHERE service = ? AND event_pk = ? AND state = 0")
-	q.countDead = r("SELECT COUNT(*) FROM " + q.retries + " WHERE service = ? AND state = 1")
-	q.replayDead = r("UPDATE " + q.retries + " SET state = 0, attempts = 0, next_at = {now}, updated_at = {now}" +
-		" WHERE service = ? AND state = 1 AND event_id = ?")
-	q.discardDead = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = 1 AND event_id = ?")
+		" WHERE service = ? AND event_pk = ? AND state = {retry}")
+	q.countDead = r("SELECT COUNT(*) FROM " + q.retries + " WHERE service = ? AND state = {dead}")
+	q.replayDead = r("UPDATE " + q.retries + " SET state = {retry}, attempts = 0, next_at = {now}, updated_at = {now}" +
+		" WHERE service = ? AND state = {dead} AND event_id = ?")
+	q.discardDead = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = {dead} AND event_id = ?")
 
 	// Transactions. A context resolves by id and token (only what it
 	// began), an operator by id, the checker by id while its claim holds:
 	// the check_count it set is unchanged (no other instance claimed since)
 	// and the claim has not lapsed.
 	q.insertTx = r("INSERT INTO " + q.txs + " (service, token, state, check_count, due_at, last_error, created_at, updated_at)" +
-		" VALUES (?, ?, 0, 0, {now} + ?, '', {now}, {now})" + d.returningID())
+		" VALUES (?, ?, {pending}, 0, {now} + ?, '', {now}, {now})" + d.returningID())
 	q.txState = r("SELECT state, service, token FROM " + q.txs + " WHERE id = ?")
 	resolve := "UPDATE " + q.txs + " SET state = ?, updated_at = {now} WHERE id = ? AND service = ?"
-	q.resolveTx = r(resolve + " AND state IN (0, 3)")
-	q.resolveTxToken = r(resolve + " AND state IN (0, 3) AND token = ?")
-	q.resolveTxClaimed = r(resolve + " AND state = 0 AND check_count = ? AND due_at > {now}")
+	q.resolveTx = r(resolve + " AND state IN ({pending}, {unresolved})")
+	q.resolveTxToken = r(resolve + " AND state IN ({pending}, {unresolved}) AND token = ?")
+	q.resolveTxClaimed = r(resolve + " AND state = {pending} AND check_count = ? AND due_at > {now}")
 	// A claim is a compare-and-set on check_count, read with the due list:
 	// the claimant knows which check is its own.
 	q.claimTx = r("UPDATE " + q.txs + " SET check_count = check_count + 1, due_at = {now} + ?, updated_at = {now}" +
-		" WHERE id = ? AND state = 0 AND due_at <= {now} AND check_count = ?")
-	q.dueTxs = r("SELECT id, check_count FROM " + q.txs + " WHERE service = ? AND state = 0 AND due_at <= {now} ORDER BY due_at LIMIT ?")
+		" WHERE id = ? AND state = {pending} AND due_at <= {now} AND check_count = ?")
+	q.dueTxs = r("SELECT id, check_count FROM " + q.txs + " WHERE service = ? AND state = {pending} AND due_at <= {now} ORDER BY due_at LIMIT ?")
 	q.txEventsOf = r("SELECT " + eventCols + " FROM " + q.txEvents + " WHERE tx_id = ? ORDER BY ordinal")
 	q.publishTx = r("INSERT INTO " + q.events + " (" + eventCols + ", created_at) SELECT " + eventCols + ", {now} FROM " +
 		q.txEvents + " WHERE tx_id = ? ORDER BY ordinal")
 	q.deleteTxEvents = r("DELETE FROM " + q.txEvents + " WHERE tx_id = ?")
 	q.rescheduleTx = r("UPDATE " + q.txs + " SET state = ?, due_at = {now} + ?, last_error = ?, updated_at = {now}" +
-		" WHERE id = ? AND state = 0 AND check_count = ? AND due_at > {now}")
-	q.countUnresolved = r("SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = 3")
+		" WHERE id = ? AND state = {pending} AND check_count = ? AND due_at > {now}")
+	q.countUnresolved = r("SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = {unresolved}")
 	q.txWatermark = "SELECT max_tx_id FROM " + prefix + "cleaned WHERE id = 1"
 	q.raiseTxWatermark = r("UPDATE " + prefix + "cleaned SET max_tx_id = ? WHERE id = 1 AND max_tx_id < ?")
 
@@ -212,13 +215,13 @@ func newQueries(d dialect, prefix string) *queries {
 	// batch; this form looks each candidate up in retries_event.
 	q.cleanCandidates = r("SELECT e.id FROM " + q.events + " e LEFT JOIN " + q.retries + " r ON r.event_pk = e.id" +
 		" WHERE e.seq <= ? AND e.created_at < {now} - ? AND r.event_pk IS NULL ORDER BY e.seq LIMIT ?")
-	q.oldDeadServices = r("SELECT DISTINCT service FROM " + q.retries + " WHERE state = 1 AND updated_at < {now} - ?")
-	q.oldDeadLetters = r("SELECT event_pk FROM " + q.retries + " WHERE service = ? AND state = 1 AND updated_at < {now} - ?" +
+	q.oldDeadServices = r("SELECT DISTINCT service FROM " + q.retries + " WHERE state = {dead} AND updated_at < {now} - ?")
+	q.oldDeadLetters = r("SELECT event_pk FROM " + q.retries + " WHERE service = ? AND state = {dead} AND updated_at < {now} - ?" +
 		" ORDER BY event_pk LIMIT ?")
 	for n := 1; n <= smallInsert; n++ {
 		q.smallInserts[n] = q.insertEvents(n)
 	}
-	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN (1, 2) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
+	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN ({committed}, {rolledback}) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
 
 	// Seek: fence the owner first (this write also locks the service's
 	// row), read, move, drop the retries the log delivers again.
@@ -227,7 +230,7 @@ func newQueries(d dialect, prefix string) *queries {
 	q.seekRead = r("SELECT s.consumed_seq, q.last_seq FROM " + q.services + " s CROSS JOIN " + q.sequencer +
 		" q WHERE q.id = 1 AND s.name = ?")
 	q.seekMove = r("UPDATE " + q.services + " SET consumed_seq = ? WHERE name = ?")
-	q.seekDropRetries = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = 0 AND seq > ?")
+	q.seekDropRetries = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = {retry} AND seq > ?")
 	q.firstSeqFrom = r("SELECT MIN(seq) FROM " + q.events + " WHERE created_at >= ? AND seq IS NOT NULL")
 
 	// Lags.
@@ -240,8 +243,8 @@ func newQueries(d dialect, prefix string) *queries {
 	// loose index scan of transactions_due), then one service's counts.
 	q.txByID = r("SELECT " + txInfoCols + " FROM " + q.txs + " WHERE id = ?")
 	q.nextTxService = r("SELECT MIN(service) FROM " + q.txs + " WHERE service > ?")
-	q.txCounts = r("SELECT (SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = 0)," +
-		" (SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = 3)")
+	q.txCounts = r("SELECT (SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = {pending})," +
+		" (SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = {unresolved})")
 
 	// The fetch of new events and of due retries, the offset commit and the
 	// lease renewal (also the fence of the retry phase), and the INSERT of
@@ -254,6 +257,29 @@ func newQueries(d dialect, prefix string) *queries {
 	}
 	return q
 }
+
+// State codes, as stored in the state columns: the one place that names
+// them. Statements say {retry}, {pending}, ... and q.sql writes the codes.
+const (
+	stateRetry = 0 // retries: waiting for its next attempt (or parked behind its sender's FIFO head)
+	stateDead  = 1 // retries: dead letter
+)
+
+// txCode is the stored code of a transaction state: store.TxState's
+// values are the codes (migration 0001).
+func txCode(s store.TxState) int { return int(s) }
+
+var stateCodes = strings.NewReplacer(
+	"{retry}", strconv.Itoa(stateRetry),
+	"{dead}", strconv.Itoa(stateDead),
+	"{pending}", strconv.Itoa(txCode(store.TxPending)),
+	"{committed}", strconv.Itoa(txCode(store.TxCommitted)),
+	"{rolledback}", strconv.Itoa(txCode(store.TxRolledBack)),
+	"{unresolved}", strconv.Itoa(txCode(store.TxUnresolved)),
+)
+
+// sql writes the state codes into a statement and rebinds it for the driver.
+func (q *queries) sql(s string) string { return q.d.rebind(stateCodes.Replace(s)) }
 
 // smallInsert is the largest event count whose INSERT is built once and
 // kept prepared.
@@ -273,7 +299,7 @@ func (q *queries) insertEvents(n int) string {
 		}
 		b.WriteString(row)
 	}
-	return q.d.rebind(b.String())
+	return q.sql(b.String())
 }
 
 // insertTxEvents returns a multi-row INSERT of n events of a pending transaction.
@@ -286,7 +312,7 @@ func (q *queries) insertTxEvents(n int) string {
 		}
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	}
-	return q.d.rebind(b.String())
+	return q.sql(b.String())
 }
 
 // insertRetries returns a multi-row INSERT of n retry rows.
@@ -303,7 +329,7 @@ func (q *queries) insertRetries(n int) string {
 	}
 	// A row that exists already (a batch redone after a commit whose
 	// outcome was unknown) is kept as it is.
-	return q.d.rebind(q.d.insertIgnore(b.String(), "service, event_pk"))
+	return q.sql(q.d.insertIgnore(b.String(), "service, event_pk"))
 }
 
 // in returns "(?, ?, ...)" with n placeholders (not rebound).
@@ -316,43 +342,43 @@ func in(n int) string {
 // DELETE is a locking read, which would wait for (and hold up) consumers'
 // offset commits and lease renewals. See cleanEvents.
 func (q *queries) deleteEventsByID(n int) string {
-	return q.d.rebind("DELETE FROM " + q.events + " WHERE seq <= ? AND id IN " + in(n))
+	return q.sql("DELETE FROM " + q.events + " WHERE seq <= ? AND id IN " + in(n))
 }
 
 // cleanRecheck returns the cleaner's plain read, after its DELETE of n
 // event ids: the number of services, their lowest consumed position, and
 // how many retry rows reference those ids.
 func (q *queries) cleanRecheck(n int) string {
-	return q.d.rebind("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0), (SELECT COUNT(*) FROM " + q.retries +
+	return q.sql("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0), (SELECT COUNT(*) FROM " + q.retries +
 		" WHERE event_pk IN " + in(n) + ") FROM " + q.services)
 }
 
 // deleteDeadByPK returns the cleaner's DELETE of n dead letters of one
 // service; the age is checked again in case one was replayed and failed anew.
 func (q *queries) deleteDeadByPK(n int) string {
-	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 1 AND updated_at < " + q.now + " - ?" +
+	return q.sql("DELETE FROM " + q.retries + " WHERE service = ? AND state = {dead} AND updated_at < " + q.now + " - ?" +
 		" AND event_pk IN " + in(n))
 }
 
 // deleteTxsByID returns the cleaner's DELETE of n resolved transactions.
 func (q *queries) deleteTxsByID(n int) string {
-	return q.d.rebind("DELETE FROM " + q.txs + " WHERE id IN " + in(n))
+	return q.sql("DELETE FROM " + q.txs + " WHERE id IN " + in(n))
 }
 
 // deleteRetriesByPK returns a DELETE of n retry rows of one service.
 func (q *queries) deleteRetriesByPK(n int) string {
-	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 0 AND event_pk IN " + in(n))
+	return q.sql("DELETE FROM " + q.retries + " WHERE service = ? AND state = {retry} AND event_pk IN " + in(n))
 }
 
 // fetchRetriesExcept returns fetchRetries leaving out the rows of n senders
 // (held ones: see holds).
 func (q *queries) fetchRetriesExcept(n int) string {
-	return q.d.rebind(q.dueRetries + " AND r.sender NOT IN " + in(n) + " ORDER BY e.seq LIMIT ?")
+	return q.sql(q.dueRetries + " AND r.sender NOT IN " + in(n) + " ORDER BY e.seq LIMIT ?")
 }
 
 // blockedSenders returns the senders among n that have a FIFO event waiting
 // in the retry store: their later FIFO events must park behind it.
 func (q *queries) blockedSenders(n int) string {
-	return q.d.rebind("SELECT DISTINCT sender FROM " + q.retries +
-		" WHERE service = ? AND fifo = 1 AND state = 0 AND sender IN " + in(n))
+	return q.sql("SELECT DISTINCT sender FROM " + q.retries +
+		" WHERE service = ? AND fifo = 1 AND state = {retry} AND sender IN " + in(n))
 }

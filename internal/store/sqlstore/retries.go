@@ -9,12 +9,6 @@ import (
 	"github.com/dddbus/eventbus/internal/store"
 )
 
-// Retry row states (retries.state).
-const (
-	stateRetry = 0 // waiting for its next attempt (or parked behind its sender's FIFO head)
-	stateDead  = 1 // dead letter
-)
-
 // retryCols is the values per row of insertRetries.
 const retryCols = 10
 
