@@ -53,7 +53,7 @@ func (s *Store) CleanEvents(ctx context.Context, retention int64) (int64, error)
 // errCleanRaced rolls back a cleaning batch whose re-check failed.
 var errCleanRaced = errors.New("a service or a retry appeared during the clean")
 
-// deleteEvents deletes ids at or below position consumed; see cleanEvents.
+// deleteEvents deletes ids at or below position consumed; see CleanEvents.
 func (s *Store) deleteEvents(ctx context.Context, ids []int64, consumed int64) (int64, error) {
 	args := make([]any, 0, len(ids)+1)
 	args = append(args, consumed)

@@ -36,7 +36,7 @@ type dialect interface {
 	checkConn(ctx context.Context, db *sql.DB) error
 	// ownTx reports whether a statement run on its own needs a READ
 	// COMMITTED transaction of its own to behave the same whatever the
-	// session's default isolation level (see sqlutil.go).
+	// session's default isolation level (see exec.go).
 	ownTx(ctx context.Context, db *sql.DB) (bool, error)
 	// prepares reports whether the bus keeps its hot statements prepared
 	// (see stmtCache).

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // How the bus runs a statement; exec, query and queryRow are the one place
@@ -26,10 +28,7 @@ import (
 
 // txConn is an open transaction's connection: the bus's own *sql.Tx, or
 // the gorm.ConnPool of a caller's transaction.
-type txConn interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
+type txConn = store.Conn
 
 // exec runs a statement on on (nil: on its own; see above).
 func (s *Store) exec(ctx context.Context, on txConn, query string, args ...any) (sql.Result, error) {

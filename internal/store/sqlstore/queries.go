@@ -21,7 +21,7 @@ type queries struct {
 	seqStep          string                                   // a procedure call returning (numbered, more); on SQLite an UPDATE
 	seqIsUpdate      bool                                     // SQLite: seqStep's row count is the events numbered
 	seqProbe         string                                   // a read that returns a row if seqStep may have work ("": seqStep looks itself)
-	seqRegister      string                                   // registers a service (see registerService)
+	seqRegister      string                                   // registers a service (see RegisterService)
 	seqTidy          func(settle, expire, sweep int64) string // PostgreSQL, MySQL: upkeep of the runs
 	oldestUnnumbered string                                   // the lowest unnumbered id, for Lags (walks the index, dead entries too)
 
@@ -340,7 +340,7 @@ func in(n int) string {
 // deleteEventsByID returns the cleaner's DELETE of n event ids at or below
 // a consumed position. It reads no other table: on MySQL a subquery of a
 // DELETE is a locking read, which would wait for (and hold up) consumers'
-// offset commits and lease renewals. See cleanEvents.
+// offset commits and lease renewals. See CleanEvents.
 func (q *queries) deleteEventsByID(n int) string {
 	return q.sql("DELETE FROM " + q.events + " WHERE seq <= ? AND id IN " + in(n))
 }
