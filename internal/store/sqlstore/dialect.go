@@ -53,6 +53,9 @@ type dialect interface {
 	// useIndex is table, told to read through index where the planner
 	// would not by itself.
 	useIndex(table, index string) string
+	// numbering sets q's sequencer statements: its step, probe,
+	// registration and upkeep (see sequencer.go).
+	numbering(q *queries, prefix string)
 }
 
 // rebindDollar rewrites ? into $1, $2, ... Queries in this package never

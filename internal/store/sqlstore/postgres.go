@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 )
 
 // postgresDialect serves PostgreSQL 13+.
@@ -72,3 +73,14 @@ func (postgresDialect) tableExists(ctx context.Context, db *sql.DB, table string
 
 // PostgreSQL's planner finds the index itself.
 func (postgresDialect) useIndex(table, _ string) string { return table }
+
+// The procedures of migration 0007; INOUT parameters come back as a row.
+// The sequencer's integers go in the statement text (see numberBatch).
+func (postgresDialect) numbering(q *queries, prefix string) {
+	batch, span := strconv.Itoa(numberBatch), strconv.Itoa(numberSpan)
+	q.seqStep = "CALL " + prefix + "sequence(" + batch + ", " + span + ", NULL, NULL)"
+	q.seqRegister = q.r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ", " + span + ", NULL)")
+	q.seqTidy = func(settle, expire, sweep int64) string {
+		return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s, NULL)", prefix, settle, expire, sweep, batch)
+	}
+}

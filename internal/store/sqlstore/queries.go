@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -77,61 +76,13 @@ func newQueries(d dialect, prefix string) *queries {
 		txs:       prefix + "transactions",
 		txEvents:  prefix + "transaction_events",
 	}
-	r := func(s string) string { return q.sql(strings.ReplaceAll(s, "{now}", q.now)) }
+	r := q.r
 
-	// Sequencer (see sequencer.go). Its integers go in the statement text:
-	// go-sql-driver/mysql would otherwise prepare, run and close every
-	// statement that has arguments (three round trips).
-	batch, span := strconv.Itoa(numberBatch), strconv.Itoa(numberSpan)
-	switch d.name() {
-	case "postgres":
-		// Procedures of migration 0007; INOUT parameters come back as a row.
-		q.seqStep = "CALL " + prefix + "sequence(" + batch + ", " + span + ", NULL, NULL)"
-		q.seqRegister = r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ", " + span + ", NULL)")
-		q.seqTidy = func(settle, expire, sweep int64) string {
-			return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s, NULL)", prefix, settle, expire, sweep, batch)
-		}
-	case "mysql":
-		// Procedures of migration 0007; each returns one row. MariaDB runs a
-		// procedure call slowly (~0.2 ms), so a plain read first says
-		// whether the open run holds a committed row or there are holes
-		// (which the procedure then probes one by one). It is a hint: a
-		// consistent read at any level (a dirty one at READ UNCOMMITTED
-		// only calls the procedure for nothing), and takes no lock.
-		runs := prefix + "sequencer_runs"
-		latest := "(SELECT MAX(version) FROM " + runs + ")"
-		q.seqProbe = "SELECT 1 FROM DUAL WHERE EXISTS (SELECT 1 FROM " + q.events + " FORCE INDEX (" + prefix + "events_seq)" +
-			" WHERE seq IS NULL AND id >= (SELECT MAX(lo) FROM " + runs + " WHERE version = " + latest + "))" +
-			" OR (SELECT COUNT(*) FROM " + runs + " WHERE version = " + latest + ") > 1"
-		q.seqStep = "CALL " + prefix + "sequence(" + batch + ")"
-		q.seqRegister = r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ")")
-		q.seqTidy = func(settle, expire, sweep int64) string {
-			return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s)", prefix, settle, expire, sweep, batch)
-		}
-	default:
-		// SQLite: one UPDATE numbers the next rows from last_seq + 1 (the
-		// trigger of migration 0007 raises last_seq in the same
-		// statement), so the offset of a service starting at the latest
-		// position is last_seq plus the rows waiting, all numbered after it.
-		unnumbered := sqliteUnnumbered(q.events)
-		q.seqProbe = "SELECT 1 FROM " + q.events + " WHERE " + unnumbered + " LIMIT 1"
-		q.seqIsUpdate = true
-		q.seqStep = "UPDATE " + q.events + " SET seq = n.seq FROM (" +
-			"SELECT id, (SELECT last_seq FROM " + q.sequencer + " WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY id) AS seq" +
-			" FROM (SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + batch + ")) AS n" +
-			" WHERE " + q.events + ".id = n.id AND " + q.events + ".seq IS NULL"
-		q.seqRegister = r(d.insertIgnore("INSERT INTO "+q.services+
-			" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
-			" SELECT ?1, CASE WHEN ?2 < 0 THEN last_seq + (SELECT COUNT(*) FROM "+q.events+" WHERE "+unnumbered+") ELSE ?2 END,"+
-			" '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
-	}
-
+	// Sequencer (sequencer.go): each dialect's own statements.
 	// Lags only (not on a poll's path): the runs keep the probe flat,
-	// this may walk dead index entries behind a long snapshot.
+	// oldestUnnumbered may walk dead index entries behind a long snapshot.
 	q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1"
-	if d.name() == "sqlite" {
-		q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE " + sqliteUnnumbered(q.events) + " ORDER BY id LIMIT 1"
-	}
+	d.numbering(q, prefix)
 
 	// Consumer.
 	q.fetchEvents = r("SELECT id, seq, " + eventCols + " FROM " + q.events +
@@ -277,6 +228,9 @@ var stateCodes = strings.NewReplacer(
 	"{rolledback}", strconv.Itoa(txCode(store.TxRolledBack)),
 	"{unresolved}", strconv.Itoa(txCode(store.TxUnresolved)),
 )
+
+// r writes the clock and the state codes into a statement and rebinds it.
+func (q *queries) r(s string) string { return q.sql(strings.ReplaceAll(s, "{now}", q.now)) }
 
 // sql writes the state codes into a statement and rebinds it for the driver.
 func (q *queries) sql(s string) string { return q.d.rebind(stateCodes.Replace(s)) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/dddbus/eventbus/internal/store"
@@ -98,3 +99,22 @@ func (sqliteDialect) tableExists(ctx context.Context, db *sql.DB, table string) 
 const SQLiteDSNParams = "_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_synchronous=NORMAL&_foreign_keys=1"
 
 func (sqliteDialect) useIndex(table, index string) string { return table + " INDEXED BY " + index }
+
+// One UPDATE numbers the next rows from last_seq + 1 (the trigger of
+// migration 0007 raises last_seq in the same statement), so the offset of
+// a service starting at the latest position is last_seq plus the rows
+// waiting, all numbered after it.
+func (d sqliteDialect) numbering(q *queries, _ string) {
+	unnumbered := sqliteUnnumbered(q.events)
+	q.seqProbe = "SELECT 1 FROM " + q.events + " WHERE " + unnumbered + " LIMIT 1"
+	q.seqIsUpdate = true
+	q.seqStep = "UPDATE " + q.events + " SET seq = n.seq FROM (" +
+		"SELECT id, (SELECT last_seq FROM " + q.sequencer + " WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY id) AS seq" +
+		" FROM (SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + strconv.Itoa(numberBatch) + ")) AS n" +
+		" WHERE " + q.events + ".id = n.id AND " + q.events + ".seq IS NULL"
+	q.seqRegister = q.r(d.insertIgnore("INSERT INTO "+q.services+
+		" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
+		" SELECT ?1, CASE WHEN ?2 < 0 THEN last_seq + (SELECT COUNT(*) FROM "+q.events+" WHERE "+unnumbered+") ELSE ?2 END,"+
+		" '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
+	q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT 1"
+}
