@@ -13,7 +13,8 @@ type record struct {
 	evt *ddd.DomainEvent
 }
 
-// records converts what the store read.
+// records converts what the store read. One allocation each: a record
+// held by a set-aside call must not keep its whole batch alive.
 func records(rows []store.Record) []*record {
 	out := make([]*record, len(rows))
 	for i, r := range rows {

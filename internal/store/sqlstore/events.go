@@ -40,7 +40,7 @@ func (s *Store) insertEvents(ctx context.Context, on txConn, events []store.Enco
 
 // FetchEvents reads up to limit numbered events after offset after.
 func (s *Store) FetchEvents(ctx context.Context, after int64, limit int) ([]store.Record, error) {
-	var recs []store.Record
+	recs := make([]store.Record, 0, min(limit, 1024))
 	err := s.query(ctx, nil, s.q.fetchEvents, []any{after, limit}, func(rows *sql.Rows) error {
 		var r store.Record
 		var err error
