@@ -1,0 +1,2 @@
+-- SQLite has no runs (see 0007) and needs nothing here: this version,
+-- without statements, keeps every dialect's schema at 0008.
