@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 
 	"github.com/dddbus/eventbus"
@@ -17,7 +18,7 @@ import (
 func TestStoreContract(t *testing.T) {
 	for _, target := range dbtest.Targets {
 		t.Run(target.Name, func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) store.Store {
+			storetest.Run(t, func(t *testing.T) (store.Store, *sql.DB) {
 				tdb := target.New(t)
 				db := tdb.Open(t)
 				ctx := context.Background()
@@ -35,7 +36,7 @@ func TestStoreContract(t *testing.T) {
 				if err := st.Init(ctx, 1<<20); err != nil {
 					t.Fatal(err)
 				}
-				return st
+				return st, sqlDB
 			})
 		})
 	}

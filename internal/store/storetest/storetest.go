@@ -6,6 +6,7 @@ package storetest
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -16,8 +17,9 @@ import (
 	"github.com/dddbus/eventbus/internal/store"
 )
 
-// Open returns a store on a fresh, migrated, empty database of its own.
-type Open func(t *testing.T) store.Store
+// Open returns a store on a fresh, migrated, empty database of its own,
+// and a pool of that database for callers' transactions.
+type Open func(t *testing.T) (store.Store, *sql.DB)
 
 // Run runs every contract test on stores from open.
 func Run(t *testing.T, open Open) {
@@ -40,9 +42,15 @@ func Run(t *testing.T, open Open) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			c.test(t, open(t))
+			st, _ := open(t)
+			c.test(t, st)
 		})
 	}
+	t.Run("WritesInCallerTx", func(t *testing.T) {
+		t.Parallel()
+		st, db := open(t)
+		testCallerTx(t, st, db)
+	})
 }
 
 var bg = context.Background()
@@ -570,5 +578,45 @@ func testCallerTxAbsent(t *testing.T, st store.Store) {
 	conn, inCaller, err := st.CallerTx(bg)
 	if conn != nil || inCaller || err != nil {
 		t.Fatalf("no transaction in ctx: %v %t %v", conn, inCaller, err)
+	}
+}
+
+// Events and half messages written with a caller's transaction exist if
+// and only if it commits.
+func testCallerTx(t *testing.T, st store.Store, db *sql.DB) {
+	write := func(commit bool, id string) int64 {
+		tx, err := db.BeginTx(bg, nil)
+		must(t, err)
+		defer func() { _ = tx.Rollback() }()
+		conn, inCaller, err := st.CallerTx(ddd.ContextWithSQLTx(bg, tx))
+		must(t, err)
+		if !inCaller || conn == nil {
+			t.Fatalf("the transaction in ctx was not recognised: %v %t", conn, inCaller)
+		}
+		must(t, st.InsertEvents(bg, conn, encodeAll(t, st, event(t, id, "s", false))))
+		txID, err := st.BeginTx(bg, conn, store.BeginTxParams{Service: "svc", Token: 9, DueMillis: 60_000, Events: encodeAll(t, st, event(t, id+"-half", "s", false))})
+		must(t, err)
+		if commit {
+			must(t, tx.Commit())
+		}
+		return txID
+	}
+	rolledBack := write(false, "gone")
+	kept := write(true, "kept")
+	if n := numberAll(t, st); n != 1 {
+		t.Fatalf("numbered %d events, want the committed one", n)
+	}
+	recs, err := st.FetchEvents(bg, 0, 10)
+	must(t, err)
+	if len(recs) != 1 || recs[0].Event.ID != "kept" {
+		t.Fatalf("log %v, want kept alone", recs)
+	}
+	if _, found, err := st.Tx(bg, kept); err != nil || !found {
+		t.Fatalf("the committed half message: found %t (%v)", found, err)
+	}
+	if rolledBack != kept {
+		if _, found, err := st.Tx(bg, rolledBack); err != nil || found {
+			t.Fatalf("the rolled-back half message: found %t (%v)", found, err)
+		}
 	}
 }
