@@ -5,8 +5,10 @@ package layout
 
 import (
 	"go/ast"
+	"go/importer"
 	"go/parser"
 	"go/token"
+	"go/types"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -91,57 +93,63 @@ func TestNoSQLCheckFindsSamples(t *testing.T) {
 }
 
 // TestFileDependencies logs, for each root file, the root files whose
-// top-level declarations it uses (go test -v ./internal/layout -run Dep).
+// top-level declarations it uses, resolved by the type checker (go test
+// -v ./internal/layout -run Dep), and how many of those uses run "up": to
+// a file that itself uses the first one (a cycle between two files).
 func TestFileDependencies(t *testing.T) {
-	_, files := parseRoot(t)
-	declaredIn := map[string]string{} // top-level name (methods by name) -> file
+	fset, files := parseRoot(t)
+	var list []*ast.File
+	fileOf := map[*ast.File]string{}
 	for name, f := range files {
-		for _, d := range f.Decls {
-			switch d := d.(type) {
-			case *ast.FuncDecl:
-				declaredIn[d.Name.Name] = name
-			case *ast.GenDecl:
-				for _, s := range d.Specs {
-					switch s := s.(type) {
-					case *ast.TypeSpec:
-						declaredIn[s.Name.Name] = name
-					case *ast.ValueSpec:
-						for _, n := range s.Names {
-							declaredIn[n.Name] = name
-						}
-					}
-				}
-			}
+		list = append(list, f)
+		fileOf[f] = name
+	}
+	info := &types.Info{Uses: map[*ast.Ident]types.Object{}}
+	conf := types.Config{Importer: importer.ForCompiler(fset, "source", nil), Error: func(error) {}}
+	pkg, _ := conf.Check("github.com/dddbus/eventbus", fset, list, info)
+	if pkg == nil {
+		t.Fatal("type check failed")
+	}
+	declFile := func(obj types.Object) string {
+		if obj == nil || obj.Pkg() != pkg || !obj.Pos().IsValid() {
+			return ""
 		}
+		return filepath.Base(fset.Position(obj.Pos()).Filename)
+	}
+	uses := map[string]map[string]bool{}
+	for id, obj := range info.Uses {
+		from := filepath.Base(fset.Position(id.Pos()).Filename)
+		to := declFile(obj)
+		if to == "" || to == from {
+			continue
+		}
+		// Only package-level names and methods: fields and locals belong
+		// to the file that declares their type or function.
+		if v, ok := obj.(*types.Var); ok && (v.IsField() || v.Parent() != pkg.Scope()) {
+			continue
+		}
+		if uses[from] == nil {
+			uses[from] = map[string]bool{}
+		}
+		uses[from][to] = true
 	}
 	var names []string
 	for name := range files {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	edges := 0
+	edges, mutual := 0, 0
 	for _, name := range names {
-		uses := map[string]bool{}
-		ast.Inspect(files[name], func(n ast.Node) bool {
-			var id string
-			switch n := n.(type) {
-			case *ast.Ident:
-				id = n.Name
-			case *ast.SelectorExpr:
-				id = n.Sel.Name
+		var to []string
+		for u := range uses[name] {
+			to = append(to, u)
+			if uses[u][name] {
+				mutual++
 			}
-			if in, ok := declaredIn[id]; ok && in != name {
-				uses[in] = true
-			}
-			return true
-		})
-		var list []string
-		for u := range uses {
-			list = append(list, u)
 		}
-		sort.Strings(list)
-		edges += len(list)
-		t.Logf("%-22s -> %s", name, strings.Join(list, " "))
+		sort.Strings(to)
+		edges += len(to)
+		t.Logf("%-22s -> %s", name, strings.Join(to, " "))
 	}
-	t.Logf("%d root files, %d file-to-file uses", len(names), edges)
+	t.Logf("%d root files, %d file-to-file uses, %d pairs of files that use each other", len(names), edges, mutual/2)
 }
