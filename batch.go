@@ -62,12 +62,12 @@ type prefetch struct {
 func (b *EventBus) startPrefetch(ctx context.Context, after int64) {
 	p := &prefetch{after: after, done: make(chan struct{})}
 	b.prefetched = p
-	go func() {
+	b.bg.Go(func() {
 		defer close(p.done)
 		qctx, cancel := b.bounded(ctx)
 		defer cancel()
 		p.recs, p.err = b.fetchEvents(qctx, after)
-	}()
+	})
 }
 
 // dropPrefetch waits for a read-ahead in flight and forgets it.
@@ -114,7 +114,9 @@ func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, atte
 	var once sync.Once
 	halt := func() { once.Do(func() { close(halted) }) }
 	done := make(chan struct{})
-	go b.heartbeat(context.WithoutCancel(ctx), l, done, halt)
+	var hb routines
+	hb.Go(func() { b.heartbeat(context.WithoutCancel(ctx), l, done, halt) })
+	defer hb.Wait() // it returns at once when done is closed
 	defer close(done)
 	proceed := func() bool {
 		if ctx.Err() != nil {
@@ -139,7 +141,7 @@ func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, atte
 func (b *EventBus) dropLease(err error) error {
 	l := b.lease
 	b.lease = nil
-	if errors.Is(err, ErrLeaseLost) {
+	if errors.Is(err, store.ErrLeaseLost) {
 		b.observeLease(context.Background(), LeaseLost, l)
 		b.log.Warn("eventbus: lease lost before commit; the new owner redoes the batch")
 		return nil

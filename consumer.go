@@ -3,7 +3,6 @@ package eventbus
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"time"
 )
 
@@ -30,7 +29,9 @@ import (
 // records what finished, releases the lease (another instance takes over
 // at its next poll) and returns. Calls abandoned earlier (past
 // HandlerTimeout) are not waited for either: one may still be running
-// when Start returns (Stats.Unreturned counts them).
+// when Start returns (Stats.Unreturned counts them). Apart from those, and
+// from Tx checker calls past TxCheckCallTimeout, every goroutine the bus
+// started has ended when Start returns (see routines).
 //
 // Errors (the database going away, say) are logged and retried with backoff.
 func (b *EventBus) Start(ctx context.Context) error {
@@ -50,15 +51,13 @@ func (b *EventBus) Start(ctx context.Context) error {
 		return err
 	}
 	defer stopCleaner()
-	var wg sync.WaitGroup
-	wg.Go(func() { b.runTXChecker(ctx) })
-	defer wg.Wait()
+	b.bg.Go(func() { b.runTXChecker(ctx) })
 
 	parent, endGrace := b.stopGrace(ctx)
 	defer endGrace()
 	b.handlerParent = parent
 	b.consume(ctx, consumer)
-	b.bg.Wait()
+	b.bg.Wait() // the Tx checker, the sequencer, a read-ahead, lease renewals
 	b.dropPrefetch()
 	b.handlerParent = nil
 	if n := len(b.holds.running()); n > 0 {
@@ -72,23 +71,16 @@ func (b *EventBus) Start(ctx context.Context) error {
 
 // stopGrace returns the parent context of handler calls: it carries ctx's
 // values and is cancelled ShutdownGrace after ctx is, which is when the
-// bus stops waiting for calls in flight. end releases it.
+// bus stops waiting for calls in flight. end releases it, and returns only
+// once the callback that arms the grace timer, if it started, has ended.
 func (b *EventBus) stopGrace(ctx context.Context) (parent context.Context, end func()) {
 	parent, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	var mu sync.Mutex
-	var timer *time.Timer
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		timer = time.AfterFunc(b.opts.ShutdownGrace, cancel)
-		mu.Unlock()
-	})
+	armed := make(chan *time.Timer, 1)
+	stop := context.AfterFunc(ctx, func() { armed <- time.AfterFunc(b.opts.ShutdownGrace, cancel) })
 	return parent, func() {
-		stop()
-		mu.Lock()
-		if timer != nil {
-			timer.Stop()
+		if !stop() { // the callback runs once: wait for its timer and stop it
+			(<-armed).Stop()
 		}
-		mu.Unlock()
 		cancel()
 	}
 }

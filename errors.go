@@ -18,7 +18,7 @@ var (
 	// ErrInvalidArgument: an argument of a call is out of range (a list limit,
 	// a nil context).
 	ErrInvalidArgument = errors.New("eventbus: invalid argument")
-	// ErrInvalidHandler: RegisterEventHandler or RegisterEventTXChecker got
+	// ErrInvalidHandler: RegisterEventHandler or RegisterEventTxChecker got
 	// nil. It is ddd.ErrInvalidHandler.
 	ErrInvalidHandler = ddd.ErrInvalidHandler
 	// ErrInvalidTransaction: ctx carries a transaction the bus cannot write
@@ -34,7 +34,7 @@ var (
 	// ErrInvalidEvent: an event failed validation; nothing was written. It is
 	// ddd.ErrInvalidEvent, so errors.Is works with either name.
 	ErrInvalidEvent = ddd.ErrInvalidEvent
-	// ErrHandlerRegistered: RegisterEventHandler or RegisterEventTXChecker was called twice.
+	// ErrHandlerRegistered: RegisterEventHandler or RegisterEventTxChecker was called twice.
 	ErrHandlerRegistered = errors.New("eventbus: handler already registered")
 	// ErrAlreadyStarted: Start was called on a bus that is running.
 	ErrAlreadyStarted = errors.New("eventbus: already started")
@@ -59,7 +59,13 @@ var (
 	// ErrTxOtherService: Commit or Rollback of a transaction another service began.
 	ErrTxOtherService = errors.New("eventbus: transaction belongs to another service")
 	// ErrLeaseLost: this instance no longer owns its service's lease; its work is discarded.
-	ErrLeaseLost = store.ErrLeaseLost
+	//
+	// Deprecated: no call returns it, nor an error wrapping it. Losing the
+	// lease is not something a caller handles: Start goes on, drops the
+	// batch's unrecorded work for the new owner and waits to take the lease
+	// again. Observe it through Observer.LeaseChange (kind LeaseLost) and the
+	// "lease lost" log line.
+	ErrLeaseLost = errors.New("eventbus: lease lost")
 	// ErrServiceActive: RemoveService was called while an instance holds the service's lease.
 	ErrServiceActive = errors.New("eventbus: service is running")
 	// ErrServiceNotFound: SeekService named a service that is not registered.

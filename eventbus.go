@@ -36,13 +36,13 @@ import (
 type EventBus struct {
 	service string
 	st      store.Store // every database operation (internal/store)
-	opts    Options
+	opts    Config
 	log     *slog.Logger
 	owner   string // this instance's name in the lease
 
 	mu        sync.Mutex
 	handler   ddd.DomainEventHandler
-	txChecker ddd.DomainEventTXChecker
+	txChecker ddd.DomainEventTxChecker
 	running   atomic.Bool
 	wake      chan struct{}
 	stats     counters
@@ -68,11 +68,12 @@ type EventBus struct {
 
 	// Background sequencing of a backlog (see numberInBackground).
 	numberBusy atomic.Bool
-	bg         sync.WaitGroup
+	bg         routines // goroutines Start waits for (see routines)
 }
 
 var (
 	_ ddd.EventBus   = (*EventBus)(nil)
+	_ ddd.TxEventBus = (*EventBus)(nil)
 	_ ddd.TXEventBus = (*EventBus)(nil)
 )
 
@@ -83,7 +84,7 @@ var (
 // version found and the one needed), and on MySQL checks MaxPayloadBytes
 // against the server's max_allowed_packet.
 //
-// The service registers (and its offset starts at Options.StartPosition)
+// The service registers (and its offset starts at Config.StartPosition)
 // when a handler is registered: a bus without one only produces and holds
 // nothing back.
 func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, error) {
@@ -93,13 +94,14 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil db", ErrInvalidDB)
 	}
-	o := DefaultOptions()
+	o := DefaultConfig()
 	for _, opt := range opts {
 		if opt == nil {
 			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
 		}
 		opt(&o)
 	}
+	o.settle()
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
@@ -109,7 +111,7 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidDB, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidDB, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -174,7 +176,7 @@ func (b *EventBus) Service() string { return b.service }
 
 // RegisterEventHandler sets the handler called for every event this service
 // consumes (typically ddd.Router.HandleEvent), and registers the service, so
-// that its offset starts at Options.StartPosition as of this call. It may be
+// that its offset starts at Config.StartPosition as of this call. It may be
 // set once, before Start.
 func (b *EventBus) RegisterEventHandler(h ddd.DomainEventHandler) error {
 	if h == nil {

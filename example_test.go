@@ -11,6 +11,7 @@ import (
 
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/sqlite"
 )
 
 type OrderShipped struct {
@@ -21,7 +22,7 @@ type OrderShipped struct {
 func ExampleNewEventBus() {
 	dir, _ := os.MkdirTemp("", "eventbus-example")
 	defer os.RemoveAll(dir)
-	db, err := eventbus.OpenSQLite(filepath.Join(dir, "app.db"))
+	db, err := sqlite.Open(filepath.Join(dir, "app.db"))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -65,7 +66,7 @@ func ExampleNewEventBus() {
 func ExampleWithCleanCron() {
 	dir, _ := os.MkdirTemp("", "eventbus-example")
 	defer os.RemoveAll(dir)
-	db, _ := eventbus.OpenSQLite(filepath.Join(dir, "app.db"))
+	db, _ := sqlite.Open(filepath.Join(dir, "app.db"))
 	_, err := eventbus.NewEventBus("svc", db, eventbus.WithCleanCron("*/5 * * * * *"))
 	fmt.Println(err != nil)
 	_, err = eventbus.NewEventBus("svc", db, eventbus.WithCleanCron("30 3 * * *")) // 03:30 every day

@@ -66,7 +66,7 @@ func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 		switch {
 		case err == nil:
 			return l, nil
-		case errors.Is(err, ErrLeaseLost):
+		case errors.Is(err, store.ErrLeaseLost):
 			b.log.Warn("eventbus: lease lost; another instance took over", "epoch", l.epoch)
 			b.lease = nil
 			b.observeLease(ctx, LeaseLost, l)
@@ -120,9 +120,9 @@ func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.LeaseDuration/3)
 	defer cancel()
 	if err := b.st.RenewLease(ctx, b.leaseParams(l)); err != nil {
-		if errors.Is(err, ErrLeaseLost) {
+		if errors.Is(err, store.ErrLeaseLost) {
 			l.markLost()
-			return ErrLeaseLost
+			return store.ErrLeaseLost
 		}
 		return err
 	}
@@ -166,7 +166,7 @@ func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}
 			return
 		case err := <-renewed:
 			renewing = false
-			if errors.Is(err, ErrLeaseLost) {
+			if errors.Is(err, store.ErrLeaseLost) {
 				halt()
 				return
 			} else if err != nil {
@@ -181,7 +181,9 @@ func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}
 			}
 			if !renewing && age >= d/3 {
 				renewing = true
-				go func() { renewed <- b.renewLease(ctx, l) }()
+				// Start waits for it; the batch does not, so a stalled
+				// renewal never holds the batch up.
+				b.bg.Go(func() { renewed <- b.renewLease(ctx, l) })
 			}
 		}
 	}

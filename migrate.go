@@ -39,7 +39,7 @@ func Migrate(ctx context.Context, db *gorm.DB, prefix string) error {
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidDB, err)
+		return fmt.Errorf("%w: %w", ErrInvalidDB, err)
 	}
 	list, err := loadMigrations(name, prefix)
 	if err != nil {

@@ -202,7 +202,7 @@ type LeaseChange struct {
 // WithObserver adds an observer (see Observer). Several may be added; they
 // are called in the order given. A nil observer is ignored. Default none.
 func WithObserver(obs Observer) Option {
-	return func(o *Options) {
+	return func(o *Config) {
 		switch {
 		case obs == nil:
 		case o.Observer == nil:

@@ -14,8 +14,18 @@ import (
 // existing service keeps its offset.
 type StartPosition struct {
 	kind startKind
-	seq  int64
+	seq  int64 // startAfter's log position
 }
+
+// startKind is where a StartPosition begins. The zero value is the default
+// (latest), so that StartPosition{} means StartFromLatest.
+type startKind int8
+
+const (
+	startLatest   startKind = 0 // StartFromLatest
+	startEarliest startKind = 1 // StartFromEarliest
+	startAfter    startKind = 2 // StartAt(seq)
+)
 
 var (
 	// StartFromLatest (the default) delivers exactly the events committed
@@ -23,7 +33,7 @@ var (
 	// began before and committed after, and none committed before, whether
 	// or not they were numbered yet: the registration numbers them under
 	// the sequencer's lock and starts after the last number.
-	StartFromLatest = StartPosition{}
+	StartFromLatest = StartPosition{kind: startLatest}
 	// StartFromEarliest delivers every event still retained in the log.
 	StartFromEarliest = StartPosition{kind: startEarliest}
 )
@@ -33,18 +43,9 @@ var (
 // before the registration but numbered after it.
 func StartAt(seq int64) StartPosition { return StartPosition{kind: startAfter, seq: seq} }
 
-// startKind is where a StartPosition points.
-type startKind int8
-
-const (
-	startLatest   startKind = 0 // the zero StartPosition
-	startEarliest startKind = 1
-	startAfter    startKind = 2 // after an explicit seq
-)
-
-// Options configure an EventBus. Every field has a default (see
-// DefaultOptions); set them through the With... functions.
-type Options struct {
+// Config configures an EventBus. Every field has a default (see
+// DefaultConfig); set them through the With... functions.
+type Config struct {
 	// RunInterval is how often the poller looks for new events when it is
 	// not woken by a local commit. Default 200ms.
 	RunInterval time.Duration
@@ -89,19 +90,19 @@ type Options struct {
 	// DeadLetterRetention, when positive, lets the cleaner delete dead
 	// letters older than it. Default 0: dead letters are kept until discarded.
 	DeadLetterRetention time.Duration
-	// TXCheckTimeout is how long a transactional message may stay pending
-	// before the TX checker is asked about it. Default 1m.
-	TXCheckTimeout time.Duration
-	// TXCheckMaxChecks is how many TXUnknown answers (or checker errors) a
+	// TxCheckTimeout is how long a transactional message may stay pending
+	// before the Tx checker is asked about it. Default 1m.
+	TxCheckTimeout time.Duration
+	// TxCheckMaxChecks is how many TxUnknown answers (or checker errors) a
 	// pending transaction gets before it is marked unresolved. Default 10.
-	TXCheckMaxChecks int
-	// TXCheckCallTimeout bounds one call of the TX checker: its context is
+	TxCheckMaxChecks int
+	// TxCheckCallTimeout bounds one call of the Tx checker: its context is
 	// cancelled then, and an answer that comes later counts as unknown (the
 	// call is abandoned; the bus, and Start's return, never wait for it).
-	// While a call runs, the transaction is claimed for TXCheckCallTimeout
-	// plus max(TXCheckCallTimeout, 30s), so no other instance asks about it;
+	// While a call runs, the transaction is claimed for TxCheckCallTimeout
+	// plus max(TxCheckCallTimeout, 30s), so no other instance asks about it;
 	// an answer is applied only while that claim holds. Default 30s; at most 1h.
-	TXCheckCallTimeout time.Duration
+	TxCheckCallTimeout time.Duration
 	// LeaseDuration is how long an instance owns its service's consumption
 	// without renewing it. Another instance takes over after it lapses. Default 15s.
 	LeaseDuration time.Duration
@@ -119,11 +120,24 @@ type Options struct {
 	// Observer is told what the bus does (see Observer; set with
 	// WithObserver). Default nil: none.
 	Observer Observer
+
+	// Deprecated: use TxCheckTimeout. Set to another value than the
+	// default while TxCheckTimeout keeps it, it takes effect.
+	TXCheckTimeout time.Duration
+	// Deprecated: use TxCheckMaxChecks (same rule as TXCheckTimeout).
+	TXCheckMaxChecks int
+	// Deprecated: use TxCheckCallTimeout (same rule as TXCheckTimeout).
+	TXCheckCallTimeout time.Duration
 }
 
-// DefaultOptions returns the defaults documented on Options.
-func DefaultOptions() Options {
-	return Options{
+// Options is the former name of Config.
+//
+// Deprecated: use Config. (Options() on EventBus returns engine options.)
+type Options = Config
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
 		RunInterval:        200 * time.Millisecond,
 		LimitPerRun:        500,
 		ConsumeConcurrent:  16,
@@ -132,78 +146,112 @@ func DefaultOptions() Options {
 		ShutdownGrace:      15 * time.Second,
 		CleanCron:          "@daily",
 		RetentionTime:      7 * 24 * time.Hour,
-		TXCheckTimeout:     time.Minute,
-		TXCheckMaxChecks:   10,
-		TXCheckCallTimeout: 30 * time.Second,
+		TxCheckTimeout:     time.Minute,
+		TxCheckMaxChecks:   10,
+		TxCheckCallTimeout: 30 * time.Second,
 		LeaseDuration:      15 * time.Second,
 		StartPosition:      StartFromLatest,
 		MaxPayloadBytes:    1 << 20,
 		TablePrefix:        "ddd_",
 		AutoMigrate:        true,
 		Logger:             slog.Default(),
+		TXCheckTimeout:     time.Minute,
+		TXCheckMaxChecks:   10,
+		TXCheckCallTimeout: 30 * time.Second,
 	}
 }
 
+// DefaultOptions returns DefaultConfig().
+//
+// Deprecated: use DefaultConfig.
+func DefaultOptions() Options { return DefaultConfig() }
+
+// settle makes each deprecated field and its successor agree once the
+// options are applied: the one an option moved from the default wins (the
+// new one if both moved), so code written against either name works.
+func (o *Config) settle() {
+	def := DefaultConfig()
+	if o.TxCheckTimeout == def.TxCheckTimeout {
+		o.TxCheckTimeout = o.TXCheckTimeout
+	}
+	if o.TxCheckMaxChecks == def.TxCheckMaxChecks {
+		o.TxCheckMaxChecks = o.TXCheckMaxChecks
+	}
+	if o.TxCheckCallTimeout == def.TxCheckCallTimeout {
+		o.TxCheckCallTimeout = o.TXCheckCallTimeout
+	}
+	o.TXCheckTimeout, o.TXCheckMaxChecks, o.TXCheckCallTimeout = o.TxCheckTimeout, o.TxCheckMaxChecks, o.TxCheckCallTimeout
+}
+
 // Option changes one setting.
-type Option func(*Options)
+type Option func(*Config)
 
-// WithRunInterval sets Options.RunInterval.
-func WithRunInterval(d time.Duration) Option { return func(o *Options) { o.RunInterval = d } }
+// WithRunInterval sets Config.RunInterval.
+func WithRunInterval(d time.Duration) Option { return func(o *Config) { o.RunInterval = d } }
 
-// WithLimitPerRun sets Options.LimitPerRun.
-func WithLimitPerRun(n int) Option { return func(o *Options) { o.LimitPerRun = n } }
+// WithLimitPerRun sets Config.LimitPerRun.
+func WithLimitPerRun(n int) Option { return func(o *Config) { o.LimitPerRun = n } }
 
-// WithConsumeConcurrent sets Options.ConsumeConcurrent.
-func WithConsumeConcurrent(n int) Option { return func(o *Options) { o.ConsumeConcurrent = n } }
+// WithConsumeConcurrent sets Config.ConsumeConcurrent.
+func WithConsumeConcurrent(n int) Option { return func(o *Config) { o.ConsumeConcurrent = n } }
 
-// WithRetryStrategy sets Options.RetryStrategy.
-func WithRetryStrategy(s IRetryStrategy) Option { return func(o *Options) { o.RetryStrategy = s } }
+// WithRetryStrategy sets Config.RetryStrategy.
+func WithRetryStrategy(s IRetryStrategy) Option { return func(o *Config) { o.RetryStrategy = s } }
 
-// WithHandlerTimeout sets Options.HandlerTimeout.
-func WithHandlerTimeout(d time.Duration) Option { return func(o *Options) { o.HandlerTimeout = d } }
+// WithHandlerTimeout sets Config.HandlerTimeout.
+func WithHandlerTimeout(d time.Duration) Option { return func(o *Config) { o.HandlerTimeout = d } }
 
-// WithShutdownGrace sets Options.ShutdownGrace.
-func WithShutdownGrace(d time.Duration) Option { return func(o *Options) { o.ShutdownGrace = d } }
+// WithShutdownGrace sets Config.ShutdownGrace.
+func WithShutdownGrace(d time.Duration) Option { return func(o *Config) { o.ShutdownGrace = d } }
 
-// WithCleanCron sets Options.CleanCron.
-func WithCleanCron(spec string) Option { return func(o *Options) { o.CleanCron = spec } }
+// WithCleanCron sets Config.CleanCron.
+func WithCleanCron(spec string) Option { return func(o *Config) { o.CleanCron = spec } }
 
-// WithRetentionTime sets Options.RetentionTime.
-func WithRetentionTime(d time.Duration) Option { return func(o *Options) { o.RetentionTime = d } }
+// WithRetentionTime sets Config.RetentionTime.
+func WithRetentionTime(d time.Duration) Option { return func(o *Config) { o.RetentionTime = d } }
 
-// WithDeadLetterRetention sets Options.DeadLetterRetention.
+// WithDeadLetterRetention sets Config.DeadLetterRetention.
 func WithDeadLetterRetention(d time.Duration) Option {
-	return func(o *Options) { o.DeadLetterRetention = d }
+	return func(o *Config) { o.DeadLetterRetention = d }
 }
 
-// WithTXCheckTimeout sets Options.TXCheckTimeout.
-func WithTXCheckTimeout(d time.Duration) Option { return func(o *Options) { o.TXCheckTimeout = d } }
+// WithTxCheckTimeout sets Config.TxCheckTimeout.
+func WithTxCheckTimeout(d time.Duration) Option { return func(o *Config) { o.TxCheckTimeout = d } }
 
-// WithTXCheckMaxChecks sets Options.TXCheckMaxChecks.
-func WithTXCheckMaxChecks(n int) Option { return func(o *Options) { o.TXCheckMaxChecks = n } }
+// WithTxCheckMaxChecks sets Config.TxCheckMaxChecks.
+func WithTxCheckMaxChecks(n int) Option { return func(o *Config) { o.TxCheckMaxChecks = n } }
 
-// WithTXCheckCallTimeout sets Options.TXCheckCallTimeout.
-func WithTXCheckCallTimeout(d time.Duration) Option {
-	return func(o *Options) { o.TXCheckCallTimeout = d }
+// WithTxCheckCallTimeout sets Config.TxCheckCallTimeout.
+func WithTxCheckCallTimeout(d time.Duration) Option {
+	return func(o *Config) { o.TxCheckCallTimeout = d }
 }
 
-// WithLeaseDuration sets Options.LeaseDuration.
-func WithLeaseDuration(d time.Duration) Option { return func(o *Options) { o.LeaseDuration = d } }
+// Deprecated: use WithTxCheckTimeout.
+func WithTXCheckTimeout(d time.Duration) Option { return WithTxCheckTimeout(d) }
 
-// WithStartPosition sets Options.StartPosition.
-func WithStartPosition(p StartPosition) Option { return func(o *Options) { o.StartPosition = p } }
+// Deprecated: use WithTxCheckMaxChecks.
+func WithTXCheckMaxChecks(n int) Option { return WithTxCheckMaxChecks(n) }
 
-// WithMaxPayloadBytes sets Options.MaxPayloadBytes.
-func WithMaxPayloadBytes(n int) Option { return func(o *Options) { o.MaxPayloadBytes = n } }
+// Deprecated: use WithTxCheckCallTimeout.
+func WithTXCheckCallTimeout(d time.Duration) Option { return WithTxCheckCallTimeout(d) }
 
-// WithTablePrefix sets Options.TablePrefix.
-func WithTablePrefix(p string) Option { return func(o *Options) { o.TablePrefix = p } }
+// WithLeaseDuration sets Config.LeaseDuration.
+func WithLeaseDuration(d time.Duration) Option { return func(o *Config) { o.LeaseDuration = d } }
 
-// WithAutoMigrate sets Options.AutoMigrate.
-func WithAutoMigrate(on bool) Option { return func(o *Options) { o.AutoMigrate = on } }
+// WithStartPosition sets Config.StartPosition.
+func WithStartPosition(p StartPosition) Option { return func(o *Config) { o.StartPosition = p } }
 
-// WithLogger sets Options.Logger.
-func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }
+// WithMaxPayloadBytes sets Config.MaxPayloadBytes.
+func WithMaxPayloadBytes(n int) Option { return func(o *Config) { o.MaxPayloadBytes = n } }
+
+// WithTablePrefix sets Config.TablePrefix.
+func WithTablePrefix(p string) Option { return func(o *Config) { o.TablePrefix = p } }
+
+// WithAutoMigrate sets Config.AutoMigrate.
+func WithAutoMigrate(on bool) Option { return func(o *Config) { o.AutoMigrate = on } }
+
+// WithLogger sets Config.Logger.
+func WithLogger(l *slog.Logger) Option { return func(o *Config) { o.Logger = l } }
 
 const maxPayloadLimit = 64 << 20
 
@@ -215,7 +263,7 @@ var (
 // cronParser accepts 5-field specs and descriptors; it is robfig/cron's default.
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-func (o *Options) validate() error {
+func (o *Config) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
 	}
@@ -234,12 +282,12 @@ func (o *Options) validate() error {
 		return bad("RetentionTime must be >= 0, got %s", o.RetentionTime)
 	case o.DeadLetterRetention < 0:
 		return bad("DeadLetterRetention must be >= 0, got %s", o.DeadLetterRetention)
-	case o.TXCheckTimeout <= 0:
-		return bad("TXCheckTimeout must be positive, got %s", o.TXCheckTimeout)
-	case o.TXCheckMaxChecks < 1:
-		return bad("TXCheckMaxChecks must be >= 1, got %d", o.TXCheckMaxChecks)
-	case o.TXCheckCallTimeout <= 0 || o.TXCheckCallTimeout > time.Hour:
-		return bad("TXCheckCallTimeout must be in (0, 1h], got %s", o.TXCheckCallTimeout)
+	case o.TxCheckTimeout <= 0:
+		return bad("TxCheckTimeout must be positive, got %s", o.TxCheckTimeout)
+	case o.TxCheckMaxChecks < 1:
+		return bad("TxCheckMaxChecks must be >= 1, got %d", o.TxCheckMaxChecks)
+	case o.TxCheckCallTimeout <= 0 || o.TxCheckCallTimeout > time.Hour:
+		return bad("TxCheckCallTimeout must be in (0, 1h], got %s", o.TxCheckCallTimeout)
 	case o.LeaseDuration < 100*time.Millisecond:
 		return bad("LeaseDuration must be at least 100ms, got %s", o.LeaseDuration)
 	case o.StartPosition.kind == startAfter && o.StartPosition.seq < 0:

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dddbus/eventbus"
+	ebsqlite "github.com/dddbus/eventbus/sqlite"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 )
@@ -24,7 +25,7 @@ func TestSQLiteWithoutWALIsRefused(t *testing.T) {
 }
 
 func TestOpenSQLiteRejectsEmptyPath(t *testing.T) {
-	if _, err := eventbus.OpenSQLite(""); !errors.Is(err, eventbus.ErrInvalidDB) {
+	if _, err := ebsqlite.Open(""); !errors.Is(err, eventbus.ErrInvalidDB) {
 		t.Fatalf("err %v, want ErrInvalidDB", err)
 	}
 }

@@ -27,13 +27,13 @@ func (b *EventBus) txClaim() time.Duration {
 	return limit + max(limit, 30*time.Second)
 }
 
-// RegisterEventTXChecker sets the checker asked about this service's pending
-// transactions once they pass TXCheckTimeout unresolved. It may be set once.
+// RegisterEventTxChecker sets the checker asked about this service's pending
+// transactions once they pass TxCheckTimeout unresolved. It may be set once.
 // Without one, such transactions are marked unresolved (never rolled back
 // silently) and listed by UnresolvedTransactions.
-func (b *EventBus) RegisterEventTXChecker(c ddd.DomainEventTXChecker) error {
+func (b *EventBus) RegisterEventTxChecker(c ddd.DomainEventTxChecker) error {
 	if c == nil {
-		return fmt.Errorf("%w: nil TX checker", ErrInvalidHandler)
+		return fmt.Errorf("%w: nil Tx checker", ErrInvalidHandler)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -42,6 +42,13 @@ func (b *EventBus) RegisterEventTXChecker(c ddd.DomainEventTXChecker) error {
 	}
 	b.txChecker = c
 	return nil
+}
+
+// RegisterEventTXChecker is RegisterEventTxChecker (ddd.TXEventBus needs it).
+//
+// Deprecated: use RegisterEventTxChecker.
+func (b *EventBus) RegisterEventTXChecker(c ddd.DomainEventTXChecker) error {
+	return b.RegisterEventTxChecker(c)
 }
 
 // runTXChecker checks due transactions until ctx is cancelled. Errors are

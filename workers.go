@@ -116,14 +116,21 @@ func (b *EventBus) runBySender(admit, parent context.Context, h ddd.DomainEventH
 	}
 	lanes := make([]lane, min(b.opts.ConsumeConcurrent, len(order)))
 	// When a stop's grace is over, the bus stops waiting for the calls
-	// still running.
-	defer context.AfterFunc(parent, func() {
+	// still running. Returning waits for this callback if it started.
+	letGoAll := make(chan struct{})
+	stopLetGo := context.AfterFunc(parent, func() {
+		defer close(letGoAll)
 		for i := range lanes {
 			if c := lanes[i].running.Load(); c != nil {
 				b.letGo(c, &hold{kind: heldAtStop})
 			}
 		}
-	})()
+	})
+	defer func() {
+		if !stopLetGo() {
+			<-letGoAll
+		}
+	}()
 	wg.Add(len(lanes))
 	for i := range lanes {
 		go work(&lanes[i])

@@ -17,6 +17,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/dddbus/eventbus"
+	"github.com/dddbus/eventbus/sqlite"
 )
 
 // target is the database the harness runs on: a MySQL/MariaDB database or a
@@ -146,7 +147,7 @@ func (t *target) openGorm() (*gorm.DB, error) {
 	var err error
 	switch t.kind {
 	case "sqlite":
-		db, err = eventbus.OpenSQLite(t.sqlitePath)
+		db, err = sqlite.Open(t.sqlitePath)
 	case "mysql":
 		db, err = gorm.Open(mysql.Open(dsn), cfg)
 	default:

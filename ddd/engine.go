@@ -10,7 +10,7 @@ import (
 )
 
 // ErrNoEventBus is returned when a command raises events but the engine has
-// no bus to dispatch them to (or, for SendTransaction events, no TXEventBus).
+// no bus to dispatch them to (or, for SendTransaction events, no TxEventBus).
 var ErrNoEventBus = errors.New("no event bus configured")
 
 // Option configures an Engine.
@@ -145,9 +145,9 @@ func (e *Engine) Run(ctx context.Context, cmd Command) error {
 			dispatched = true
 		}
 		if len(twoPhase) > 0 {
-			txBus, ok := e.bus.(TXEventBus)
+			txBus, ok := e.bus.(txDispatcher)
 			if !ok {
-				return fmt.Errorf("%w: SendTransaction events need a TXEventBus", ErrNoEventBus)
+				return fmt.Errorf("%w: SendTransaction events need a TxEventBus", ErrNoEventBus)
 			}
 			c, err := txBus.DispatchBegin(cctx, twoPhase...)
 			if errors.Is(err, ErrForeignTransaction) {
@@ -186,7 +186,7 @@ func (e *Engine) Run(ctx context.Context, cmd Command) error {
 // COMMIT rather than from the command. It returns nil only if the business
 // transaction is known to have committed and the events were published.
 func (e *Engine) finishTwoPhase(txCtx context.Context, err error, atCommit bool) error {
-	txBus := e.bus.(TXEventBus)
+	txBus := e.bus.(txDispatcher)
 	withBusiness := false
 	if r, ok := e.bus.(InTxReporter); ok {
 		withBusiness = r.BegunInTx(txCtx)

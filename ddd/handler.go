@@ -11,32 +11,50 @@ import (
 // idempotency key.
 type DomainEventHandler func(ctx context.Context, evt *DomainEvent) error
 
-// TXStatus is a TX checker's verdict on a pending transactional message.
-type TXStatus int8
+// TxStatus is a Tx checker's verdict on a pending transactional message.
+type TxStatus int8
 
 const (
-	// TXUnknown asks the bus to check again later.
-	TXUnknown TXStatus = iota
-	// TXCommit publishes the transaction's events.
-	TXCommit
-	// TXRollback discards them.
-	TXRollback
+	// TxUnknown asks the bus to check again later.
+	TxUnknown TxStatus = iota
+	// TxCommit publishes the transaction's events.
+	TxCommit
+	// TxRollback discards them.
+	TxRollback
 )
 
-func (s TXStatus) String() string {
+func (s TxStatus) String() string {
 	switch s {
-	case TXCommit:
+	case TxCommit:
 		return "commit"
-	case TXRollback:
+	case TxRollback:
 		return "rollback"
 	}
 	return "unknown"
 }
 
-// DomainEventTXChecker decides the fate of a transactional message whose
+// DomainEventTxChecker decides the fate of a transactional message whose
 // producer never called Commit or Rollback. It sees every event of the
-// transaction. An error counts as TXUnknown.
-type DomainEventTXChecker func(ctx context.Context, events []*DomainEvent) (TXStatus, error)
+// transaction. An error counts as TxUnknown.
+type DomainEventTxChecker func(ctx context.Context, events []*DomainEvent) (TxStatus, error)
+
+// The names below are the former, TX-spelled ones; the module spells the
+// word Tx, as database/sql does.
+
+// Deprecated: use TxStatus.
+type TXStatus = TxStatus
+
+const (
+	// Deprecated: use TxUnknown.
+	TXUnknown = TxUnknown
+	// Deprecated: use TxCommit.
+	TXCommit = TxCommit
+	// Deprecated: use TxRollback.
+	TXRollback = TxRollback
+)
+
+// Deprecated: use DomainEventTxChecker.
+type DomainEventTXChecker = DomainEventTxChecker
 
 // ErrNoHandler is returned by a handler (typically a Router) that has nothing
 // to do for an event. The bus counts such an event as skipped, not failed,

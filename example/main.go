@@ -19,6 +19,7 @@ import (
 
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/sqlite"
 	"gorm.io/gorm"
 )
 
@@ -61,7 +62,7 @@ func run(out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	db, err := eventbus.OpenSQLite(filepath.Join(dir, "shop.db"))
+	db, err := sqlite.Open(filepath.Join(dir, "shop.db"))
 	if err != nil {
 		return err
 	}

@@ -49,25 +49,25 @@ func runTransactionalDemo(ctx context.Context, db *gorm.DB, out io.Writer) error
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ledger, err := eventbus.NewEventBus("ledger", db,
 		eventbus.WithRunInterval(50*time.Millisecond),
-		eventbus.WithTXCheckTimeout(300*time.Millisecond), // a minute by default
+		eventbus.WithTxCheckTimeout(300*time.Millisecond), // a minute by default
 		eventbus.WithLogger(quiet))
 	if err != nil {
 		return err
 	}
 	// The checker decides from the business data: the entry exists if and
 	// only if its transaction committed.
-	if err := ledger.RegisterEventTXChecker(func(ctx context.Context, events []*ddd.DomainEvent) (ddd.TXStatus, error) {
+	if err := ledger.RegisterEventTxChecker(func(ctx context.Context, events []*ddd.DomainEvent) (ddd.TxStatus, error) {
 		var e EntryPosted
 		if err := events[0].Decode(&e); err != nil {
-			return ddd.TXUnknown, err
+			return ddd.TxUnknown, err
 		}
 		var n int64
 		if err := db.WithContext(ctx).Model(&LedgerEntry{}).Where("id = ?", e.EntryID).Count(&n).Error; err != nil {
-			return ddd.TXUnknown, err // asked again later
+			return ddd.TxUnknown, err // asked again later
 		}
-		verdict := ddd.TXRollback
+		verdict := ddd.TxRollback
 		if n == 1 {
-			verdict = ddd.TXCommit
+			verdict = ddd.TxCommit
 		}
 		log("checker:  asked about %s (%d event) -> %s", e.EntryID, len(events), verdict)
 		return verdict, nil
@@ -155,7 +155,7 @@ func runTransactionalDemo(ctx context.Context, db *gorm.DB, out io.Writer) error
 	}
 	log("ledger:   entry-2 rejected (%v); its message rolled back", err)
 	// 3: booked, then the process dies before Commit: the message stays
-	// pending until the checker is asked, after TXCheckTimeout.
+	// pending until the checker is asked, after TxCheckTimeout.
 	halfCommitted, err := book("entry-3", 40)
 	if err != nil {
 		return fmt.Errorf("entry-3: %w", err)

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dddbus/eventbus"
+	"github.com/dddbus/eventbus/sqlite"
 )
 
 // The transactional demo checks its own outcomes and fails on a wrong one.
 func TestTransactionalDemo(t *testing.T) {
-	db, err := eventbus.OpenSQLite(filepath.Join(t.TempDir(), "ledger.db"))
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/internal/dbtest"
+	"github.com/dddbus/eventbus/sqlite"
 	mysqldrv "github.com/go-sql-driver/mysql"
 	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
@@ -156,7 +157,7 @@ func openDSN(dialect, dsn string) (*gorm.DB, error) {
 	cfg := &gorm.Config{Logger: logger.Default.LogMode(logger.Silent)}
 	switch dialect {
 	case "sqlite":
-		return eventbus.OpenSQLite(dsn)
+		return sqlite.Open(dsn)
 	case "mysql":
 		return gorm.Open(mysql.Open(dsn), cfg)
 	case "postgres":

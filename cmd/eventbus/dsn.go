@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/dddbus/eventbus"
+	"github.com/dddbus/eventbus/sqlite"
 	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -58,7 +58,7 @@ func (c *cli) open(ctx context.Context) (*gorm.DB, error) {
 		if _, err := os.Stat(dsn); err != nil && !c.create {
 			return nil, fmt.Errorf("sqlite database %s: %w", dsn, err)
 		}
-		db, err = eventbus.OpenSQLite(dsn)
+		db, err = sqlite.Open(dsn)
 	case "mysql":
 		db, err = gorm.Open(mysql.Open(dsn), cfg)
 	case "postgres":

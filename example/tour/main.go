@@ -13,6 +13,7 @@ import (
 
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/sqlite"
 )
 
 // OrderPlaced is the domain event. Its name is stored with every event, so
@@ -46,7 +47,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	db, err := eventbus.OpenSQLite("shop.db") // or gorm.Open(mysql.Open(dsn)) / postgres
+	db, err := sqlite.Open("shop.db") // or gorm.Open(mysql.Open(dsn)) / postgres
 	if err != nil {
 		return err
 	}

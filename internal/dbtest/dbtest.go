@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dddbus/eventbus"
+	"github.com/dddbus/eventbus/sqlite"
 	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -90,7 +90,7 @@ func OpenDSN(t testing.TB, dialect, dsn string) *gorm.DB {
 	var err error
 	switch dialect {
 	case "sqlite":
-		db, err = eventbus.OpenSQLite(dsn)
+		db, err = sqlite.Open(dsn)
 	case "mysql":
 		db, err = gorm.Open(mysql.Open(dsn), gormConfig())
 	case "postgres":

@@ -25,8 +25,9 @@ import (
 	"github.com/dddbus/eventbus/ddd"
 )
 
-// Errors the operations return (wrapped). The bus exports them under its
-// own names.
+// Errors the operations return (wrapped). The bus exports ErrInvalidDB,
+// ErrInvalidTransaction and ErrInvalidOption as its own; ErrLeaseLost stays
+// inside the bus (its exported namesake is deprecated and never returned).
 var (
 	// ErrLeaseLost: a fenced write found another owner or epoch.
 	ErrLeaseLost = errors.New("eventbus: lease lost")

@@ -26,6 +26,7 @@ import (
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/relay"
+	"github.com/dddbus/eventbus/sqlite"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -70,7 +71,7 @@ func run(out io.Writer, url string, orders int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	db, err := eventbus.OpenSQLite(filepath.Join(dir, "shop.db"))
+	db, err := sqlite.Open(filepath.Join(dir, "shop.db"))
 	if err != nil {
 		return err
 	}

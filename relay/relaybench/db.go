@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/dddbus/eventbus"
+	"github.com/dddbus/eventbus/sqlite"
 	mysqldrv "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"gorm.io/driver/mysql"
@@ -44,7 +44,7 @@ func newDatabase(kind, dsn string) (*database, error) {
 		}
 		path := filepath.Join(dir, "events.db")
 		return &database{
-			open: func() (*gorm.DB, error) { return eventbus.OpenSQLite(path) },
+			open: func() (*gorm.DB, error) { return sqlite.Open(path) },
 			drop: func() { _ = os.RemoveAll(dir) },
 		}, nil
 	case "mysql":

@@ -30,6 +30,7 @@ import (
 	"github.com/dddbus/eventbus"
 	eventbusotel "github.com/dddbus/eventbus/contrib/otel"
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -86,7 +87,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	db, err := eventbus.OpenSQLite(filepath.Join(dir, "shop.db"))
+	db, err := sqlite.Open(filepath.Join(dir, "shop.db"))
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 
 // sqliteDialect: one writer at a time. The guarantees need WAL (readers do
 // not block the writer) and a busy timeout (writers wait instead of failing
-// with "database is locked"); see OpenSQLite.
+// with "database is locked"); see package eventbus/sqlite.
 type sqliteDialect struct{}
 
 func (sqliteDialect) returningID() string { return "" }
@@ -63,7 +63,7 @@ func (sqliteDialect) checkConn(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("%w: read busy_timeout: %v", store.ErrInvalidDB, err)
 	}
 	if !strings.EqualFold(mode, "wal") || timeout <= 0 {
-		return fmt.Errorf("%w: sqlite needs journal_mode=WAL and a busy_timeout (got %s, %dms); open it with eventbus.OpenSQLite or add %s to the DSN",
+		return fmt.Errorf("%w: sqlite needs journal_mode=WAL and a busy_timeout (got %s, %dms); open it with sqlite.Open (github.com/dddbus/eventbus/sqlite) or add %s to the DSN",
 			store.ErrInvalidDB, mode, timeout, SQLiteDSNParams)
 	}
 	return nil
