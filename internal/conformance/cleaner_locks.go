@@ -149,19 +149,21 @@ func testCleanerDoesNotDelay(t *testing.T, tdb *dbtest.Database) {
 	// has read (on MySQL before the fix: locked) the services rows.
 	last := eventPKByID(t, db, old[len(old)-1])
 	h := holdLocks(t, tdb, "UPDATE ddd_events SET created_at = created_at - 1 WHERE id = "+itoa64(last))
-	cleaned := cleanAsync(producer, 60*time.Second)
-	waitFor(t, 10*time.Second, "the clean to wait on the held event row", func() bool {
+	// Deadlines are generous (a loaded CI machine); the clean's own is
+	// longer than all of them together, so that it is still waiting.
+	cleaned := cleanAsync(producer, 3*time.Minute)
+	waitFor(t, 30*time.Second, "the clean to wait on the held event row", func() bool {
 		return h.blocking(t, db, tdb.Dialect, "DELETE FROM ddd_events")
 	})
 
 	leaseBefore := leaseUntil(t, db, "live")
 	fresh := dispatchN(t, producer, "fresh", 0, 5)
 	live.Notify()
-	waitFor(t, 5*time.Second, "the consumer to commit its offset while a clean runs", func() bool {
+	waitFor(t, 45*time.Second, "the consumer to commit its offset while a clean runs", func() bool {
 		return count(t, db, "SELECT COUNT(*) FROM ddd_events e, ddd_services s WHERE s.name = 'live'"+
 			" AND e.event_id = ? AND e.seq IS NOT NULL AND s.consumed_seq >= e.seq", fresh[len(fresh)-1]) == 1
 	})
-	waitFor(t, 5*time.Second, "the consumer to renew its lease while a clean runs", func() bool {
+	waitFor(t, 45*time.Second, "the consumer to renew its lease while a clean runs", func() bool {
 		return leaseUntil(t, db, "live") > leaseBefore
 	})
 	select {
