@@ -2,13 +2,13 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // batchPhase reads the next events after the offset, handles them and
@@ -91,18 +91,11 @@ func (b *EventBus) nextBatch(ctx context.Context, offset int64) ([]*record, erro
 }
 
 func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, error) {
-	var recs []*record
-	err := b.query(ctx, nil, b.q.fetchEvents, []any{after, b.opts.LimitPerRun}, func(rows *sql.Rows) error {
-		r := &record{}
-		var err error
-		r.evt, err = scanEvent(rows, &r.pk, &r.seq)
-		recs = append(recs, r)
-		return err
-	})
+	rows, err := b.st.FetchEvents(ctx, after, b.opts.LimitPerRun)
 	if err != nil {
-		return nil, fmt.Errorf("fetch events: %w", err)
+		return nil, err
 	}
-	return recs, nil
+	return records(rows), nil
 }
 
 // runLeased runs recs while a heartbeat keeps the lease; it stops starting
@@ -148,7 +141,7 @@ func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, atte
 func (b *EventBus) dropLease(err error) error {
 	l := b.lease
 	b.lease = nil
-	if errors.Is(err, ErrLeaseLost) {
+	if errors.Is(err, store.ErrLeaseLost) {
 		b.observeLease(context.Background(), LeaseLost, l)
 		b.log.Warn("eventbus: lease lost before commit; the new owner redoes the batch")
 		return nil
@@ -160,23 +153,22 @@ func (b *EventBus) dropLease(err error) error {
 // a FIFO event waiting in the retry store.
 func (b *EventBus) blockedFIFOSenders(ctx context.Context, recs []*record) (map[string]bool, error) {
 	seen := map[string]bool{}
-	var args []any
-	args = append(args, b.service)
+	var senders []string
 	for _, r := range recs {
 		if r.evt.SendType == ddd.SendFIFO && !seen[r.evt.Sender] {
 			seen[r.evt.Sender] = true
-			args = append(args, r.evt.Sender)
+			senders = append(senders, r.evt.Sender)
 		}
 	}
-	if len(args) == 1 {
+	if len(senders) == 0 {
 		return nil, nil
 	}
-	senders, err := queryAll[string](ctx, b, nil, b.q.blockedSenders(len(args)-1), args...)
+	blockedList, err := b.st.BlockedSenders(ctx, b.service, senders)
 	if err != nil {
 		return nil, fmt.Errorf("blocked FIFO senders: %w", err)
 	}
-	blocked := make(map[string]bool, len(senders))
-	for _, s := range senders {
+	blocked := make(map[string]bool, len(blockedList))
+	for _, s := range blockedList {
 		blocked[s] = true
 	}
 	return blocked, nil
@@ -187,66 +179,34 @@ func (b *EventBus) blockedFIFOSenders(ctx context.Context, recs []*record) (map[
 func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, results []result) error {
 	newOffset := recs[len(recs)-1].seq
 	start := time.Now()
-	var retryArgs []any
-	nRetry, nDead := 0, 0
+	var retries []store.NewRetry
+	nDead := 0
 	for i, res := range results {
-		var state, attempts int
-		var delay time.Duration
-		errText := ""
+		var row store.NewRetry
 		switch res.verdict {
 		case parked, pending:
 		case failed:
-			attempts, errText, delay = res.attempts, errorText(res.err), res.delay
+			row.Attempts, row.LastError, row.DelayMilli = res.attempts, errorText(res.err), res.delay.Milliseconds()
 			if !res.retry {
-				state = stateDead
+				row.Dead = true
 				nDead++
 			}
 		default:
 			continue
 		}
 		r := recs[i]
-		fifo := 0
-		if r.evt.SendType == ddd.SendFIFO {
-			fifo = 1
-		}
-		retryArgs = append(retryArgs, b.service, r.pk, r.seq, r.evt.ID, r.evt.Sender, fifo, state, attempts, delay.Milliseconds(), errText)
-		nRetry++
+		row.Record = store.Record{PK: r.pk, Seq: r.seq, Event: r.evt}
+		retries = append(retries, row)
 	}
 	// The update commits before the next batch starts, so a crash
 	// redelivers at most the batch in flight. Without retries it is one
 	// statement of its own.
-	var err error
-	if nRetry == 0 {
-		err = b.moveOffset(ctx, nil, l, newOffset)
-	} else {
-		err = b.inTx(ctx, func(tx *sql.Tx) error {
-			if err := b.moveOffset(ctx, tx, l, newOffset); err != nil {
-				return err
-			}
-			return b.insertRetries(ctx, tx, retryArgs, nRetry)
-		})
-	}
+	err := b.st.CommitOffset(ctx, store.CommitOffsetParams{LeaseParams: b.leaseParams(l), Offset: newOffset, Retries: retries})
 	if err != nil {
 		return err
 	}
 	l.offset = newOffset
 	l.renewed(start)
 	b.stats.dead.Add(int64(nDead))
-	return nil
-}
-
-const (
-	stateRetry = 0 // waiting for its next attempt (or parked behind its sender's FIFO head)
-	stateDead  = 1 // dead letter
-	retryCols  = 10
-)
-
-func (b *EventBus) insertRetries(ctx context.Context, tx *sql.Tx, args []any, n int) error {
-	for start := 0; start < n; start += insertChunk {
-		end := min(start+insertChunk, n)
-		if _, err := tx.ExecContext(ctx, b.q.insertRetries(end-start), args[start*retryCols:end*retryCols]...); err != nil {
-			return fmt.Errorf("store retries: %w", err)
-		}
-	}
 	return nil
 }

@@ -205,7 +205,7 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 	}
 	readAhead := b.prefetched != nil
 	numbered := false // this poll numbered events
-	if !b.seqBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
+	if !b.numberBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
 		b.lastSequenced = now
 		if now.Sub(b.lastTidied) >= tidyEvery {
 			b.lastTidied = now

@@ -2,11 +2,11 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // DeadLetter is an event this service gave up on: the retry strategy ran
@@ -26,13 +26,13 @@ func (b *EventBus) DeadLetters(ctx context.Context, afterSeq int64, limit int) (
 	if limit < 1 || limit > 1000 {
 		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
-	return b.deadLetters(ctx, b.q.listDead, []any{b.service, afterSeq, limit})
+	return b.deadLetters(ctx, store.DeadLetterQuery{Service: b.service, After: afterSeq, Limit: limit})
 }
 
 // CountDeadLetters returns how many dead letters this service has.
 func (b *EventBus) CountDeadLetters(ctx context.Context) (int64, error) {
-	var n int64
-	if err := b.queryRow(ctx, nil, b.q.countDead, []any{b.service}, &n); err != nil {
+	n, err := b.st.CountDeadLetters(ctx, b.service)
+	if err != nil {
 		return 0, fmt.Errorf("count dead letters: %w", err)
 	}
 	return n, nil
@@ -43,7 +43,7 @@ func (b *EventBus) CountDeadLetters(ctx context.Context) (int64, error) {
 // how many it found. Replaying an event that is no longer a dead letter
 // (already replayed, say) does nothing, so a replay never delivers twice.
 func (b *EventBus) ReplayDeadLetters(ctx context.Context, eventIDs ...string) (int, error) {
-	n, err := b.eachDeadLetter(ctx, b.q.replayDead, eventIDs)
+	n, err := b.st.ReplayDeadLetters(ctx, b.service, eventIDs)
 	if n > 0 {
 		b.Notify()
 	}
@@ -53,27 +53,5 @@ func (b *EventBus) ReplayDeadLetters(ctx context.Context, eventIDs ...string) (i
 // DiscardDeadLetters deletes the dead letters with these event IDs and
 // returns how many it found.
 func (b *EventBus) DiscardDeadLetters(ctx context.Context, eventIDs ...string) (int, error) {
-	return b.eachDeadLetter(ctx, b.q.discardDead, eventIDs)
-}
-
-func (b *EventBus) eachDeadLetter(ctx context.Context, stmt string, ids []string) (int, error) {
-	total := 0
-	err := b.inTx(ctx, func(tx *sql.Tx) error {
-		for _, id := range ids {
-			res, err := tx.ExecContext(ctx, stmt, b.service, id)
-			if err != nil {
-				return fmt.Errorf("dead letter %s: %w", id, err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			total += int(n)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return total, nil
+	return b.st.DiscardDeadLetters(ctx, b.service, eventIDs)
 }

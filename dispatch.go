@@ -2,16 +2,11 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store"
 )
-
-// insertChunk bounds the rows of one INSERT (7 parameters each) well under
-// every driver's placeholder limit. On MySQL the server's packet limit
-// may cut statements shorter (see chunkEnd).
-const insertChunk = 500
 
 // Dispatch stores events in the log.
 //
@@ -38,57 +33,37 @@ func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) (er
 	}
 	ctx, observed := b.observeDispatch(ctx, events, false)
 	defer func() { observed(err) }()
-	args, sizes, err := b.eventRows(events, "dispatch")
+	rows, err := b.eventRows(events, "dispatch")
 	if err != nil {
 		return err
 	}
-	conn, inCaller, err := b.callerTx(ctx)
+	conn, inCaller, err := b.st.CallerTx(ctx)
 	if err != nil {
 		return err
 	}
 	if inCaller {
-		return b.insertEvents(ctx, conn, args, sizes)
+		return b.st.InsertEvents(ctx, conn, rows)
 	}
-	err = b.inTx(ctx, func(tx *sql.Tx) error { return b.insertEvents(ctx, tx, args, sizes) })
-	if err != nil {
+	if err := b.st.InsertEvents(ctx, nil, rows); err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
 	b.Notify()
 	return nil
 }
 
-// eventRows validates events and returns their column values (eventCols,
-// 7 per event) and the bytes of each row's values.
-func (b *EventBus) eventRows(events []*ddd.DomainEvent, op string) (args []any, sizes []int, err error) {
-	args = make([]any, 0, len(events)*7)
-	sizes = make([]int, len(events))
+// eventRows validates events and returns them as the store writes them.
+func (b *EventBus) eventRows(events []*ddd.DomainEvent, op string) ([]store.EncodedEvent, error) {
+	rows := make([]store.EncodedEvent, len(events))
 	for i, evt := range events {
 		if err := b.validateEvent(evt); err != nil {
-			return nil, nil, fmt.Errorf("%s event %d: %w", op, i, err)
+			return nil, fmt.Errorf("%s event %d: %w", op, i, err)
 		}
-		if args, err = eventArgs(evt, args); err != nil {
-			return nil, nil, err
-		}
-		sizes[i] = valueBytes(args[i*7 : i*7+7])
-		if b.packetBudget > 0 && sizes[i]+rowOverhead > b.packetBudget {
-			return nil, nil, fmt.Errorf("%s event %d: %w: %s is %d bytes with its metadata, more than the server's max_allowed_packet of %d bytes allows",
-				op, i, ErrInvalidEvent, evt.ID, sizes[i], b.packetBytes)
+		var err error
+		if rows[i], err = b.st.EncodeEvent(evt); err != nil {
+			return nil, fmt.Errorf("%s event %d: %w", op, i, err)
 		}
 	}
-	return args, sizes, nil
-}
-
-// insertEvents writes the events of args (sizes: each row's bytes) on tx,
-// the bus's own transaction or the connection of the caller's, in as few
-// statements as the placeholder and packet limits allow.
-func (b *EventBus) insertEvents(ctx context.Context, tx txConn, args []any, sizes []int) error {
-	for start, end := 0, 0; start < len(sizes); start = end {
-		end = b.chunkEnd(sizes, start)
-		if _, err := b.exec(ctx, tx, b.q.insertEvents(end-start), args[start*7:end*7]...); err != nil {
-			return fmt.Errorf("insert events: %w", err)
-		}
-	}
-	return nil
+	return rows, nil
 }
 
 func (b *EventBus) validateEvent(evt *ddd.DomainEvent) error {

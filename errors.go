@@ -4,16 +4,17 @@ import (
 	"errors"
 
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // Sentinel errors. Errors returned by the bus wrap them, so callers test with errors.Is.
 var (
 	// ErrInvalidDB: the *gorm.DB is nil, of an unsupported dialect, or misconfigured.
-	ErrInvalidDB = errors.New("eventbus: invalid db")
+	ErrInvalidDB = store.ErrInvalidDB
 	// ErrInvalidOption: an option of NewEventBus (or Migrate's table prefix) is
 	// out of range, or does not fit the database (MaxPayloadBytes over MySQL's
 	// max_allowed_packet).
-	ErrInvalidOption = errors.New("eventbus: invalid option")
+	ErrInvalidOption = store.ErrInvalidOption
 	// ErrInvalidArgument: an argument of a call is out of range (a list limit,
 	// a nil context).
 	ErrInvalidArgument = errors.New("eventbus: invalid argument")
@@ -23,7 +24,7 @@ var (
 	// ErrInvalidTransaction: ctx carries a transaction the bus cannot write
 	// with: a nil or zero *gorm.DB, a *gorm.DB that is not in a transaction,
 	// or a nil *sql.Tx.
-	ErrInvalidTransaction = errors.New("eventbus: unusable transaction in context")
+	ErrInvalidTransaction = store.ErrInvalidTransaction
 	// ErrSchemaVersion: with AutoMigrate off, the database lacks tables or
 	// migrations this version needs; the error names the version found and
 	// the one needed.

@@ -16,7 +16,6 @@ package eventbus
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,8 @@ import (
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store"
+	"github.com/dddbus/eventbus/internal/store/sqlstore"
 	"gorm.io/gorm"
 )
 
@@ -34,10 +35,7 @@ import (
 // owns its consumption through a lease, the others stand by.
 type EventBus struct {
 	service string
-	db      *gorm.DB
-	sqlDB   *sql.DB
-	d       dialect
-	q       *queries
+	st      store.Store // every database operation (internal/store)
 	opts    Config
 	log     *slog.Logger
 	owner   string // this instance's name in the lease
@@ -47,8 +45,6 @@ type EventBus struct {
 	txChecker ddd.DomainEventTxChecker
 	running   atomic.Bool
 	wake      chan struct{}
-	stmts     *stmtCache // shared with the other buses of sqlDB; nil: nothing kept prepared
-	ownTx     bool       // a statement of its own needs a transaction of its own (dialect.ownTx)
 	stats     counters
 	obsPanic  atomic.Int64 // when a panicking observer was last logged (Unix ns)
 	holds     holds        // senders of calls the bus stopped waiting for
@@ -57,12 +53,6 @@ type EventBus struct {
 	// that name (tests).
 	handlerParent context.Context
 	setAsideAfter time.Duration
-
-	// The database, to recognise callers' transactions on it (callertx.go).
-	ident dbIdentity
-	// MySQL's max_allowed_packet, and what of it one INSERT's rows may take
-	// (0 elsewhere: no limit below MaxPayloadBytes); see packet.go.
-	packetBytes, packetBudget int
 
 	// Owned by the consume loop.
 	lease         *lease
@@ -76,9 +66,9 @@ type EventBus struct {
 	removedLogged time.Time   // last time it said its service was removed
 	removed       atomic.Bool // its service was removed while it ran (see standBy)
 
-	// Background sequencing of a backlog (see sequenceInBackground).
-	seqBusy atomic.Bool
-	bg      routines // goroutines Start waits for (see routines)
+	// Background sequencing of a backlog (see numberInBackground).
+	numberBusy atomic.Bool
+	bg         routines // goroutines Start waits for (see routines)
 }
 
 var (
@@ -115,7 +105,7 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	d, err := dialectOf(db)
+	name, err := dialectName(db)
 	if err != nil {
 		return nil, err
 	}
@@ -123,42 +113,29 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidDB, err)
 	}
-	b := &EventBus{
-		service: serviceName,
-		db:      db,
-		sqlDB:   sqlDB,
-		d:       d,
-		q:       newQueries(d, o.TablePrefix),
-		opts:    o,
-		log:     o.Logger.With("service", serviceName),
-		owner:   instanceName(),
-		wake:    make(chan struct{}, 1),
-	}
-	if d.prepares() {
-		b.stmts = stmtCacheFor(sqlDB)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := d.checkConn(ctx, sqlDB); err != nil {
-		return nil, err
-	}
-	if b.ownTx, err = d.ownTx(ctx, sqlDB); err != nil {
+	st, err := sqlstore.New(ctx, sqlDB, name, o.TablePrefix)
+	if err != nil {
 		return nil, err
 	}
 	if o.AutoMigrate {
 		if err := Migrate(ctx, db, o.TablePrefix); err != nil {
 			return nil, err
 		}
-	} else if err := checkSchema(ctx, sqlDB, d, o.TablePrefix); err != nil {
+	} else if err := checkSchema(ctx, sqlDB, name, o.TablePrefix); err != nil {
 		return nil, err
 	}
-	if err := b.readPacketLimit(ctx); err != nil {
+	if err := st.Init(ctx, o.MaxPayloadBytes); err != nil {
 		return nil, err
 	}
-	// Known now, so that recognising a caller's transaction from another
-	// pool never needs a connection of the bus's own pool.
-	if id, err := b.identify(ctx, sqlDB); err == nil {
-		b.ident.id = id
+	b := &EventBus{
+		service: serviceName,
+		st:      st,
+		opts:    o,
+		log:     o.Logger.With("service", serviceName),
+		owner:   instanceName(),
+		wake:    make(chan struct{}, 1),
 	}
 	return b, nil
 }
@@ -177,12 +154,12 @@ func instanceName() string {
 
 // registerService creates the service's row, at the start position, unless
 // it exists: one server-side step (see register_service in migration 0007,
-// and queries.go for SQLite). At the latest position its offset is the
+// and the SQLite store). At the latest position its offset is the
 // last number given once every event committed before the call is
 // numbered, under the sequencer's lock: exactly the events committed after
 // it are delivered.
 func (b *EventBus) registerService(ctx context.Context) error {
-	pos := int64(-1) // latest
+	pos := int64(store.StartLatest)
 	switch b.opts.StartPosition.kind {
 	case startEarliest:
 		pos = 0
@@ -191,16 +168,7 @@ func (b *EventBus) registerService(ctx context.Context) error {
 	}
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
-	var err error
-	if b.q.seqIsUpdate { // SQLite: one INSERT
-		_, err = b.sqlDB.ExecContext(ctx, b.q.seqRegister, b.service, pos)
-	} else {
-		err = b.sqlDB.QueryRowContext(ctx, b.q.seqRegister, b.service, pos).Scan(new(bool))
-	}
-	if err != nil {
-		return fmt.Errorf("register service %s: %w", b.service, err)
-	}
-	return nil
+	return b.st.RegisterService(ctx, b.service, pos)
 }
 
 // Service returns the service name.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store/sqlstore"
 )
 
 // Hooks for the external test package: the tests there need dbtest, which
@@ -15,7 +16,7 @@ import (
 func SequenceNow(ctx context.Context, b *EventBus) (int, error) {
 	total := 0
 	for {
-		n, more, err := b.sequence(ctx)
+		n, more, err := b.numberStep(ctx)
 		total += n
 		if err != nil || !more {
 			return total, err
@@ -24,7 +25,7 @@ func SequenceNow(ctx context.Context, b *EventBus) (int, error) {
 }
 
 // SequenceStep runs one sequencer step, as a poll does.
-func SequenceStep(ctx context.Context, b *EventBus) (int, bool, error) { return b.sequence(ctx) }
+func SequenceStep(ctx context.Context, b *EventBus) (int, bool, error) { return b.numberStep(ctx) }
 
 // TidyRuns runs the sequencer's upkeep with the given margins (a negative
 // sweep skips the sweep) and reports whether it changed the runs.
@@ -38,16 +39,7 @@ func ProbeStatement(b *EventBus) string { return "SELECT " + b.opts.TablePrefix 
 
 // IndexedQueries are the statements that run on every poll or clean and
 // must use an index, by name.
-func IndexedQueries(b *EventBus) map[string]string {
-	m := map[string]string{
-		"fetchEvents":     b.q.fetchEvents,
-		"cleanCandidates": b.q.cleanCandidates,
-	}
-	if b.q.seqProbe != "" {
-		m["sequencerProbe"] = b.q.seqProbe
-	}
-	return m
-}
+func IndexedQueries(b *EventBus) map[string]string { return b.st.(*sqlstore.Store).HotQueries() }
 
 // HandledUnderLeaseOfAge runs evts through the batch machinery (not the
 // log) under a lease last renewed age ago, and returns how many of them

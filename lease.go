@@ -2,11 +2,11 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // lease is this instance's ownership of its service's consumption.
@@ -66,7 +66,7 @@ func (b *EventBus) ensureLease(ctx context.Context) (*lease, error) {
 		switch {
 		case err == nil:
 			return l, nil
-		case errors.Is(err, ErrLeaseLost):
+		case errors.Is(err, store.ErrLeaseLost):
 			b.log.Warn("eventbus: lease lost; another instance took over", "epoch", l.epoch)
 			b.lease = nil
 			b.observeLease(ctx, LeaseLost, l)
@@ -87,34 +87,20 @@ func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 	start := time.Now()
-	var l *lease
-	err := b.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, b.q.acquireLease, b.owner, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return err // held by a live instance (or the service was removed)
-		}
-		var owner string
-		l = &lease{renewedAt: start}
-		if err := tx.QueryRowContext(ctx, b.q.readLease, b.service).Scan(&owner, &l.epoch, &l.offset); err != nil {
-			return err
-		}
-		if owner != b.owner {
-			return fmt.Errorf("lease row names %q after acquiring it as %q", owner, b.owner)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("acquire lease: %w", err)
+	got, ok, err := b.st.AcquireLease(ctx, store.LeaseParams{Service: b.service, Owner: b.owner, LeaseMillis: b.opts.LeaseDuration.Milliseconds()})
+	if err != nil || !ok {
+		return nil, err // held by a live instance (or the service was removed)
 	}
-	if l != nil {
-		b.lease = l
-		b.log.Info("eventbus: consuming", "owner", b.owner, "epoch", l.epoch, "offset", l.offset)
-		b.observeLease(ctx, LeaseAcquired, l)
-	}
+	l := &lease{epoch: got.Epoch, offset: got.Offset, renewedAt: start}
+	b.lease = l
+	b.log.Info("eventbus: consuming", "owner", b.owner, "epoch", l.epoch, "offset", l.offset)
+	b.observeLease(ctx, LeaseAcquired, l)
 	return l, nil
+}
+
+// leaseParams name l for the store's fenced writes.
+func (b *EventBus) leaseParams(l *lease) store.LeaseParams {
+	return store.LeaseParams{Service: b.service, Owner: b.owner, Epoch: l.epoch, LeaseMillis: b.opts.LeaseDuration.Milliseconds()}
 }
 
 // leaseUsable reports whether work may start under l: it is not known to be
@@ -133,32 +119,14 @@ func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, b.opts.LeaseDuration/3)
 	defer cancel()
-	res, err := b.exec(ctx, nil, b.q.renewLease, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
-	if err != nil {
-		return fmt.Errorf("renew lease: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("renew lease: %w", err)
-	} else if n == 0 {
-		l.markLost()
-		return ErrLeaseLost
+	if err := b.st.RenewLease(ctx, b.leaseParams(l)); err != nil {
+		if errors.Is(err, store.ErrLeaseLost) {
+			l.markLost()
+			return store.ErrLeaseLost
+		}
+		return err
 	}
 	l.renewed(start)
-	return nil
-}
-
-// fence checks and extends the lease inside tx; every write the owner makes
-// goes through it (or through commitOffset, which does the same).
-func (b *EventBus) fence(ctx context.Context, tx *sql.Tx, l *lease) error {
-	res, err := b.exec(ctx, tx, b.q.fence, b.opts.LeaseDuration.Milliseconds(), b.service, b.owner, l.epoch)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return ErrLeaseLost
-	}
 	return nil
 }
 
@@ -172,7 +140,7 @@ func (b *EventBus) releaseLease(ctx context.Context) {
 	if !b.registered.Load() {
 		return
 	}
-	if _, err := b.exec(ctx, nil, b.q.releaseLease, b.service, b.owner); err != nil {
+	if err := b.st.ReleaseLease(ctx, b.service, b.owner); err != nil {
 		b.log.Warn("eventbus: release lease", "err", err)
 	} else {
 		b.observeLease(ctx, LeaseReleased, held)
@@ -198,7 +166,7 @@ func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}
 			return
 		case err := <-renewed:
 			renewing = false
-			if errors.Is(err, ErrLeaseLost) {
+			if errors.Is(err, store.ErrLeaseLost) {
 				halt()
 				return
 			} else if err != nil {

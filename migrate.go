@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dddbus/eventbus/internal/store/sqlstore"
 	"github.com/dddbus/eventbus/migrations"
 	"gorm.io/gorm"
 )
@@ -32,7 +33,7 @@ func Migrate(ctx context.Context, db *gorm.DB, prefix string) error {
 	if !tablePrefixRE.MatchString(prefix) {
 		return fmt.Errorf("%w: TablePrefix %q must match %s", ErrInvalidOption, prefix, tablePrefixRE)
 	}
-	d, err := dialectOf(db)
+	name, err := dialectName(db)
 	if err != nil {
 		return err
 	}
@@ -40,7 +41,7 @@ func Migrate(ctx context.Context, db *gorm.DB, prefix string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidDB, err)
 	}
-	list, err := loadMigrations(d.name(), prefix)
+	list, err := loadMigrations(name, prefix)
 	if err != nil {
 		return err
 	}
@@ -49,20 +50,19 @@ func Migrate(ctx context.Context, db *gorm.DB, prefix string) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer conn.Close()
-	unlock, err := d.lockMigrations(ctx, conn, prefix)
+	unlock, err := sqlstore.LockMigrations(ctx, conn, name, prefix)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 
 	versions := prefix + "schema_migrations"
-	if _, err := conn.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+versions+
-		" (version INT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)"); err != nil {
+	if err := sqlstore.CreateVersions(ctx, conn, versions); err != nil {
 		return fmt.Errorf("migrate: create %s: %w", versions, err)
 	}
 	for _, m := range list {
-		if err := applyMigration(ctx, conn, d, versions, m); err != nil {
-			return fmt.Errorf("migrate %s/%s: %w", d.name(), m.name, err)
+		if err := sqlstore.ApplyMigration(ctx, conn, name, versions, m.version, m.statements); err != nil {
+			return fmt.Errorf("migrate %s/%s: %w", name, m.name, err)
 		}
 	}
 	return nil
@@ -74,16 +74,16 @@ func Migrate(ctx context.Context, db *gorm.DB, prefix string) error {
 // schema fails at once rather than in every poll of Start. Versions newer
 // than this release's (applied by a newer release, whose migrations only
 // add) are accepted.
-func checkSchema(ctx context.Context, db *sql.DB, d dialect, prefix string) error {
-	list, err := loadMigrations(d.name(), prefix)
+func checkSchema(ctx context.Context, db *sql.DB, dialect, prefix string) error {
+	list, err := loadMigrations(dialect, prefix)
 	if err != nil {
 		return err
 	}
 	need := list[len(list)-1].version
 	versions := prefix + "schema_migrations"
-	applied, err := appliedVersions(ctx, db, versions)
+	applied, err := sqlstore.AppliedVersions(ctx, db, versions)
 	if err != nil {
-		if !tableExists(ctx, db, d, versions) {
+		if !sqlstore.TableExists(ctx, db, dialect, versions) {
 			return fmt.Errorf("%w: found none (no table %s), need %d: run eventbus.Migrate or turn AutoMigrate on",
 				ErrSchemaVersion, versions, need)
 		}
@@ -105,61 +105,6 @@ func checkSchema(ctx context.Context, db *sql.DB, d dialect, prefix string) erro
 		return fmt.Errorf("%w: found %d, need %d (not applied: %s): run eventbus.Migrate or turn AutoMigrate on",
 			ErrSchemaVersion, found, need, strings.Join(missing, ", "))
 	}
-	return nil
-}
-
-// tableExists reports whether table exists where db's connections resolve
-// unqualified names; false also when it cannot tell.
-func tableExists(ctx context.Context, db *sql.DB, d dialect, table string) bool {
-	var q string
-	switch d.name() {
-	case "postgres":
-		q = "SELECT COUNT(*) FROM (SELECT to_regclass($1) AS t) r WHERE t IS NOT NULL"
-	case "mysql":
-		q = "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?"
-	default:
-		q = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
-	}
-	var n int
-	return db.QueryRowContext(ctx, q, table).Scan(&n) == nil && n > 0
-}
-
-// applyMigration runs m unless it is recorded. On SQLite and PostgreSQL the
-// statements and the record share one transaction. MySQL commits DDL
-// implicitly, so its files use IF NOT EXISTS and re-run safely after a crash.
-func applyMigration(ctx context.Context, conn *sql.Conn, d dialect, versions string, m migration) error {
-	// A raw BEGIN on the pinned connection, so SQLite can take the write
-	// lock up front (BEGIN IMMEDIATE) whatever the DSN says.
-	for _, stmt := range d.beginWrite() {
-		if _, err := conn.ExecContext(ctx, stmt); err != nil {
-			return err
-		}
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
-		}
-	}()
-	var n int
-	if err := conn.QueryRowContext(ctx, d.rebind("SELECT COUNT(*) FROM "+versions+" WHERE version = ?"), m.version).Scan(&n); err != nil {
-		return err
-	}
-	if n > 0 {
-		return nil // applied by another process; the deferred ROLLBACK ends the transaction
-	}
-	for _, stmt := range m.statements {
-		if _, err := conn.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("%w\n%s", err, stmt)
-		}
-	}
-	if _, err := conn.ExecContext(ctx, d.rebind("INSERT INTO "+versions+" (version, applied_at) VALUES (?, "+d.nowMillis()+")"), m.version); err != nil {
-		return err
-	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return err
-	}
-	committed = true
 	return nil
 }
 
@@ -220,20 +165,15 @@ func splitStatements(body string) []string {
 	return out
 }
 
-// appliedVersions lists the versions recorded in table.
-func appliedVersions(ctx context.Context, db *sql.DB, table string) ([]int64, error) {
-	rows, err := db.QueryContext(ctx, "SELECT version FROM "+table)
-	if err != nil {
-		return nil, err
+// dialectName names db's dialect, one of those the store serves.
+func dialectName(db *gorm.DB) (string, error) {
+	if db == nil || db.Config == nil || db.Dialector == nil {
+		return "", fmt.Errorf("%w: a nil or zero *gorm.DB (open it with gorm.Open)", ErrInvalidDB)
 	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
+	switch n := db.Dialector.Name(); n {
+	case "sqlite", "mysql", "postgres":
+		return n, nil
+	default:
+		return "", fmt.Errorf("%w: unsupported dialect %q (want sqlite, mysql or postgres)", ErrInvalidDB, n)
 	}
-	return out, rows.Err()
 }

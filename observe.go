@@ -348,14 +348,14 @@ func (b *EventBus) observeHandlerEnd(o handlerObservation, evt *ddd.DomainEvent,
 	b.opts.Observer.HandlerEnd(o.ctx, e)
 }
 
-// sequenceObserved runs one sequencer batch and reports it.
-func (b *EventBus) sequenceObserved(ctx context.Context) (int, bool, error) {
+// numberObserved runs one sequencer batch and reports it.
+func (b *EventBus) numberObserved(ctx context.Context) (int, bool, error) {
 	obs := b.opts.Observer
 	if obs == nil {
-		return b.sequence(ctx)
+		return b.numberStep(ctx)
 	}
 	start := time.Now()
-	n, more, err := b.sequence(ctx)
+	n, more, err := b.numberStep(ctx)
 	if n > 0 || err != nil {
 		func() {
 			defer b.observerPanicked("SequencerBatch")

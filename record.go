@@ -1,12 +1,8 @@
 package eventbus
 
 import (
-	"database/sql"
-	"encoding/json"
-	"fmt"
-	"time"
-
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // record is one event as read from the log: the event plus its row id
@@ -17,40 +13,12 @@ type record struct {
 	evt *ddd.DomainEvent
 }
 
-// eventArgs are the values of eventCols for evt, in order.
-func eventArgs(evt *ddd.DomainEvent, args []any) ([]any, error) {
-	var meta any // NULL when there is none
-	if len(evt.Metadata) > 0 {
-		b, err := json.Marshal(evt.Metadata)
-		if err != nil {
-			return nil, fmt.Errorf("%w: metadata of %s: %v", ErrInvalidEvent, evt.ID, err)
-		}
-		meta = string(b)
+// records converts what the store read. One allocation each: a record
+// held by a set-aside call must not keep its whole batch alive.
+func records(rows []store.Record) []*record {
+	out := make([]*record, len(rows))
+	for i, r := range rows {
+		out[i] = &record{pk: r.PK, seq: r.Seq, evt: r.Event}
 	}
-	return append(args, evt.ID, evt.Type, evt.Sender, int16(evt.SendType), []byte(evt.Payload), meta, evt.CreatedAt.UnixMicro()), nil
-}
-
-// scanEvent reads eventCols into a new event; prefix holds destinations for
-// the columns selected before them.
-func scanEvent(rows *sql.Rows, prefix ...any) (*ddd.DomainEvent, error) {
-	var (
-		evt      ddd.DomainEvent
-		sendType int16
-		payload  []byte
-		meta     sql.NullString
-		occurred int64
-	)
-	dest := append(prefix, &evt.ID, &evt.Type, &evt.Sender, &sendType, &payload, &meta, &occurred)
-	if err := rows.Scan(dest...); err != nil {
-		return nil, err
-	}
-	evt.SendType = ddd.SendType(sendType)
-	evt.Payload = payload
-	evt.CreatedAt = time.UnixMicro(occurred).UTC()
-	if meta.Valid && meta.String != "" {
-		if err := json.Unmarshal([]byte(meta.String), &evt.Metadata); err != nil {
-			return nil, fmt.Errorf("event %s: metadata: %w", evt.ID, err)
-		}
-	}
-	return &evt, nil
+	return out
 }

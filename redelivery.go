@@ -2,9 +2,9 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 	"time"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // retryPhase runs the service's due retries (FIFO ones only at the head of
@@ -31,53 +31,33 @@ func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
 	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	released, nDead := false, 0
-	err = b.inTx(dbCtx, func(tx *sql.Tx) error {
-		if err := b.fence(dbCtx, tx, l); err != nil {
-			return err
-		}
-		done := []any{b.service}
-		record := func(pk int64, res result) error {
-			switch res.verdict {
-			case handled, skipped:
-				done = append(done, pk)
-			case failed:
-				state := stateRetry
-				if !res.retry {
-					state = stateDead
-					nDead++
-				}
-				if _, err := tx.ExecContext(dbCtx, b.q.updateRetry, state, res.attempts, res.delay.Milliseconds(),
-					errorText(res.err), b.service, pk); err != nil {
-					return fmt.Errorf("update retry: %w", err)
-				}
-				released = released || state == stateDead
-			}
-			return nil
-		}
-		for _, hd := range plan.record {
-			res := hd.res
-			if res.verdict == failed {
-				res.attempts = hd.row.attempts + 1
-				b.nextAttempt(ctx, hd.c.evt, &res)
-			}
-			if err := record(hd.row.pk, res); err != nil {
-				return err
-			}
-		}
-		for i, res := range results {
-			if err := record(recs[i].pk, res); err != nil {
-				return err
-			}
-		}
-		if len(done) > 1 {
-			if _, err := tx.ExecContext(dbCtx, b.q.deleteRetriesByPK(len(done)-1), done...); err != nil {
-				return fmt.Errorf("delete retries: %w", err)
-			}
+	p := store.RecordRetriesParams{LeaseParams: b.leaseParams(l)}
+	record := func(pk int64, res result) {
+		switch res.verdict {
+		case handled, skipped:
+			p.Done = append(p.Done, pk)
 			released = true
+		case failed:
+			p.Failed = append(p.Failed, store.RetryOutcome{PK: pk, Dead: !res.retry, Attempts: res.attempts,
+				DelayMilli: res.delay.Milliseconds(), LastError: errorText(res.err)})
+			if !res.retry {
+				nDead++
+				released = true
+			}
 		}
-		return nil
-	})
-	if err != nil {
+	}
+	for _, hd := range plan.record {
+		res := hd.res
+		if res.verdict == failed {
+			res.attempts = hd.row.attempts + 1
+			b.nextAttempt(ctx, hd.c.evt, &res)
+		}
+		record(hd.row.pk, res)
+	}
+	for i, res := range results {
+		record(recs[i].pk, res)
+	}
+	if err := b.st.RecordRetries(dbCtx, p); err != nil {
 		return false, b.dropLease(err)
 	}
 	b.stats.dead.Add(int64(nDead))
@@ -93,29 +73,15 @@ func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
 func (b *EventBus) dueRetries(ctx context.Context, excluded []string) ([]*record, []int, error) {
 	qctx, cancel := b.bounded(ctx)
 	defer cancel()
-	query, args := b.q.fetchRetries, []any{b.service, b.opts.LimitPerRun}
-	if len(excluded) > 0 {
-		query = b.q.fetchRetriesExcept(len(excluded))
-		args = make([]any, 0, len(excluded)+2)
-		args = append(args, b.service)
-		for _, s := range excluded {
-			args = append(args, s)
-		}
-		args = append(args, b.opts.LimitPerRun)
-	}
-	var recs []*record
-	var attempts []int
-	err := b.query(qctx, nil, query, args, func(rows *sql.Rows) error {
-		r := &record{}
-		var n int
-		var err error
-		r.evt, err = scanEvent(rows, &r.pk, &n, &r.seq)
-		recs = append(recs, r)
-		attempts = append(attempts, n)
-		return err
-	})
+	rows, err := b.st.DueRetries(qctx, store.DueRetriesParams{Service: b.service, Exclude: excluded, Limit: b.opts.LimitPerRun})
 	if err != nil {
-		return nil, nil, fmt.Errorf("fetch retries: %w", err)
+		return nil, nil, err
+	}
+	recs := make([]*record, len(rows))
+	attempts := make([]int, len(rows))
+	for i, r := range rows {
+		recs[i] = &record{pk: r.PK, seq: r.Seq, evt: r.Event}
+		attempts[i] = r.Attempts
 	}
 	return recs, attempts, nil
 }

@@ -2,15 +2,16 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // SeekPosition says where SeekService moves a service's offset.
 type SeekPosition struct {
-	kind int8 // 0 latest, 1 earliest, 2 after seq, 3 time
+	kind seekKind
 	seq  int64
 	at   time.Time
 }
@@ -20,13 +21,13 @@ var (
 	// receives what is sequenced after the seek.
 	SeekLatest = SeekPosition{}
 	// SeekEarliest delivers again every event still retained in the log.
-	SeekEarliest = SeekPosition{kind: 1}
+	SeekEarliest = SeekPosition{kind: seekEarliest}
 )
 
 // SeekAfter moves the offset to log position seq: the service next
 // receives the events with a higher seq (SeekAfter(n-1) delivers event n
 // again). seq must be between 0 and the last sequence number given out.
-func SeekAfter(seq int64) SeekPosition { return SeekPosition{kind: 2, seq: seq} }
+func SeekAfter(seq int64) SeekPosition { return SeekPosition{kind: seekAfter, seq: seq} }
 
 // SeekToTime moves the offset just before the first event, in log order,
 // that was stored at or after t (database clock): that event and every
@@ -34,15 +35,25 @@ func SeekAfter(seq int64) SeekPosition { return SeekPosition{kind: 2, seq: seq} 
 // before t whose transactions committed after it). With no such event it
 // is SeekLatest. Finding it reads the whole log once (there is no index on
 // the storing time).
-func SeekToTime(t time.Time) SeekPosition { return SeekPosition{kind: 3, at: t} }
+func SeekToTime(t time.Time) SeekPosition { return SeekPosition{kind: seekTime, at: t} }
+
+// seekKind is where a SeekPosition points.
+type seekKind int8
+
+const (
+	seekLatest   seekKind = 0 // the zero SeekPosition
+	seekEarliest seekKind = 1
+	seekAfter    seekKind = 2 // after an explicit seq
+	seekTime     seekKind = 3 // before the first event stored at or after a time
+)
 
 func (p SeekPosition) String() string {
 	switch p.kind {
-	case 1:
+	case seekEarliest:
 		return "earliest"
-	case 2:
+	case seekAfter:
 		return fmt.Sprintf("after seq %d", p.seq)
-	case 3:
+	case seekTime:
 		return "time " + p.at.UTC().Format(time.RFC3339Nano)
 	}
 	return "latest"
@@ -83,71 +94,46 @@ func (b *EventBus) SeekService(ctx context.Context, name string, pos SeekPositio
 	if err := validateServiceName(name); err != nil {
 		return res, err
 	}
-	if pos.kind == 2 && pos.seq < 0 {
+	if pos.kind == seekAfter && pos.seq < 0 {
 		return res, fmt.Errorf("%w: seek position must be >= 0, got %d", ErrInvalidArgument, pos.seq)
 	}
 	byTime := int64(-1) // the offset pos names by time, if it does
-	if pos.kind == 3 {
-		var first sql.NullInt64
-		err := b.queryRow(ctx, nil, b.d.rebind("SELECT MIN(seq) FROM "+b.q.events+" WHERE created_at >= ? AND seq IS NOT NULL"),
-			[]any{pos.at.UnixMilli()}, &first)
+	if pos.kind == seekTime {
+		first, ok, err := b.st.FirstSeqFrom(ctx, pos.at.UnixMilli())
 		if err != nil {
 			return res, fmt.Errorf("seek %s: find %s: %w", name, pos, err)
 		}
-		if first.Valid {
-			byTime = first.Int64 - 1
+		if ok {
+			byTime = first - 1
 		}
 	}
-	r := b.d.rebind
-	err := b.inTx(ctx, func(tx *sql.Tx) error {
-		// Fence the owner first: this write also locks the service's row.
-		fenced, err := b.exec(ctx, tx, r("UPDATE "+b.q.services+" SET owner = '', epoch = epoch + 1, version = version + 1,"+
-			" lease_until = 0, updated_at = "+b.q.now+" WHERE name = ?"), name)
-		if err != nil {
-			return err
-		}
-		if n, err := fenced.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return fmt.Errorf("%w: %s", ErrServiceNotFound, name)
-		}
-		var head int64
-		if err := b.queryRow(ctx, tx, r("SELECT s.consumed_seq, q.last_seq FROM "+b.q.services+" s CROSS JOIN "+b.q.sequencer+
-			" q WHERE q.id = 1 AND s.name = ?"), []any{name}, &res.From, &head); err != nil {
-			return err
-		}
+	target := func(from, head int64) (int64, error) {
 		switch pos.kind {
-		case 0:
-			res.To = head
-		case 1:
-			res.To = 0
-		case 2:
+		case seekEarliest:
+			return 0, nil
+		case seekAfter:
 			if pos.seq > head {
-				return fmt.Errorf("%w: seek position %d is past the last sequence number %d", ErrInvalidArgument, pos.seq, head)
+				return 0, fmt.Errorf("%w: seek position %d is past the last sequence number %d", ErrInvalidArgument, pos.seq, head)
 			}
-			res.To = pos.seq
-		case 3:
-			res.To = head
+			return pos.seq, nil
+		case seekTime:
 			if byTime >= 0 && byTime < head {
-				res.To = byTime
+				return byTime, nil
 			}
 		}
-		if _, err := b.exec(ctx, tx, r("UPDATE "+b.q.services+" SET consumed_seq = ? WHERE name = ?"), res.To, name); err != nil {
-			return err
-		}
-		dropped, err := b.exec(ctx, tx, r("DELETE FROM "+b.q.retries+" WHERE service = ? AND state = 0 AND seq > ?"), name, res.To)
-		if err != nil {
-			return err
-		}
-		res.RetriesDropped, err = dropped.RowsAffected()
-		return err
-	})
+		return head, nil
+	}
+	out, found, err := b.st.Seek(ctx, store.SeekParams{Service: name, Target: target})
+	if err == nil && !found {
+		err = fmt.Errorf("%w: %s", ErrServiceNotFound, name)
+	}
 	if err != nil {
 		if errors.Is(err, ErrServiceNotFound) || errors.Is(err, ErrInvalidArgument) {
 			return res, err
 		}
 		return res, fmt.Errorf("seek %s to %s: %w", name, pos, err)
 	}
+	res.From, res.To, res.RetriesDropped = out.From, out.To, out.RetriesDropped
 	b.log.Info("eventbus: service seeked", "target", name, "to", pos.String(), "from_offset", res.From, "to_offset", res.To, "retries_dropped", res.RetriesDropped)
 	b.Notify()
 	return res, nil

@@ -2,10 +2,9 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
 	"time"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // Why a sequencer: on MySQL and PostgreSQL an auto-increment id is taken at
@@ -58,88 +57,60 @@ import (
 // acknowledged; the rows are numbered again, above the restored last_seq,
 // and redelivered under their unchanged event IDs.
 
+// The batch of a step (5000 events) and the window of a run are the
+// store's (internal/store/sqlstore/sequencer.go).
 const (
-	sequenceBatch = 5000
-	sequenceSpan  = 4 * sequenceBatch // PostgreSQL's window per run, in ids
-
 	// Upkeep of the runs (PostgreSQL, MySQL); see sequence_tidy in
 	// migration 0007. A settled hole is given up holeSettle after it
 	// appeared: the margin for an id taken by an INSERT whose row is not
 	// written yet (longer than innodb_lock_wait_timeout's default of 50s,
 	// which such an INSERT may wait). An open one is given up after
 	// holeExpire. The sweep runs once per sweepEvery across instances.
-	tidyEvery   = 10 * time.Second
-	holeSettle  = time.Minute
-	holeExpire  = 10 * time.Minute
-	sweepEvery  = time.Minute
-	noSweepSecs = int64(1) << 40 // a sweep interval that never comes (tidy without sweeping)
+	tidyEvery  = 10 * time.Second
+	holeSettle = time.Minute
+	holeExpire = 10 * time.Minute
+	sweepEvery = time.Minute
 )
 
-// sequence runs one sequencer step: it numbers up to about sequenceBatch
+// numberStep runs one sequencer step: it numbers up to a batch of
 // committed, unnumbered events, if any, and reports how many and whether
 // more wait. Any instance of any service may run it; the lock makes
 // concurrent steps take turns.
-func (b *EventBus) sequence(ctx context.Context) (n int, more bool, err error) {
+func (b *EventBus) numberStep(ctx context.Context) (n int, more bool, err error) {
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
-	if b.q.seqProbe != "" {
-		var one int
-		switch err := b.queryRow(ctx, nil, b.q.seqProbe, nil, &one); {
-		case errors.Is(err, sql.ErrNoRows):
-			return 0, false, nil // nothing waits
-		case err != nil:
-			return 0, false, fmt.Errorf("sequencer: probe: %w", err)
-		}
-	}
-	if b.q.seqIsUpdate {
-		res, err := b.exec(ctx, nil, b.q.seqStep)
-		if err != nil {
-			return 0, false, fmt.Errorf("sequencer: %w", err)
-		}
-		got, err := res.RowsAffected()
-		if err != nil {
-			return 0, false, fmt.Errorf("sequencer: %w", err)
-		}
-		return int(got), got == sequenceBatch, nil
-	}
-	// A procedure call in autocommit, never in a transaction of the bus's
-	// (b.exec would wrap it on PostgreSQL): the procedure commits itself,
-	// at the level it states.
-	if err := b.sqlDB.QueryRowContext(ctx, b.q.seqStep).Scan(&n, &more); err != nil {
-		return 0, false, fmt.Errorf("sequencer: %w", err)
-	}
-	return n, more, nil
+	return b.st.Number(ctx)
 }
 
 // number runs one sequencer step and hands what it leaves to the
 // background. It reports how many events it numbered.
 func (b *EventBus) number(ctx context.Context) (int, error) {
-	n, more, err := b.sequenceObserved(ctx)
+	n, more, err := b.numberObserved(ctx)
 	b.stats.sequenced.Add(int64(n))
 	if err != nil {
 		return 0, err
 	}
 	if more {
-		b.sequenceInBackground(ctx)
+		b.numberInBackground(ctx)
 	}
 	return n, nil
 }
 
-// sequenceInBackground numbers a backlog step after step on a goroutine of
+// numberInBackground numbers a backlog step after step on a goroutine of
 // its own, waking the consumer after each, so that consuming the first
 // batches overlaps numbering the next ones (they use two connections). It
 // returns at once; Start waits for it before returning.
-func (b *EventBus) sequenceInBackground(ctx context.Context) {
-	if !b.seqBusy.CompareAndSwap(false, true) {
+func (b *EventBus) numberInBackground(ctx context.Context) {
+	if !b.numberBusy.CompareAndSwap(false, true) {
 		return
 	}
 	b.bg.Go(func() {
 		defer func() {
-			b.seqBusy.Store(false)
+			b.numberBusy.Store(false)
 			b.Notify() // rows committed during the last batch: the next poll numbers them
 		}()
 		for ctx.Err() == nil {
-			n, more, err := b.sequenceObserved(ctx)
+			n, more, err := b.numberObserved(ctx)
 			b.stats.sequenced.Add(int64(n))
 			if n > 0 {
 				b.Notify()
@@ -162,18 +133,11 @@ func (b *EventBus) sequenceInBackground(ctx context.Context) {
 // sequence_tidy). A negative sweep skips the sweep. It reports whether it
 // changed the runs.
 func (b *EventBus) tidyRuns(ctx context.Context, settle, expire, sweep time.Duration) (bool, error) {
-	if b.q.seqTidy == nil {
-		return false, nil
-	}
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 	secs := int64(sweep / time.Second)
 	if sweep < 0 {
-		secs = noSweepSecs
+		secs = -1
 	}
-	var changed bool
-	if err := b.sqlDB.QueryRowContext(ctx, b.q.seqTidy(int64(settle/time.Second), int64(expire/time.Second), secs)).Scan(&changed); err != nil {
-		return false, fmt.Errorf("sequencer: tidy: %w", err)
-	}
-	return changed, nil
+	return b.st.TidyRuns(ctx, store.TidyParams{Settle: int64(settle / time.Second), Expire: int64(expire / time.Second), Sweep: secs})
 }

@@ -2,8 +2,6 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -27,22 +25,18 @@ type ServiceStatus struct {
 
 // Services reports every registered service and how far behind it is.
 func (b *EventBus) Services(ctx context.Context) ([]ServiceStatus, error) {
-	var out []ServiceStatus
-	err := b.query(ctx, nil, b.q.serviceStatus, nil, func(rows *sql.Rows) error {
-		var s ServiceStatus
-		var lease, standby, updated int64
-		if err := rows.Scan(&s.Name, &s.ConsumedSeq, &s.Owner, &lease, &standby, &updated, &s.HeadSeq, &s.Pending, &s.Retrying, &s.DeadLetters); err != nil {
-			return err
-		}
-		s.LeaseUntil, s.UpdatedAt = time.UnixMilli(lease).UTC(), time.UnixMilli(updated).UTC()
-		if standby > 0 {
-			s.StandbyUntil = time.UnixMilli(standby).UTC()
-		}
-		out = append(out, s)
-		return nil
-	})
+	rows, err := b.st.ServiceStatuses(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("services: %w", err)
+	}
+	var out []ServiceStatus
+	for _, r := range rows {
+		s := ServiceStatus{Name: r.Name, ConsumedSeq: r.ConsumedSeq, HeadSeq: r.HeadSeq, Pending: r.Pending, Retrying: r.Retrying,
+			DeadLetters: r.DeadLetters, Owner: r.Owner, LeaseUntil: time.UnixMilli(r.LeaseUntil).UTC(), UpdatedAt: time.UnixMilli(r.UpdatedAt).UTC()}
+		if r.StandbyUntil > 0 {
+			s.StandbyUntil = time.UnixMilli(r.StandbyUntil).UTC()
+		}
+		out = append(out, s)
 	}
 	return out, nil
 }
@@ -60,33 +54,15 @@ func (b *EventBus) RemoveService(ctx context.Context, name string) error {
 	if err := validateServiceName(name); err != nil {
 		return err
 	}
-	return b.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, b.q.removeService, name)
-		if err != nil {
-			return fmt.Errorf("remove service %s: %w", name, err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			var owner string
-			var lease, standby, now int64
-			err := tx.QueryRowContext(ctx, b.q.serviceActivity, name).Scan(&owner, &lease, &standby, &now)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-				return nil
-			case err != nil:
-				return err
-			case owner != "" && lease >= now:
-				return fmt.Errorf("%w: %s is leased by %s for %s more", ErrServiceActive, name, owner, time.Duration(max(lease-now, 0))*time.Millisecond)
-			default:
-				return fmt.Errorf("%w: %s has a standby instance running (its presence lapses in %s)", ErrServiceActive, name, time.Duration(max(standby-now, 0))*time.Millisecond)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, b.q.removeServiceRetries, name); err != nil {
-			return fmt.Errorf("remove service %s: %w", name, err)
-		}
-		return nil
-	})
+	out, err := b.st.RemoveService(ctx, name)
+	switch {
+	case err != nil || out.Removed || !out.Found:
+		return err
+	case out.Owner != "" && out.LeaseUntil >= out.Now:
+		return fmt.Errorf("%w: %s is leased by %s for %s more", ErrServiceActive, name, out.Owner, time.Duration(max(out.LeaseUntil-out.Now, 0))*time.Millisecond)
+	default:
+		return fmt.Errorf("%w: %s has a standby instance running (its presence lapses in %s)", ErrServiceActive, name, time.Duration(max(out.StandbyUntil-out.Now, 0))*time.Millisecond)
+	}
 }
 
 // standBy records, every third of LeaseDuration, that this instance runs
@@ -101,24 +77,14 @@ func (b *EventBus) standBy(ctx context.Context) error {
 	start := time.Now()
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
-	res, err := b.exec(ctx, nil, b.q.renewStandby, b.opts.LeaseDuration.Milliseconds(), b.service)
+	exists, err := b.st.ReportStandby(ctx, b.service, b.opts.LeaseDuration.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("report standby: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("report standby: %w", err)
-	} else if n == 0 {
-		// MySQL counts changed rows only: the same value written twice in
-		// one millisecond changes nothing. Look at the row itself.
-		var rows int
-		if err := b.queryRow(ctx, nil, b.q.serviceExists, []any{b.service}, &rows); err != nil {
-			return fmt.Errorf("report standby: %w", err)
-		}
-		if rows == 0 {
-			b.removed.Store(true)
-			b.logRemoved()
-			return nil
-		}
+	if !exists {
+		b.removed.Store(true)
+		b.logRemoved()
+		return nil
 	}
 	b.standbyAt = start
 	return nil

@@ -3,20 +3,20 @@ package eventbus
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
 
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store"
 )
 
-// Transaction states.
+// Transaction states, as the store names them.
 const (
-	txPending    = 0
-	txCommitted  = 1
-	txRolledBack = 2
-	txUnresolved = 3 // the checker gave up (or none is registered); resolve by hand
+	txPending    = store.TxPending
+	txCommitted  = store.TxCommitted
+	txRolledBack = store.TxRolledBack
+	txUnresolved = store.TxUnresolved // the checker gave up (or none is registered); resolve by hand
 )
 
 // pendingTx is what DispatchBegin's context carries: the transaction's id,
@@ -84,69 +84,22 @@ func (b *EventBus) DispatchBegin(ctx context.Context, events ...*ddd.DomainEvent
 	}
 	_, observed := b.observeDispatch(ctx, events, true) // the context returned stays the caller's
 	defer func() { observed(err) }()
-	evArgs, sizes, err := b.eventRows(events, "dispatch begin")
+	rows, err := b.eventRows(events, "dispatch begin")
+	if err != nil {
+		return ctx, err
+	}
+	// The same rules as Dispatch: a transaction in ctx is used if it is on
+	// the bus's database, and refused otherwise.
+	conn, inCallerTx, err := b.st.CallerTx(ctx)
 	if err != nil {
 		return ctx, err
 	}
 	token := newTxToken()
-	write := func(db execQuerier) (int64, error) {
-		id, err := b.insertTxRow(ctx, db, token)
-		if err != nil {
-			return 0, fmt.Errorf("insert transaction: %w", err)
-		}
-		const per = 9
-		args := make([]any, 0, len(events)*per)
-		for i := range events {
-			args = append(args, id, i)
-			args = append(args, evArgs[i*7:(i+1)*7]...)
-		}
-		for start, end := 0, 0; start < len(events); start = end {
-			end = b.chunkEnd(sizes, start)
-			if _, err := db.ExecContext(ctx, b.q.insertTxEvents(end-start), args[start*per:end*per]...); err != nil {
-				return 0, fmt.Errorf("insert transaction events: %w", err)
-			}
-		}
-		return id, nil
-	}
-	// The same rules as Dispatch: a transaction in ctx is used if it is on
-	// the bus's database, and refused otherwise.
-	conn, inCallerTx, err := b.callerTx(ctx)
-	if err != nil {
-		return ctx, err
-	}
-	var id int64
-	if inCallerTx {
-		id, err = write(conn)
-	} else {
-		err = b.inTx(ctx, func(tx *sql.Tx) error {
-			var werr error
-			id, werr = write(tx)
-			return werr
-		})
-	}
+	id, err := b.st.BeginTx(ctx, conn, store.BeginTxParams{Service: b.service, Token: token, DueMillis: b.opts.TXCheckTimeout.Milliseconds(), Events: rows})
 	if err != nil {
 		return ctx, fmt.Errorf("dispatch begin: %w", err)
 	}
 	return context.WithValue(ctx, pendingTxKey{}, pendingTx{id: id, token: token, inTx: inCallerTx}), nil
-}
-
-type execQuerier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func (b *EventBus) insertTxRow(ctx context.Context, db execQuerier, token int64) (int64, error) {
-	due := b.opts.TXCheckTimeout.Milliseconds()
-	if b.d.returningID() != "" {
-		var id int64
-		err := db.QueryRowContext(ctx, b.q.insertTx, b.service, token, due).Scan(&id)
-		return id, err
-	}
-	res, err := db.ExecContext(ctx, b.q.insertTx, b.service, token, due)
-	if err != nil {
-		return 0, err
-	}
-	return res.LastInsertId()
 }
 
 // Commit publishes the pending transaction carried by ctx: its events are
@@ -222,78 +175,39 @@ var errClaimLost = errors.New("eventbus: TX check claim lost")
 // resolveTx moves a pending or unresolved transaction to state, publishing
 // its events on commit. The state change is the guard: only one resolution
 // of a transaction can succeed.
-func (b *EventBus) resolveTx(ctx context.Context, ref txRef, state int) error {
-	return b.inTx(ctx, func(tx *sql.Tx) error {
-		var res sql.Result
-		var err error
-		switch {
-		case ref.claim > 0:
-			res, err = tx.ExecContext(ctx, b.q.resolveTxClaimed, state, ref.id, b.service, ref.claim)
-		case ref.token != 0:
-			res, err = tx.ExecContext(ctx, b.q.resolveTxToken, state, ref.id, b.service, ref.token)
-		default:
-			res, err = tx.ExecContext(ctx, b.q.resolveTx, state, ref.id, b.service)
-		}
-		if err != nil {
-			return fmt.Errorf("resolve transaction %d: %w", ref.id, err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			if ref.claim > 0 {
-				return errClaimLost
-			}
-			return b.alreadyResolved(ctx, tx, ref, state)
-		}
-		if state == txCommitted {
-			if _, err := tx.ExecContext(ctx, b.q.publishTx, ref.id); err != nil {
-				return fmt.Errorf("publish transaction %d: %w", ref.id, err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, b.q.deleteTxEvents, ref.id); err != nil {
-			return fmt.Errorf("resolve transaction %d: %w", ref.id, err)
-		}
-		return nil
-	})
-}
-
-// alreadyResolved explains why ref could not be resolved to want.
-func (b *EventBus) alreadyResolved(ctx context.Context, tx *sql.Tx, ref txRef, want int) error {
-	var got int
-	var owner string
-	var token int64
-	err := tx.QueryRowContext(ctx, b.q.txState, ref.id).Scan(&got, &owner, &token)
+func (b *EventBus) resolveTx(ctx context.Context, ref txRef, state store.TxState) error {
+	out, err := b.st.ResolveTx(ctx, store.ResolveTxParams{ID: ref.id, Service: b.service, Token: ref.token, Claim: ref.claim, State: state})
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return b.txNotStored(ctx, tx, ref.id)
 	case err != nil:
 		return err
-	case ref.token != 0 && token != ref.token:
+	case out.Resolved:
+		return nil
+	case ref.claim > 0:
+		return errClaimLost
+	case !out.Found:
+		return txNotStored(ref.id, out.Watermark)
+	case ref.token != 0 && out.Token != ref.token:
 		// The id was handed out again: the context's own transaction
 		// rolled back with its business transaction.
 		return fmt.Errorf("%w: %d (the context's transaction never became durable)", ErrTxNotFound, ref.id)
-	case owner != b.service:
-		return fmt.Errorf("%w: %d is %s's", ErrTxOtherService, ref.id, owner)
-	case got == want:
+	case out.Service != b.service:
+		return fmt.Errorf("%w: %d is %s's", ErrTxOtherService, ref.id, out.Service)
+	case out.State == state:
 		return nil
-	case got == txCommitted:
+	case out.State == txCommitted:
 		return fmt.Errorf("%w: %d", ErrTxCommitted, ref.id)
-	case got == txRolledBack:
+	case out.State == txRolledBack:
 		return fmt.Errorf("%w: %d", ErrTxRolledBack, ref.id)
 	default:
-		return fmt.Errorf("transaction %d is in state %d", ref.id, got)
+		return fmt.Errorf("transaction %d is in state %d", ref.id, out.State)
 	}
 }
 
 // txNotStored tells a transaction that never existed (ErrTxNotFound) from
 // one the cleaner may have removed after it was resolved (ErrTxCleaned): ids
-// at or below the highest one it removed. The cleaner deletes and raises
-// that mark in one transaction, so a row found missing here has its mark.
-func (b *EventBus) txNotStored(ctx context.Context, on txConn, id int64) error {
-	var mark int64
-	if err := b.queryRow(ctx, on, b.q.txWatermark, nil, &mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("transaction %d: read the cleaner's mark: %w", id, err)
-	}
+// at or below the highest one it removed (mark). The cleaner deletes and
+// raises that mark in one transaction, so a row found missing has its mark.
+func txNotStored(id, mark int64) error {
 	if id <= mark {
 		return fmt.Errorf("%w: %d", ErrTxCleaned, id)
 	}

@@ -2,13 +2,13 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 const (
@@ -87,7 +87,7 @@ func (b *EventBus) CheckTransactions(ctx context.Context) (int, error) {
 			return resolved, fmt.Errorf("due transactions: %w", err)
 		}
 		for _, t := range due {
-			done, err := b.checkTx(ctx, t.id, t.checks)
+			done, err := b.checkTx(ctx, t.ID, t.Checks)
 			if err != nil {
 				return resolved, err
 			}
@@ -101,35 +101,20 @@ func (b *EventBus) CheckTransactions(ctx context.Context) (int, error) {
 	}
 }
 
-// dueTx is a transaction due for a check, with the number of checks it had.
-type dueTx struct {
-	id     int64
-	checks int
-}
-
-func (b *EventBus) dueTxs(ctx context.Context) ([]dueTx, error) {
-	var out []dueTx
-	err := b.query(ctx, nil, b.q.dueTxs, []any{b.service, txDuePage}, func(rows *sql.Rows) error {
-		var t dueTx
-		if err := rows.Scan(&t.id, &t.checks); err != nil {
-			return err
-		}
-		out = append(out, t)
-		return nil
-	})
-	return out, err
+func (b *EventBus) dueTxs(ctx context.Context) ([]store.DueTx, error) {
+	return b.st.DueTxs(ctx, b.service, txDuePage)
 }
 
 // checkTx claims transaction id, seen with checks checks, so that no other
 // instance asks about it meanwhile; asks the checker; and records the
 // answer if the claim still holds.
 func (b *EventBus) checkTx(ctx context.Context, id int64, checks int) (bool, error) {
-	res, err := b.exec(ctx, nil, b.q.claimTx, b.txClaim().Milliseconds(), id, checks)
+	claimed, err := b.st.ClaimTx(ctx, id, checks, b.txClaim().Milliseconds())
 	if err != nil {
 		return false, fmt.Errorf("claim transaction %d: %w", id, err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return false, err // resolved or claimed by another instance meanwhile
+	if !claimed {
+		return false, nil // resolved or claimed by another instance meanwhile
 	}
 	claim := checks + 1 // this check's number: the claim holds while it is stored
 	b.mu.Lock()
@@ -195,14 +180,12 @@ func checkDelay(base time.Duration, checks int) time.Duration {
 // rescheduleTx records an answer that resolved nothing: the transaction
 // stays pending until delay has passed, or becomes unresolved. Only while
 // check number claim holds; errClaimLost otherwise.
-func (b *EventBus) rescheduleTx(ctx context.Context, id int64, claim, state int, delay time.Duration, reason string) error {
-	res, err := b.exec(ctx, nil, b.q.rescheduleTx, state, delay.Milliseconds(), reason, id, claim)
+func (b *EventBus) rescheduleTx(ctx context.Context, id int64, claim int, state store.TxState, delay time.Duration, reason string) error {
+	held, err := b.st.RescheduleTx(ctx, store.RescheduleTxParams{ID: id, Claim: claim, State: state, DelayMillis: delay.Milliseconds(), Reason: reason})
 	if err != nil {
 		return fmt.Errorf("reschedule transaction %d: %w", id, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("reschedule transaction %d: %w", id, err)
-	} else if n == 0 {
+	if !held {
 		return errClaimLost
 	}
 	return nil
@@ -246,12 +229,7 @@ func (b *EventBus) askChecker(ctx context.Context, c ddd.DomainEventTXChecker, e
 }
 
 func (b *EventBus) txEvents(ctx context.Context, id int64) ([]*ddd.DomainEvent, error) {
-	var out []*ddd.DomainEvent
-	err := b.query(ctx, nil, b.q.txEventsOf, []any{id}, func(rows *sql.Rows) error {
-		evt, err := scanEvent(rows)
-		out = append(out, evt)
-		return err
-	})
+	out, err := b.st.TxEvents(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("transaction %d events: %w", id, err)
 	}
@@ -275,19 +253,14 @@ func (b *EventBus) UnresolvedTransactions(ctx context.Context, after int64, limi
 	if limit < 1 || limit > 1000 {
 		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
-	var out []UnresolvedTx
-	err := b.query(ctx, nil, b.q.unresolvedTxs, []any{b.service, after, limit}, func(rows *sql.Rows) error {
-		var u UnresolvedTx
-		var created, updated int64
-		if err := rows.Scan(&u.ID, &u.Checks, &u.LastError, &created, &updated); err != nil {
-			return err
-		}
-		u.CreatedAt, u.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
-		out = append(out, u)
-		return nil
-	})
+	rows, err := b.st.ListTxs(ctx, store.TxListParams{Service: b.service, States: []store.TxState{txUnresolved}, After: after, Limit: limit})
 	if err != nil {
 		return nil, fmt.Errorf("unresolved transactions: %w", err)
+	}
+	out := make([]UnresolvedTx, len(rows))
+	for i, r := range rows {
+		out[i] = UnresolvedTx{ID: r.ID, Checks: r.Checks, LastError: r.LastError,
+			CreatedAt: time.UnixMilli(r.CreatedAt).UTC(), UpdatedAt: time.UnixMilli(r.UpdatedAt).UTC()}
 	}
 	for i := range out {
 		if out[i].Events, err = b.txEvents(ctx, out[i].ID); err != nil {
@@ -300,10 +273,5 @@ func (b *EventBus) UnresolvedTransactions(ctx context.Context, after int64, limi
 // CountUnresolvedTransactions returns how many of this service's
 // transactions are unresolved.
 func (b *EventBus) CountUnresolvedTransactions(ctx context.Context) (int64, error) {
-	var n int64
-	err := b.queryRow(ctx, nil, b.q.countUnresolved, []any{b.service}, &n)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return n, err
+	return b.st.CountUnresolvedTxs(ctx, b.service)
 }

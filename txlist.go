@@ -2,21 +2,21 @@ package eventbus
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // TxState is the state of a transactional message.
 type TxState int8
 
 const (
-	TxPending    TxState = txPending    // waiting for Commit, Rollback or the TX checker
-	TxCommitted  TxState = txCommitted  // its events were published
-	TxRolledBack TxState = txRolledBack // its events were discarded
-	TxUnresolved TxState = txUnresolved // the checker gave up: resolve it by hand
+	TxPending    TxState = TxState(txPending)    // waiting for Commit, Rollback or the TX checker
+	TxCommitted  TxState = TxState(txCommitted)  // its events were published
+	TxRolledBack TxState = TxState(txRolledBack) // its events were discarded
+	TxUnresolved TxState = TxState(txUnresolved) // the checker gave up: resolve it by hand
 )
 
 func (s TxState) String() string {
@@ -49,8 +49,6 @@ type TransactionInfo struct {
 	Events []*ddd.DomainEvent
 }
 
-const txInfoCols = "id, service, state, check_count, last_error, due_at, created_at, updated_at"
-
 // Transactions lists this service's transactions that wait for a
 // resolution, pending and unresolved, with id > after, in id order, at
 // most limit (1..1000), with their events. With only set, it lists those
@@ -59,17 +57,18 @@ func (b *EventBus) Transactions(ctx context.Context, after int64, limit int, onl
 	if limit < 1 || limit > 1000 {
 		return nil, fmt.Errorf("%w: limit must be 1..1000, got %d", ErrInvalidArgument, limit)
 	}
-	states := []any{txPending, txUnresolved}
+	states := []store.TxState{txPending, txUnresolved}
 	if len(only) > 0 {
 		states = states[:0]
 		for _, s := range only {
 			if s != TxPending && s != TxUnresolved {
 				return nil, fmt.Errorf("%w: Transactions lists pending or unresolved ones, not %s", ErrInvalidArgument, s)
 			}
-			states = append(states, int(s))
+			states = append(states, store.TxState(s))
 		}
 	}
-	out, err := b.txInfos(ctx, b.transactionsQuery(len(states)), append(append([]any{b.service}, states...), after, limit))
+	rows, err := b.st.ListTxs(ctx, store.TxListParams{Service: b.service, States: states, After: after, Limit: limit})
+	out := txInfos(rows)
 	if err != nil {
 		return nil, fmt.Errorf("transactions: %w", err)
 	}
@@ -81,34 +80,23 @@ func (b *EventBus) Transactions(ctx context.Context, after int64, limit int, onl
 	return out, nil
 }
 
-// transactionsQuery lists a service's transactions in n states, through
-// transactions_due (service, state, due_at).
-// MySQL and SQLite are told to: their planners walk the primary key in id
-// order instead, through every resolved transaction kept for RetentionTime.
-func (b *EventBus) transactionsQuery(n int) string {
-	from := b.q.txs
-	switch b.d.name() {
-	case "mysql":
-		from += " FORCE INDEX (" + b.opts.TablePrefix + "transactions_due)"
-	case "sqlite":
-		from += " INDEXED BY " + b.opts.TablePrefix + "transactions_due"
-	}
-	return b.d.rebind("SELECT " + txInfoCols + " FROM " + from + " WHERE service = ? AND state IN " + in(n) + " AND id > ? ORDER BY id LIMIT ?")
-}
-
 // Transaction returns transaction id, whichever service began it, with its
 // events if it is pending or unresolved. An id that is not stored gives an
 // error wrapping ErrTxCleaned (resolved and removed by the cleaner) or
 // ErrTxNotFound.
 func (b *EventBus) Transaction(ctx context.Context, id int64) (TransactionInfo, error) {
-	out, err := b.txInfos(ctx, b.d.rebind("SELECT "+txInfoCols+" FROM "+b.q.txs+" WHERE id = ?"), []any{id})
+	row, found, err := b.st.Tx(ctx, id)
 	if err != nil {
 		return TransactionInfo{}, fmt.Errorf("transaction %d: %w", id, err)
 	}
-	if len(out) == 0 {
-		return TransactionInfo{}, b.txNotStored(ctx, nil, id)
+	if !found {
+		mark, err := b.st.TxWatermark(ctx)
+		if err != nil {
+			return TransactionInfo{}, fmt.Errorf("transaction %d: read the cleaner's mark: %w", id, err)
+		}
+		return TransactionInfo{}, txNotStored(id, mark)
 	}
-	t := out[0]
+	t := txInfos([]store.TxRow{row})[0]
 	if t.State == TxPending || t.State == TxUnresolved {
 		if t.Events, err = b.txEvents(ctx, id); err != nil {
 			return TransactionInfo{}, err
@@ -117,22 +105,14 @@ func (b *EventBus) Transaction(ctx context.Context, id int64) (TransactionInfo, 
 	return t, nil
 }
 
-// txInfos runs a query of txInfoCols.
-func (b *EventBus) txInfos(ctx context.Context, query string, args []any) ([]TransactionInfo, error) {
-	var out []TransactionInfo
-	err := b.query(ctx, nil, query, args, func(rows *sql.Rows) error {
-		var t TransactionInfo
-		var state int
-		var due, created, updated int64
-		if err := rows.Scan(&t.ID, &t.Service, &state, &t.Checks, &t.LastError, &due, &created, &updated); err != nil {
-			return err
-		}
-		t.State = TxState(state)
-		t.DueAt, t.CreatedAt, t.UpdatedAt = time.UnixMilli(due).UTC(), time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
-		out = append(out, t)
-		return nil
-	})
-	return out, err
+// txInfos converts what the store read.
+func txInfos(rows []store.TxRow) []TransactionInfo {
+	out := make([]TransactionInfo, len(rows))
+	for i, r := range rows {
+		out[i] = TransactionInfo{ID: r.ID, Service: r.Service, State: TxState(r.State), Checks: r.Checks, LastError: r.LastError,
+			DueAt: time.UnixMilli(r.DueAt).UTC(), CreatedAt: time.UnixMilli(r.CreatedAt).UTC(), UpdatedAt: time.UnixMilli(r.UpdatedAt).UTC()}
+	}
+	return out
 }
 
 // TxCounts counts one service's transactions that wait for a resolution.
@@ -147,33 +127,23 @@ type TxCounts struct {
 // the transactions table through its index (one lookup per service, never
 // a scan of the resolved transactions kept for RetentionTime).
 func (b *EventBus) TransactionCounts(ctx context.Context) ([]TxCounts, error) {
-	next, counts := b.txCountQueries()
 	var out []TxCounts
 	after := ""
 	for {
-		var svc sql.NullString
-		if err := b.queryRow(ctx, nil, next, []any{after}, &svc); err != nil {
+		svc, ok, err := b.st.NextTxService(ctx, after)
+		if err != nil {
 			return nil, fmt.Errorf("transaction counts: %w", err)
 		}
-		if !svc.Valid {
+		if !ok {
 			return out, nil
 		}
-		after = svc.String
-		c := TxCounts{Service: svc.String}
-		if err := b.queryRow(ctx, nil, counts, []any{svc.String, svc.String}, &c.Pending, &c.Unresolved); err != nil {
+		after = svc
+		c := TxCounts{Service: svc}
+		if c.Pending, c.Unresolved, err = b.st.TxCounts(ctx, svc); err != nil {
 			return nil, fmt.Errorf("transaction counts: %w", err)
 		}
 		if c.Pending > 0 || c.Unresolved > 0 {
 			out = append(out, c)
 		}
 	}
-}
-
-// txCountQueries are TransactionCounts' statements: the next service name
-// (a loose index scan of transactions_due) and one service's counts.
-func (b *EventBus) txCountQueries() (next, counts string) {
-	next = b.d.rebind("SELECT MIN(service) FROM " + b.q.txs + " WHERE service > ?")
-	counts = b.d.rebind("SELECT (SELECT COUNT(*) FROM " + b.q.txs + " WHERE service = ? AND state = 0)," +
-		" (SELECT COUNT(*) FROM " + b.q.txs + " WHERE service = ? AND state = 3)")
-	return next, counts
 }

@@ -1,9 +1,10 @@
-package eventbus
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 )
 
 // postgresDialect serves PostgreSQL 13+.
@@ -50,3 +51,36 @@ func (postgresDialect) ownTx(context.Context, *sql.DB) (bool, error) { return tr
 
 // pgx keeps a bounded cache of prepared statements on each connection by itself.
 func (postgresDialect) prepares() bool { return false }
+
+// No limit below the bus's MaxPayloadBytes: parameters take up to 1 GB.
+func (postgresDialect) packetLimit(context.Context, *sql.DB) (int, error) { return 0, nil }
+
+// The server's start time (microseconds), the database, and the oid of the
+// events table as the connection's search_path resolves it. The table name
+// is validated ([a-z][a-z0-9_]*) and written into the text: a query without
+// arguments is one round trip on every driver.
+func (postgresDialect) identify(ctx context.Context, q rowQuerier, events string) (string, error) {
+	var a, c, d sql.NullString
+	err := q.QueryRowContext(ctx, "SELECT pg_postmaster_start_time()::text, current_database(), to_regclass('"+
+		events+"')::oid::text").Scan(&a, &c, &d)
+	return fmt.Sprintf("PostgreSQL server started %s, database %s, table %s (oid %s)", a.String, c.String, events, orNone(d)), err
+}
+
+func (postgresDialect) tableExists(ctx context.Context, db *sql.DB, table string) bool {
+	var n int
+	return db.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT to_regclass($1) AS t) r WHERE t IS NOT NULL", table).Scan(&n) == nil && n > 0
+}
+
+// PostgreSQL's planner finds the index itself.
+func (postgresDialect) useIndex(table, _ string) string { return table }
+
+// The procedures of migration 0007; INOUT parameters come back as a row.
+// The sequencer's integers go in the statement text (see numberBatch).
+func (postgresDialect) numbering(q *queries, prefix string) {
+	batch, span := strconv.Itoa(numberBatch), strconv.Itoa(numberSpan)
+	q.seqStep = "CALL " + prefix + "sequence(" + batch + ", " + span + ", NULL, NULL)"
+	q.seqRegister = q.r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ", " + span + ", NULL)")
+	q.seqTidy = func(settle, expire, sweep int64) string {
+		return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s, NULL)", prefix, settle, expire, sweep, batch)
+	}
+}

@@ -1,10 +1,13 @@
-package eventbus
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // sqliteDialect: one writer at a time. The guarantees need WAL (readers do
@@ -53,15 +56,15 @@ func sqliteUnnumbered(t string) string {
 func (sqliteDialect) checkConn(ctx context.Context, db *sql.DB) error {
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return fmt.Errorf("%w: read journal_mode: %v", ErrInvalidDB, err)
+		return fmt.Errorf("%w: read journal_mode: %v", store.ErrInvalidDB, err)
 	}
 	var timeout int
 	if err := db.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&timeout); err != nil {
-		return fmt.Errorf("%w: read busy_timeout: %v", ErrInvalidDB, err)
+		return fmt.Errorf("%w: read busy_timeout: %v", store.ErrInvalidDB, err)
 	}
 	if !strings.EqualFold(mode, "wal") || timeout <= 0 {
 		return fmt.Errorf("%w: sqlite needs journal_mode=WAL and a busy_timeout (got %s, %dms); open it with sqlite.Open (github.com/dddbus/eventbus/sqlite) or add %s to the DSN",
-			ErrInvalidDB, mode, timeout, SQLiteDSNParams)
+			store.ErrInvalidDB, mode, timeout, SQLiteDSNParams)
 	}
 	return nil
 }
@@ -72,3 +75,46 @@ func (sqliteDialect) ownTx(context.Context, *sql.DB) (bool, error) { return fals
 
 // Preparing saves compiling the statement at every call.
 func (sqliteDialect) prepares() bool { return true }
+
+// No limit below the bus's MaxPayloadBytes.
+func (sqliteDialect) packetLimit(context.Context, *sql.DB) (int, error) { return 0, nil }
+
+// The path of the main database file ("" for in-memory ones).
+func (sqliteDialect) identify(ctx context.Context, q rowQuerier, _ string) (string, error) {
+	var a sql.NullString
+	err := q.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&a)
+	if err != nil || a.String == "" {
+		return "", err
+	}
+	return "SQLite file " + a.String, nil
+}
+
+func (sqliteDialect) tableExists(ctx context.Context, db *sql.DB, table string) bool {
+	var n int
+	return db.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&n) == nil && n > 0
+}
+
+// SQLiteDSNParams are the DSN parameters the store needs on SQLite, named
+// in checkConn's error; eventbus.SQLiteDSNParams is the same (a test checks).
+const SQLiteDSNParams = "_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_synchronous=NORMAL&_foreign_keys=1"
+
+func (sqliteDialect) useIndex(table, index string) string { return table + " INDEXED BY " + index }
+
+// One UPDATE numbers the next rows from last_seq + 1 (the trigger of
+// migration 0007 raises last_seq in the same statement), so the offset of
+// a service starting at the latest position is last_seq plus the rows
+// waiting, all numbered after it.
+func (d sqliteDialect) numbering(q *queries, _ string) {
+	unnumbered := sqliteUnnumbered(q.events)
+	q.seqProbe = "SELECT 1 FROM " + q.events + " WHERE " + unnumbered + " LIMIT 1"
+	q.seqIsUpdate = true
+	q.seqStep = "UPDATE " + q.events + " SET seq = n.seq FROM (" +
+		"SELECT id, (SELECT last_seq FROM " + q.sequencer + " WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY id) AS seq" +
+		" FROM (SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + strconv.Itoa(numberBatch) + ")) AS n" +
+		" WHERE " + q.events + ".id = n.id AND " + q.events + ".seq IS NULL"
+	q.seqRegister = q.r(d.insertIgnore("INSERT INTO "+q.services+
+		" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
+		" SELECT ?1, CASE WHEN ?2 < 0 THEN last_seq + (SELECT COUNT(*) FROM "+q.events+" WHERE "+unnumbered+") ELSE ?2 END,"+
+		" '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
+	q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT 1"
+}

@@ -1,17 +1,15 @@
-package eventbus
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"strconv"
 	"strings"
-
-	"gorm.io/gorm"
 )
 
 // dialect holds what differs between the supported databases. Queries are
-// written once with "?" placeholders (see queries.go) and adapted here.
+// written once with "?" placeholders (see queries.go) and adapted here;
+// postgres.go, mysql.go and sqlite.go each hold one database's choices.
 type dialect interface {
 	// name is the GORM dialector name and the migrations directory.
 	name() string
@@ -38,27 +36,26 @@ type dialect interface {
 	checkConn(ctx context.Context, db *sql.DB) error
 	// ownTx reports whether a statement run on its own needs a READ
 	// COMMITTED transaction of its own to behave the same whatever the
-	// session's default isolation level (see sqlutil.go).
+	// session's default isolation level (see exec.go).
 	ownTx(ctx context.Context, db *sql.DB) (bool, error)
 	// prepares reports whether the bus keeps its hot statements prepared
 	// (see stmtCache).
 	prepares() bool
-}
-
-func dialectOf(db *gorm.DB) (dialect, error) {
-	if db == nil || db.Config == nil || db.Dialector == nil {
-		return nil, fmt.Errorf("%w: a nil or zero *gorm.DB (open it with gorm.Open)", ErrInvalidDB)
-	}
-	switch n := db.Dialector.Name(); n {
-	case "sqlite":
-		return sqliteDialect{}, nil
-	case "mysql":
-		return mysqlDialect{}, nil
-	case "postgres":
-		return postgresDialect{}, nil
-	default:
-		return nil, fmt.Errorf("%w: unsupported dialect %q (want sqlite, mysql or postgres)", ErrInvalidDB, n)
-	}
+	// packetLimit returns the server's largest packet (0: no limit that
+	// matters; see packet.go).
+	packetLimit(ctx context.Context, db *sql.DB) (int, error)
+	// identify describes the database that q's connection writes the
+	// tables to ("": it cannot be told apart); see callertx.go.
+	identify(ctx context.Context, q rowQuerier, events string) (string, error)
+	// tableExists reports whether table exists where db's connections
+	// resolve unqualified names.
+	tableExists(ctx context.Context, db *sql.DB, table string) bool
+	// useIndex is table, told to read through index where the planner
+	// would not by itself.
+	useIndex(table, index string) string
+	// numbering sets q's sequencer statements: its step, probe,
+	// registration and upkeep (see sequencer.go).
+	numbering(q *queries, prefix string)
 }
 
 // rebindDollar rewrites ? into $1, $2, ... Queries in this package never

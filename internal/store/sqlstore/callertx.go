@@ -1,4 +1,4 @@
-package eventbus
+package sqlstore
 
 import (
 	"context"
@@ -11,9 +11,11 @@ import (
 
 	"github.com/dddbus/eventbus/ddd"
 	"gorm.io/gorm"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
-// callerTx returns the connection of the transaction that ctx carries
+// CallerTx returns the connection of the transaction that ctx carries
 // (ddd.ContextWithTx or ddd.ContextWithSQLTx) once it is known to be usable
 // and on the bus's database; inCaller is false when ctx carries none.
 //
@@ -24,7 +26,8 @@ import (
 // transaction's connection resolves it (schema, search_path, prefix). It
 // reads no user table, so it takes no lock and cannot fail in a way that
 // aborts a PostgreSQL transaction.
-func (b *EventBus) callerTx(ctx context.Context) (conn gorm.ConnPool, inCaller bool, err error) {
+func (s *Store) CallerTx(ctx context.Context) (_ store.Conn, inCaller bool, err error) {
+	var conn gorm.ConnPool
 	carried, ok := ddd.CarriedTx(ctx)
 	if !ok {
 		return nil, false, nil
@@ -34,10 +37,10 @@ func (b *EventBus) callerTx(ctx context.Context) (conn gorm.ConnPool, inCaller b
 	switch tx := carried.(type) {
 	case *gorm.DB:
 		if tx == nil || tx.Config == nil || tx.Statement == nil || tx.Statement.ConnPool == nil {
-			return nil, true, fmt.Errorf("%w: a nil or zero *gorm.DB (use the tx of db.Transaction or db.Begin)", ErrInvalidTransaction)
+			return nil, true, fmt.Errorf("%w: a nil or zero *gorm.DB (use the tx of db.Transaction or db.Begin)", store.ErrInvalidTransaction)
 		}
 		if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); !ok {
-			return nil, true, fmt.Errorf("%w: the *gorm.DB is not in a transaction (use the tx of db.Transaction or db.Begin)", ErrInvalidTransaction)
+			return nil, true, fmt.Errorf("%w: the *gorm.DB is not in a transaction (use the tx of db.Transaction or db.Begin)", store.ErrInvalidTransaction)
 		}
 		conn = tx.Statement.ConnPool
 		pool, _ = tx.DB()
@@ -46,22 +49,22 @@ func (b *EventBus) callerTx(ctx context.Context) (conn gorm.ConnPool, inCaller b
 		}
 	case *sql.Tx:
 		if tx == nil {
-			return nil, true, fmt.Errorf("%w: a nil *sql.Tx", ErrInvalidTransaction)
+			return nil, true, fmt.Errorf("%w: a nil *sql.Tx", store.ErrInvalidTransaction)
 		}
 		conn, pool = tx, poolOf(tx)
 		if pool != nil {
 			kind = dialectOfDriver(pool.Driver())
 		}
 	}
-	if pool == b.sqlDB {
+	if pool == s.db {
 		return conn, true, nil
 	}
 	// Another kind of database is told apart without a query, which would
 	// be a syntax error there (and abort a PostgreSQL transaction).
-	if kind != "" && kind != b.d.name() {
-		return nil, true, fmt.Errorf("%w: the transaction is on a %s database; the bus is on %s", ErrForeignTransaction, kind, b.d.name())
+	if kind != "" && kind != s.d.name() {
+		return nil, true, fmt.Errorf("%w: the transaction is on a %s database; the bus is on %s", ddd.ErrForeignTransaction, kind, s.d.name())
 	}
-	if err := b.sameDatabase(ctx, conn); err != nil {
+	if err := s.sameDatabase(ctx, conn); err != nil {
 		return nil, true, err
 	}
 	return conn, true, nil
@@ -113,23 +116,23 @@ type dbIdentity struct {
 }
 
 // sameDatabase returns nil if conn's database is the bus's.
-func (b *EventBus) sameDatabase(ctx context.Context, conn gorm.ConnPool) error {
-	theirs, err := b.identify(ctx, conn)
+func (s *Store) sameDatabase(ctx context.Context, conn gorm.ConnPool) error {
+	theirs, err := s.identify(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("identify the transaction's database: %w", err)
 	}
-	b.ident.mu.Lock()
-	defer b.ident.mu.Unlock()
-	if theirs == b.ident.id && theirs != "" {
+	s.ident.mu.Lock()
+	defer s.ident.mu.Unlock()
+	if theirs == s.ident.id && theirs != "" {
 		return nil
 	}
-	ours, err := b.identify(ctx, b.sqlDB)
+	ours, err := s.identify(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("identify the bus's database: %w", err)
 	}
-	b.ident.id = ours
+	s.ident.id = ours
 	if theirs != ours || theirs == "" {
-		return fmt.Errorf("%w: the transaction is on %s; the bus is on %s", ErrForeignTransaction, describe(theirs), describe(ours))
+		return fmt.Errorf("%w: the transaction is on %s; the bus is on %s", ddd.ErrForeignTransaction, describe(theirs), describe(ours))
 	}
 	return nil
 }
@@ -153,32 +156,8 @@ type rowQuerier interface {
 //   - MySQL/MariaDB: the server's host name, port, data directory, id and
 //     start time (from UUID_SHORT), and the current database.
 //   - SQLite: the path of the main database file ("" for in-memory ones).
-func (b *EventBus) identify(ctx context.Context, q rowQuerier) (string, error) {
-	// The table name is validated ([a-z][a-z0-9_]*) and written into the
-	// text: a query without arguments is one round trip on every driver.
-	var a, c, d sql.NullString
-	var err error
-	switch b.d.name() {
-	case "postgres":
-		err = q.QueryRowContext(ctx, "SELECT pg_postmaster_start_time()::text, current_database(), to_regclass('"+
-			b.q.events+"')::oid::text").Scan(&a, &c, &d)
-		return fmt.Sprintf("PostgreSQL server started %s, database %s, table %s (oid %s)", a.String, c.String, b.q.events, orNone(d)), err
-	case "mysql":
-		// UUID_SHORT's bits above the low 24 are the server id and start
-		// time: servers cloned with the same host name, port and data
-		// directory still differ, as long as they did not start in the same
-		// second. The events table is not looked up: on the same server
-		// and database it is the bus's (information_schema would double
-		// the query's cost).
-		err = q.QueryRowContext(ctx, "SELECT CONCAT(@@hostname, ':', @@port, ' ', @@datadir, ' #', UUID_SHORT() >> 24), DATABASE()").Scan(&a, &c)
-		return fmt.Sprintf("MySQL server %s, database %s", a.String, orNone(c)), err
-	default:
-		err = q.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&a)
-		if err != nil || a.String == "" {
-			return "", err
-		}
-		return "SQLite file " + a.String, nil
-	}
+func (s *Store) identify(ctx context.Context, q rowQuerier) (string, error) {
+	return s.d.identify(ctx, q, s.q.events)
 }
 
 func orNone(s sql.NullString) string {

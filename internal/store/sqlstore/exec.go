@@ -1,10 +1,11 @@
-package eventbus
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
-	"time"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // How the bus runs a statement; exec, query and queryRow are the one place
@@ -27,44 +28,41 @@ import (
 
 // txConn is an open transaction's connection: the bus's own *sql.Tx, or
 // the gorm.ConnPool of a caller's transaction.
-type txConn interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
+type txConn = store.Conn
 
 // exec runs a statement on on (nil: on its own; see above).
-func (b *EventBus) exec(ctx context.Context, on txConn, query string, args ...any) (sql.Result, error) {
-	if on == nil && b.ownTx {
+func (s *Store) exec(ctx context.Context, on txConn, query string, args ...any) (sql.Result, error) {
+	if on == nil && s.ownTx {
 		var res sql.Result
-		err := b.inTx(ctx, func(tx *sql.Tx) error {
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
 			var err error
-			res, err = b.exec(ctx, tx, query, args...)
+			res, err = s.exec(ctx, tx, query, args...)
 			return err
 		})
 		return res, err
 	}
-	if st := b.prepared(ctx, on, query); st != nil {
+	if st := s.prepared(ctx, on, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
 	if on == nil {
-		return b.sqlDB.ExecContext(ctx, query, args...)
+		return s.db.ExecContext(ctx, query, args...)
 	}
 	return on.ExecContext(ctx, query, args...)
 }
 
 // query runs a query on on (nil: on its own; see above) and calls row for
 // each row of the result. The rows are closed when it returns.
-func (b *EventBus) query(ctx context.Context, on txConn, query string, args []any, row func(*sql.Rows) error) error {
-	if on == nil && b.ownTx {
-		return b.inTx(ctx, func(tx *sql.Tx) error { return b.query(ctx, tx, query, args, row) })
+func (s *Store) query(ctx context.Context, on txConn, query string, args []any, row func(*sql.Rows) error) error {
+	if on == nil && s.ownTx {
+		return s.inTx(ctx, func(tx *sql.Tx) error { return s.query(ctx, tx, query, args, row) })
 	}
 	var rows *sql.Rows
 	var err error
-	switch st := b.prepared(ctx, on, query); {
+	switch st := s.prepared(ctx, on, query); {
 	case st != nil:
 		rows, err = st.QueryContext(ctx, args...)
 	case on == nil:
-		rows, err = b.sqlDB.QueryContext(ctx, query, args...)
+		rows, err = s.db.QueryContext(ctx, query, args...)
 	default:
 		rows, err = on.QueryContext(ctx, query, args...)
 	}
@@ -82,9 +80,9 @@ func (b *EventBus) query(ctx context.Context, on txConn, query string, args []an
 
 // queryRow scans the first row of a query into dest; sql.ErrNoRows if
 // there is none.
-func (b *EventBus) queryRow(ctx context.Context, on txConn, query string, args []any, dest ...any) error {
+func (s *Store) queryRow(ctx context.Context, on txConn, query string, args []any, dest ...any) error {
 	found := false
-	err := b.query(ctx, on, query, args, func(rows *sql.Rows) error {
+	err := s.query(ctx, on, query, args, func(rows *sql.Rows) error {
 		if found {
 			return nil
 		}
@@ -98,9 +96,9 @@ func (b *EventBus) queryRow(ctx context.Context, on txConn, query string, args [
 }
 
 // queryAll returns the single column of every row of a query.
-func queryAll[T any](ctx context.Context, b *EventBus, on txConn, query string, args ...any) ([]T, error) {
+func queryAll[T any](ctx context.Context, s *Store, on txConn, query string, args ...any) ([]T, error) {
 	var out []T
-	err := b.query(ctx, on, query, args, func(rows *sql.Rows) error {
+	err := s.query(ctx, on, query, args, func(rows *sql.Rows) error {
 		var v T
 		if err := rows.Scan(&v); err != nil {
 			return err
@@ -112,11 +110,11 @@ func queryAll[T any](ctx context.Context, b *EventBus, on txConn, query string, 
 }
 
 // prepared returns query prepared for on, or nil to run it unprepared.
-func (b *EventBus) prepared(ctx context.Context, on txConn, query string) *sql.Stmt {
-	if !b.q.hot[query] {
+func (s *Store) prepared(ctx context.Context, on txConn, query string) *sql.Stmt {
+	if !s.q.hot[query] {
 		return nil
 	}
-	st := b.stmts.get(query)
+	st := s.stmts.get(query)
 	if st == nil {
 		return nil
 	}
@@ -124,7 +122,7 @@ func (b *EventBus) prepared(ctx context.Context, on txConn, query string) *sql.S
 	case nil:
 		return st
 	case *sql.Tx:
-		if poolOf(c) != b.sqlDB {
+		if poolOf(c) != s.db {
 			return nil // a caller's transaction from another pool: the statement is not its pool's
 		}
 		// Prepared on the transaction's own connection if it is not yet.
@@ -136,8 +134,8 @@ func (b *EventBus) prepared(ctx context.Context, on txConn, query string) *sql.S
 // inTx runs fn in one of the bus's own transactions (READ COMMITTED where
 // the database has levels). On SQLite fn's first statement must be a write,
 // so that it takes the write lock at once whatever the DSN's _txlock is.
-func (b *EventBus) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := b.sqlDB.BeginTx(ctx, b.d.txOptions())
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, s.d.txOptions())
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -149,12 +147,4 @@ func (b *EventBus) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
-}
-
-// bounded limits one database operation of the poll loop to LeaseDuration
-// (at least 5s): a connection that hangs without a reset (a network
-// partition) then fails, and the loop backs off and retries, instead of
-// waiting for the operating system to give up on it.
-func (b *EventBus) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, max(b.opts.LeaseDuration, 5*time.Second))
 }

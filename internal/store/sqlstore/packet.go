@@ -1,8 +1,10 @@
-package eventbus
+package sqlstore
 
 import (
 	"context"
 	"fmt"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // MySQL and MariaDB refuse a packet larger than max_allowed_packet (16 MiB
@@ -22,21 +24,20 @@ const (
 	maxFixedBytes = 64 + 255 + 255
 )
 
-// readPacketLimit sets packetBytes and packetBudget on MySQL and checks
-// MaxPayloadBytes against them; other databases take 1 GB parameters and
-// need no limit below MaxPayloadBytes' 64 MiB.
-func (b *EventBus) readPacketLimit(ctx context.Context) error {
-	if b.d.name() != "mysql" {
-		return nil
+// readPacketLimit sets packetBytes and packetBudget where the dialect has
+// a packet limit (MySQL) and checks maxPayload against them; other
+// databases take 1 GB parameters and need no limit below MaxPayloadBytes'
+// 64 MiB.
+func (s *Store) readPacketLimit(ctx context.Context, maxPayload int) error {
+	var err error
+	if s.packetBytes, err = s.d.packetLimit(ctx, s.db); err != nil || s.packetBytes == 0 {
+		return err
 	}
-	if err := b.sqlDB.QueryRowContext(ctx, "SELECT @@max_allowed_packet").Scan(&b.packetBytes); err != nil {
-		return fmt.Errorf("%w: read max_allowed_packet: %v", ErrInvalidDB, err)
-	}
-	b.packetBudget = b.packetBytes - packetHeadroom
-	if need := b.opts.MaxPayloadBytes + maxFixedBytes + rowOverhead; need > b.packetBudget {
+	s.packetBudget = s.packetBytes - packetHeadroom
+	if need := maxPayload + maxFixedBytes + rowOverhead; need > s.packetBudget {
 		return fmt.Errorf("%w: MaxPayloadBytes %d cannot fit the server's max_allowed_packet of %d bytes: "+
 			"set it to at most %d, or raise max_allowed_packet (and the DSN's maxAllowedPacket if set)",
-			ErrInvalidOption, b.opts.MaxPayloadBytes, b.packetBytes, max(0, b.packetBudget-maxFixedBytes-rowOverhead))
+			store.ErrInvalidOption, maxPayload, s.packetBytes, max(0, s.packetBudget-maxFixedBytes-rowOverhead))
 	}
 	return nil
 }
@@ -46,15 +47,15 @@ func (b *EventBus) readPacketLimit(ctx context.Context) error {
 // if every byte were escaped in the text protocol (interpolateParams=true).
 // A row too large for that goes alone (eventRows checked that its values
 // fit the packet as they are).
-func (b *EventBus) chunkEnd(sizes []int, start int) int {
+func (s *Store) chunkEnd(sizes []int, start int) int {
 	end := min(start+insertChunk, len(sizes))
-	if b.packetBudget <= 0 {
+	if s.packetBudget <= 0 {
 		return end
 	}
 	total := 0
 	for i := start; i < end; i++ {
 		total += 2*sizes[i] + rowOverhead
-		if total > b.packetBudget && i > start {
+		if total > s.packetBudget && i > start {
 			return i
 		}
 	}

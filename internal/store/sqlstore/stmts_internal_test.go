@@ -1,20 +1,19 @@
-package eventbus
+package sqlstore
 
 import (
+	"database/sql"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
+
+	_ "github.com/mattn/go-sqlite3"
 )
 
 // The statement cache is one per pool, shared by its buses, bounded, and
 // keeps neither the pool nor its statements once no bus uses it.
 func TestStmtCacheSharedBoundedAndReleased(t *testing.T) {
-	db, err := openSQLite(filepath.Join(t.TempDir(), "stmts.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, err := db.DB()
+	sqlDB, err := sql.Open("sqlite3", "file:"+filepath.Join(t.TempDir(), "stmts.db")+"?"+SQLiteDSNParams)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +51,7 @@ func TestStmtCacheSharedBoundedAndReleased(t *testing.T) {
 	if err := sqlDB.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c, sqlDB, db = nil, nil, nil
+	c, sqlDB = nil, nil
 	deadline = time.Now().Add(10 * time.Second)
 	for {
 		runtime.GC()

@@ -1,10 +1,13 @@
-package eventbus
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // mysqlDialect serves MySQL 8 and MariaDB 10.6+ (InnoDB).
@@ -82,7 +85,7 @@ func (mysqlDialect) ownTx(ctx context.Context, db *sql.DB) (bool, error) {
 		err = db.QueryRowContext(ctx, "SELECT @@SESSION.autocommit, @@SESSION.tx_isolation").Scan(&autocommit, &level)
 	}
 	if err != nil {
-		return false, fmt.Errorf("%w: read the session's isolation level: %v", ErrInvalidDB, err)
+		return false, fmt.Errorf("%w: read the session's isolation level: %v", store.ErrInvalidDB, err)
 	}
 	return autocommit == 0 || strings.EqualFold(level, "READ-UNCOMMITTED"), nil
 }
@@ -90,3 +93,55 @@ func (mysqlDialect) ownTx(ctx context.Context, db *sql.DB) (bool, error) {
 // go-sql-driver/mysql would prepare, run and close every statement that
 // has arguments: three commands, two round trips.
 func (mysqlDialect) prepares() bool { return true }
+
+func (mysqlDialect) packetLimit(ctx context.Context, db *sql.DB) (int, error) {
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT @@max_allowed_packet").Scan(&n); err != nil {
+		return 0, fmt.Errorf("%w: read max_allowed_packet: %v", store.ErrInvalidDB, err)
+	}
+	return n, nil
+}
+
+// The server's host name, port, data directory, id and start time (from
+// UUID_SHORT), and the current database. UUID_SHORT's bits above the low
+// 24 are the server id and start time: servers cloned with the same host
+// name, port and data directory still differ, as long as they did not
+// start in the same second. The events table is not looked up: on the
+// same server and database it is the bus's (information_schema would
+// double the query's cost).
+func (mysqlDialect) identify(ctx context.Context, q rowQuerier, _ string) (string, error) {
+	var a, c sql.NullString
+	err := q.QueryRowContext(ctx, "SELECT CONCAT(@@hostname, ':', @@port, ' ', @@datadir, ' #', UUID_SHORT() >> 24), DATABASE()").Scan(&a, &c)
+	return fmt.Sprintf("MySQL server %s, database %s", a.String, orNone(c)), err
+}
+
+func (mysqlDialect) tableExists(ctx context.Context, db *sql.DB, table string) bool {
+	var n int
+	return db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", table).Scan(&n) == nil && n > 0
+}
+
+func (mysqlDialect) useIndex(table, index string) string {
+	return table + " FORCE INDEX (" + index + ")"
+}
+
+// The procedures of migration 0007; each returns one row. MariaDB runs a
+// procedure call slowly (~0.2 ms), so a plain read first says whether the
+// open run holds a committed row or there are holes (which the procedure
+// then probes one by one). It is a hint: a consistent read at any level (a
+// dirty one at READ UNCOMMITTED only calls the procedure for nothing), and
+// takes no lock. The integers go in the statement text: go-sql-driver/mysql
+// would otherwise prepare, run and close every statement that has
+// arguments (three round trips).
+func (mysqlDialect) numbering(q *queries, prefix string) {
+	batch := strconv.Itoa(numberBatch)
+	runs := prefix + "sequencer_runs"
+	latest := "(SELECT MAX(version) FROM " + runs + ")"
+	q.seqProbe = "SELECT 1 FROM DUAL WHERE EXISTS (SELECT 1 FROM " + q.events + " FORCE INDEX (" + prefix + "events_seq)" +
+		" WHERE seq IS NULL AND id >= (SELECT MAX(lo) FROM " + runs + " WHERE version = " + latest + "))" +
+		" OR (SELECT COUNT(*) FROM " + runs + " WHERE version = " + latest + ") > 1"
+	q.seqStep = "CALL " + prefix + "sequence(" + batch + ")"
+	q.seqRegister = q.r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ")")
+	q.seqTidy = func(settle, expire, sweep int64) string {
+		return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s)", prefix, settle, expire, sweep, batch)
+	}
+}

@@ -1,9 +1,10 @@
-package eventbus
+package sqlstore
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // queries holds every statement the bus runs, built once per bus from the
@@ -19,7 +20,7 @@ type queries struct {
 	seqStep          string                                   // a procedure call returning (numbered, more); on SQLite an UPDATE
 	seqIsUpdate      bool                                     // SQLite: seqStep's row count is the events numbered
 	seqProbe         string                                   // a read that returns a row if seqStep may have work ("": seqStep looks itself)
-	seqRegister      string                                   // registers a service (see registerService)
+	seqRegister      string                                   // registers a service (see RegisterService)
 	seqTidy          func(settle, expire, sweep int64) string // PostgreSQL, MySQL: upkeep of the runs
 	oldestUnnumbered string                                   // the lowest unnumbered id, for Lags (walks the index, dead entries too)
 
@@ -28,16 +29,16 @@ type queries struct {
 	dueRetries                string // fetchRetries' SELECT and WHERE, not rebound
 
 	// services and leases
-	acquireLease, readLease, renewLease, releaseLease, commitOffset            string
-	fence, serviceStatus, removeService, removeServiceRetries, serviceActivity string
+	acquireLease, readLease, renewLease, releaseLease, commitOffset     string
+	serviceStatus, removeService, removeServiceRetries, serviceActivity string
 
 	// retries and dead letters
-	deleteRetry, updateRetry, listDead, countDead, replayDead, discardDead string
+	updateRetry, countDead, replayDead, discardDead string
 
 	// transactions
-	insertTx, txState, resolveTx, resolveTxToken, resolveTxClaimed, claimTx, dueTxs     string
-	txEventsOf, publishTx, deleteTxEvents, rescheduleTx, unresolvedTxs, countUnresolved string
-	txWatermark, raiseTxWatermark                                                       string
+	insertTx, txState, resolveTx, resolveTxToken, resolveTxClaimed, claimTx, dueTxs string
+	txEventsOf, publishTx, deleteTxEvents, rescheduleTx, countUnresolved            string
+	txWatermark, raiseTxWatermark                                                   string
 
 	// standbys
 	renewStandby, serviceExists string
@@ -50,9 +51,19 @@ type queries struct {
 
 	// cleaner
 	minConsumed, cleanCandidates, oldDeadServices, oldDeadLetters, oldResolvedTxs string
+
+	// operations: seek, lags, transaction lists
+	seekFence, seekRead, seekMove, seekDropRetries, firstSeqFrom string
+	lagServices, firstAfter, eventCreated                        string
+	txByID, nextTxService, txCounts                              string
 }
 
-const eventCols = "event_id, event_type, sender, send_type, payload, metadata, occurred_at"
+const (
+	eventCols  = "event_id, event_type, sender, send_type, payload, metadata, occurred_at"
+	txInfoCols = "id, service, state, check_count, last_error, due_at, created_at, updated_at"
+	// deadCols are a dead letter's columns, retries r joined with events e (see scanDeadLetter).
+	deadCols = "r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at"
+)
 
 func newQueries(d dialect, prefix string) *queries {
 	q := &queries{
@@ -65,61 +76,13 @@ func newQueries(d dialect, prefix string) *queries {
 		txs:       prefix + "transactions",
 		txEvents:  prefix + "transaction_events",
 	}
-	r := func(s string) string { return d.rebind(strings.ReplaceAll(s, "{now}", q.now)) }
+	r := q.r
 
-	// Sequencer (see sequencer.go). Its integers go in the statement text:
-	// go-sql-driver/mysql would otherwise prepare, run and close every
-	// statement that has arguments (three round trips).
-	batch, span := strconv.Itoa(sequenceBatch), strconv.Itoa(sequenceSpan)
-	switch d.name() {
-	case "postgres":
-		// Procedures of migration 0007; INOUT parameters come back as a row.
-		q.seqStep = "CALL " + prefix + "sequence(" + batch + ", " + span + ", NULL, NULL)"
-		q.seqRegister = r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ", " + span + ", NULL)")
-		q.seqTidy = func(settle, expire, sweep int64) string {
-			return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s, NULL)", prefix, settle, expire, sweep, batch)
-		}
-	case "mysql":
-		// Procedures of migration 0007; each returns one row. MariaDB runs a
-		// procedure call slowly (~0.2 ms), so a plain read first says
-		// whether the open run holds a committed row or there are holes
-		// (which the procedure then probes one by one). It is a hint: a
-		// consistent read at any level (a dirty one at READ UNCOMMITTED
-		// only calls the procedure for nothing), and takes no lock.
-		runs := prefix + "sequencer_runs"
-		latest := "(SELECT MAX(version) FROM " + runs + ")"
-		q.seqProbe = "SELECT 1 FROM DUAL WHERE EXISTS (SELECT 1 FROM " + q.events + " FORCE INDEX (" + prefix + "events_seq)" +
-			" WHERE seq IS NULL AND id >= (SELECT MAX(lo) FROM " + runs + " WHERE version = " + latest + "))" +
-			" OR (SELECT COUNT(*) FROM " + runs + " WHERE version = " + latest + ") > 1"
-		q.seqStep = "CALL " + prefix + "sequence(" + batch + ")"
-		q.seqRegister = r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ")")
-		q.seqTidy = func(settle, expire, sweep int64) string {
-			return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %s)", prefix, settle, expire, sweep, batch)
-		}
-	default:
-		// SQLite: one UPDATE numbers the next rows from last_seq + 1 (the
-		// trigger of migration 0007 raises last_seq in the same
-		// statement), so the offset of a service starting at the latest
-		// position is last_seq plus the rows waiting, all numbered after it.
-		unnumbered := sqliteUnnumbered(q.events)
-		q.seqProbe = "SELECT 1 FROM " + q.events + " WHERE " + unnumbered + " LIMIT 1"
-		q.seqIsUpdate = true
-		q.seqStep = "UPDATE " + q.events + " SET seq = n.seq FROM (" +
-			"SELECT id, (SELECT last_seq FROM " + q.sequencer + " WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY id) AS seq" +
-			" FROM (SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + batch + ")) AS n" +
-			" WHERE " + q.events + ".id = n.id AND " + q.events + ".seq IS NULL"
-		q.seqRegister = r(d.insertIgnore("INSERT INTO "+q.services+
-			" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
-			" SELECT ?1, CASE WHEN ?2 < 0 THEN last_seq + (SELECT COUNT(*) FROM "+q.events+" WHERE "+unnumbered+") ELSE ?2 END,"+
-			" '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
-	}
-
+	// Sequencer (sequencer.go): each dialect's own statements.
 	// Lags only (not on a poll's path): the runs keep the probe flat,
-	// this may walk dead index entries behind a long snapshot.
+	// oldestUnnumbered may walk dead index entries behind a long snapshot.
 	q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1"
-	if d.name() == "sqlite" {
-		q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE " + sqliteUnnumbered(q.events) + " ORDER BY id LIMIT 1"
-	}
+	d.numbering(q, prefix)
 
 	// Consumer.
 	q.fetchEvents = r("SELECT id, seq, " + eventCols + " FROM " + q.events +
@@ -128,9 +91,10 @@ func newQueries(d dialect, prefix string) *queries {
 	// sender still waits (parked rows wait behind the head).
 	q.dueRetries = strings.ReplaceAll("SELECT r.event_pk, r.attempts, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at"+
 		" FROM "+q.retries+" r JOIN "+q.events+" e ON e.id = r.event_pk"+
-		" WHERE r.service = ? AND r.state = 0 AND r.next_at <= {now}"+
+		" WHERE r.service = ? AND r.state = {retry} AND r.next_at <= {now}"+
 		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM "+q.retries+" h WHERE h.service = r.service"+
-		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = 0 AND h.seq < r.seq))", "{now}", q.now)
+		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = {retry} AND h.seq < r.seq))", "{now}", q.now)
+	q.dueRetries = stateCodes.Replace(q.dueRetries)
 	q.fetchRetries = d.rebind(q.dueRetries + " ORDER BY e.seq LIMIT ?")
 
 	// Services and leases. version changes on every fenced write, so the
@@ -144,13 +108,12 @@ func newQueries(d dialect, prefix string) *queries {
 		" WHERE name = ? AND owner = ?")
 	q.commitOffset = r("UPDATE " + q.services + " SET consumed_seq = ?, version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
 		" WHERE name = ? AND owner = ? AND epoch = ? AND consumed_seq <= ?")
-	q.fence = q.renewLease
 	// Pending counts committed events not sequenced yet: the sequencer runs
 	// only while some instance polls, and they are every service's backlog.
 	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.standby_until, s.updated_at, q.last_seq," +
 		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq OR e.seq IS NULL)," +
-		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 0)," +
-		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = 1)" +
+		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = {retry})," +
+		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = {dead})" +
 		" FROM " + q.services + " s CROSS JOIN " + q.sequencer + " q WHERE q.id = 1 ORDER BY s.name")
 	// A service is removable when no instance runs it: no live lease, and
 	// no standby reported in for LeaseDuration.
@@ -159,42 +122,36 @@ func newQueries(d dialect, prefix string) *queries {
 	q.removeServiceRetries = r("DELETE FROM " + q.retries + " WHERE service = ?")
 
 	// Retries and dead letters.
-	q.deleteRetry = r("DELETE FROM " + q.retries + " WHERE service = ? AND event_pk = ? AND state = 0")
 	q.updateRetry = r("UPDATE " + q.retries + " SET state = ?, attempts = ?, next_at = {now} + ?, last_error = ?, updated_at = {now}" +
-		" WHERE service = ? AND event_pk = ? AND state = 0")
-	q.listDead = r("SELECT r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at" +
-		" FROM " + q.retries + " r JOIN " + q.events + " e ON e.id = r.event_pk" +
-		" WHERE r.service = ? AND r.state = 1 AND r.seq > ? ORDER BY r.seq LIMIT ?")
-	q.countDead = r("SELECT COUNT(*) FROM " + q.retries + " WHERE service = ? AND state = 1")
-	q.replayDead = r("UPDATE " + q.retries + " SET state = 0, attempts = 0, next_at = {now}, updated_at = {now}" +
-		" WHERE service = ? AND state = 1 AND event_id = ?")
-	q.discardDead = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = 1 AND event_id = ?")
+		" WHERE service = ? AND event_pk = ? AND state = {retry}")
+	q.countDead = r("SELECT COUNT(*) FROM " + q.retries + " WHERE service = ? AND state = {dead}")
+	q.replayDead = r("UPDATE " + q.retries + " SET state = {retry}, attempts = 0, next_at = {now}, updated_at = {now}" +
+		" WHERE service = ? AND state = {dead} AND event_id = ?")
+	q.discardDead = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = {dead} AND event_id = ?")
 
 	// Transactions. A context resolves by id and token (only what it
 	// began), an operator by id, the checker by id while its claim holds:
 	// the check_count it set is unchanged (no other instance claimed since)
 	// and the claim has not lapsed.
 	q.insertTx = r("INSERT INTO " + q.txs + " (service, token, state, check_count, due_at, last_error, created_at, updated_at)" +
-		" VALUES (?, ?, 0, 0, {now} + ?, '', {now}, {now})" + d.returningID())
+		" VALUES (?, ?, {pending}, 0, {now} + ?, '', {now}, {now})" + d.returningID())
 	q.txState = r("SELECT state, service, token FROM " + q.txs + " WHERE id = ?")
 	resolve := "UPDATE " + q.txs + " SET state = ?, updated_at = {now} WHERE id = ? AND service = ?"
-	q.resolveTx = r(resolve + " AND state IN (0, 3)")
-	q.resolveTxToken = r(resolve + " AND state IN (0, 3) AND token = ?")
-	q.resolveTxClaimed = r(resolve + " AND state = 0 AND check_count = ? AND due_at > {now}")
+	q.resolveTx = r(resolve + " AND state IN ({pending}, {unresolved})")
+	q.resolveTxToken = r(resolve + " AND state IN ({pending}, {unresolved}) AND token = ?")
+	q.resolveTxClaimed = r(resolve + " AND state = {pending} AND check_count = ? AND due_at > {now}")
 	// A claim is a compare-and-set on check_count, read with the due list:
 	// the claimant knows which check is its own.
 	q.claimTx = r("UPDATE " + q.txs + " SET check_count = check_count + 1, due_at = {now} + ?, updated_at = {now}" +
-		" WHERE id = ? AND state = 0 AND due_at <= {now} AND check_count = ?")
-	q.dueTxs = r("SELECT id, check_count FROM " + q.txs + " WHERE service = ? AND state = 0 AND due_at <= {now} ORDER BY due_at LIMIT ?")
+		" WHERE id = ? AND state = {pending} AND due_at <= {now} AND check_count = ?")
+	q.dueTxs = r("SELECT id, check_count FROM " + q.txs + " WHERE service = ? AND state = {pending} AND due_at <= {now} ORDER BY due_at LIMIT ?")
 	q.txEventsOf = r("SELECT " + eventCols + " FROM " + q.txEvents + " WHERE tx_id = ? ORDER BY ordinal")
 	q.publishTx = r("INSERT INTO " + q.events + " (" + eventCols + ", created_at) SELECT " + eventCols + ", {now} FROM " +
 		q.txEvents + " WHERE tx_id = ? ORDER BY ordinal")
 	q.deleteTxEvents = r("DELETE FROM " + q.txEvents + " WHERE tx_id = ?")
 	q.rescheduleTx = r("UPDATE " + q.txs + " SET state = ?, due_at = {now} + ?, last_error = ?, updated_at = {now}" +
-		" WHERE id = ? AND state = 0 AND check_count = ? AND due_at > {now}")
-	q.unresolvedTxs = r("SELECT id, check_count, last_error, created_at, updated_at FROM " + q.txs +
-		" WHERE service = ? AND state = 3 AND id > ? ORDER BY id LIMIT ?")
-	q.countUnresolved = r("SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = 3")
+		" WHERE id = ? AND state = {pending} AND check_count = ? AND due_at > {now}")
+	q.countUnresolved = r("SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = {unresolved}")
 	q.txWatermark = "SELECT max_tx_id FROM " + prefix + "cleaned WHERE id = 1"
 	q.raiseTxWatermark = r("UPDATE " + prefix + "cleaned SET max_tx_id = ? WHERE id = 1 AND max_tx_id < ?")
 
@@ -209,13 +166,36 @@ func newQueries(d dialect, prefix string) *queries {
 	// batch; this form looks each candidate up in retries_event.
 	q.cleanCandidates = r("SELECT e.id FROM " + q.events + " e LEFT JOIN " + q.retries + " r ON r.event_pk = e.id" +
 		" WHERE e.seq <= ? AND e.created_at < {now} - ? AND r.event_pk IS NULL ORDER BY e.seq LIMIT ?")
-	q.oldDeadServices = r("SELECT DISTINCT service FROM " + q.retries + " WHERE state = 1 AND updated_at < {now} - ?")
-	q.oldDeadLetters = r("SELECT event_pk FROM " + q.retries + " WHERE service = ? AND state = 1 AND updated_at < {now} - ?" +
+	q.oldDeadServices = r("SELECT DISTINCT service FROM " + q.retries + " WHERE state = {dead} AND updated_at < {now} - ?")
+	q.oldDeadLetters = r("SELECT event_pk FROM " + q.retries + " WHERE service = ? AND state = {dead} AND updated_at < {now} - ?" +
 		" ORDER BY event_pk LIMIT ?")
 	for n := 1; n <= smallInsert; n++ {
 		q.smallInserts[n] = q.insertEvents(n)
 	}
-	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN (1, 2) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
+	q.oldResolvedTxs = r("SELECT id FROM " + q.txs + " WHERE state IN ({committed}, {rolledback}) AND updated_at < {now} - ? ORDER BY id LIMIT ?")
+
+	// Seek: fence the owner first (this write also locks the service's
+	// row), read, move, drop the retries the log delivers again.
+	q.seekFence = r("UPDATE " + q.services + " SET owner = '', epoch = epoch + 1, version = version + 1," +
+		" lease_until = 0, updated_at = {now} WHERE name = ?")
+	q.seekRead = r("SELECT s.consumed_seq, q.last_seq FROM " + q.services + " s CROSS JOIN " + q.sequencer +
+		" q WHERE q.id = 1 AND s.name = ?")
+	q.seekMove = r("UPDATE " + q.services + " SET consumed_seq = ? WHERE name = ?")
+	q.seekDropRetries = r("DELETE FROM " + q.retries + " WHERE service = ? AND state = {retry} AND seq > ?")
+	q.firstSeqFrom = r("SELECT MIN(seq) FROM " + q.events + " WHERE created_at >= ? AND seq IS NOT NULL")
+
+	// Lags.
+	q.lagServices = r("SELECT name, consumed_seq, {now} FROM " + q.services + " ORDER BY name")
+	// The first event after an offset, through the seq index.
+	q.firstAfter = r("SELECT created_at FROM " + q.events + " WHERE seq > ? ORDER BY seq LIMIT 1")
+	q.eventCreated = r("SELECT created_at FROM " + q.events + " WHERE id = ?")
+
+	// Transaction lists. TransactionCounts walks the next service name (a
+	// loose index scan of transactions_due), then one service's counts.
+	q.txByID = r("SELECT " + txInfoCols + " FROM " + q.txs + " WHERE id = ?")
+	q.nextTxService = r("SELECT MIN(service) FROM " + q.txs + " WHERE service > ?")
+	q.txCounts = r("SELECT (SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = {pending})," +
+		" (SELECT COUNT(*) FROM " + q.txs + " WHERE service = ? AND state = {unresolved})")
 
 	// The fetch of new events and of due retries, the offset commit and the
 	// lease renewal (also the fence of the retry phase), and the INSERT of
@@ -228,6 +208,32 @@ func newQueries(d dialect, prefix string) *queries {
 	}
 	return q
 }
+
+// State codes, as stored in the state columns: the one place that names
+// them. Statements say {retry}, {pending}, ... and q.sql writes the codes.
+const (
+	stateRetry = 0 // retries: waiting for its next attempt (or parked behind its sender's FIFO head)
+	stateDead  = 1 // retries: dead letter
+)
+
+// txCode is the stored code of a transaction state: store.TxState's
+// values are the codes (migration 0001).
+func txCode(s store.TxState) int { return int(s) }
+
+var stateCodes = strings.NewReplacer(
+	"{retry}", strconv.Itoa(stateRetry),
+	"{dead}", strconv.Itoa(stateDead),
+	"{pending}", strconv.Itoa(txCode(store.TxPending)),
+	"{committed}", strconv.Itoa(txCode(store.TxCommitted)),
+	"{rolledback}", strconv.Itoa(txCode(store.TxRolledBack)),
+	"{unresolved}", strconv.Itoa(txCode(store.TxUnresolved)),
+)
+
+// r writes the clock and the state codes into a statement and rebinds it.
+func (q *queries) r(s string) string { return q.sql(strings.ReplaceAll(s, "{now}", q.now)) }
+
+// sql writes the state codes into a statement and rebinds it for the driver.
+func (q *queries) sql(s string) string { return q.d.rebind(stateCodes.Replace(s)) }
 
 // smallInsert is the largest event count whose INSERT is built once and
 // kept prepared.
@@ -247,7 +253,7 @@ func (q *queries) insertEvents(n int) string {
 		}
 		b.WriteString(row)
 	}
-	return q.d.rebind(b.String())
+	return q.sql(b.String())
 }
 
 // insertTxEvents returns a multi-row INSERT of n events of a pending transaction.
@@ -260,7 +266,7 @@ func (q *queries) insertTxEvents(n int) string {
 		}
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	}
-	return q.d.rebind(b.String())
+	return q.sql(b.String())
 }
 
 // insertRetries returns a multi-row INSERT of n retry rows.
@@ -277,7 +283,7 @@ func (q *queries) insertRetries(n int) string {
 	}
 	// A row that exists already (a batch redone after a commit whose
 	// outcome was unknown) is kept as it is.
-	return q.d.rebind(q.d.insertIgnore(b.String(), "service, event_pk"))
+	return q.sql(q.d.insertIgnore(b.String(), "service, event_pk"))
 }
 
 // in returns "(?, ?, ...)" with n placeholders (not rebound).
@@ -288,45 +294,45 @@ func in(n int) string {
 // deleteEventsByID returns the cleaner's DELETE of n event ids at or below
 // a consumed position. It reads no other table: on MySQL a subquery of a
 // DELETE is a locking read, which would wait for (and hold up) consumers'
-// offset commits and lease renewals. See cleanEvents.
+// offset commits and lease renewals. See CleanEvents.
 func (q *queries) deleteEventsByID(n int) string {
-	return q.d.rebind("DELETE FROM " + q.events + " WHERE seq <= ? AND id IN " + in(n))
+	return q.sql("DELETE FROM " + q.events + " WHERE seq <= ? AND id IN " + in(n))
 }
 
 // cleanRecheck returns the cleaner's plain read, after its DELETE of n
 // event ids: the number of services, their lowest consumed position, and
 // how many retry rows reference those ids.
 func (q *queries) cleanRecheck(n int) string {
-	return q.d.rebind("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0), (SELECT COUNT(*) FROM " + q.retries +
+	return q.sql("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0), (SELECT COUNT(*) FROM " + q.retries +
 		" WHERE event_pk IN " + in(n) + ") FROM " + q.services)
 }
 
 // deleteDeadByPK returns the cleaner's DELETE of n dead letters of one
 // service; the age is checked again in case one was replayed and failed anew.
 func (q *queries) deleteDeadByPK(n int) string {
-	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 1 AND updated_at < " + q.now + " - ?" +
+	return q.sql("DELETE FROM " + q.retries + " WHERE service = ? AND state = {dead} AND updated_at < " + q.now + " - ?" +
 		" AND event_pk IN " + in(n))
 }
 
 // deleteTxsByID returns the cleaner's DELETE of n resolved transactions.
 func (q *queries) deleteTxsByID(n int) string {
-	return q.d.rebind("DELETE FROM " + q.txs + " WHERE id IN " + in(n))
+	return q.sql("DELETE FROM " + q.txs + " WHERE id IN " + in(n))
 }
 
 // deleteRetriesByPK returns a DELETE of n retry rows of one service.
 func (q *queries) deleteRetriesByPK(n int) string {
-	return q.d.rebind("DELETE FROM " + q.retries + " WHERE service = ? AND state = 0 AND event_pk IN " + in(n))
+	return q.sql("DELETE FROM " + q.retries + " WHERE service = ? AND state = {retry} AND event_pk IN " + in(n))
 }
 
 // fetchRetriesExcept returns fetchRetries leaving out the rows of n senders
 // (held ones: see holds).
 func (q *queries) fetchRetriesExcept(n int) string {
-	return q.d.rebind(q.dueRetries + " AND r.sender NOT IN " + in(n) + " ORDER BY e.seq LIMIT ?")
+	return q.sql(q.dueRetries + " AND r.sender NOT IN " + in(n) + " ORDER BY e.seq LIMIT ?")
 }
 
 // blockedSenders returns the senders among n that have a FIFO event waiting
 // in the retry store: their later FIFO events must park behind it.
 func (q *queries) blockedSenders(n int) string {
-	return q.d.rebind("SELECT DISTINCT sender FROM " + q.retries +
-		" WHERE service = ? AND fifo = 1 AND state = 0 AND sender IN " + in(n))
+	return q.sql("SELECT DISTINCT sender FROM " + q.retries +
+		" WHERE service = ? AND fifo = 1 AND state = {retry} AND sender IN " + in(n))
 }
