@@ -159,5 +159,14 @@ func openFreezing(t testing.TB, c frozenChild, f *freezer) *gorm.DB {
 	}
 	db, err := gorm.Open(d, &gorm.Config{Logger: logger.Default.LogMode(logger.Silent)})
 	must(t, err)
+	if c.Dialect == "sqlite" {
+		// SIGSTOP freezes every goroutine: one frozen inside a write of its
+		// own (the child's Dispatch loop) would hold SQLite's one write
+		// lock, which no sequencer can avoid. With one connection, the
+		// freezer's statement is the only one running when it stops.
+		sqlDB, err := db.DB()
+		must(t, err)
+		sqlDB.SetMaxOpenConns(1)
+	}
 	return db
 }
