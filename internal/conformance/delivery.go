@@ -288,7 +288,9 @@ func testStartPositions(t *testing.T, tdb *dbtest.Database) {
 func testGracefulStop(t *testing.T, tdb *dbtest.Database) {
 	db := tdb.Open(t)
 	bus := newBus(t, db, "graceful")
-	entered := make(chan struct{})
+	// Buffered: the handler may run before the test waits on it, and its
+	// signal must not be dropped then.
+	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
 	var finished sync.Map
 	must(t, bus.RegisterEventHandler(func(ctx context.Context, evt *ddd.DomainEvent) error {
@@ -308,14 +310,17 @@ func testGracefulStop(t *testing.T, tdb *dbtest.Database) {
 	go func() { done <- bus.Start(ctx) }()
 	evt := mustEvent(t, "slow", 1)
 	must(t, bus.Dispatch(context.Background(), evt))
-	<-entered
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll) // a failed test must not leave the call blocked
+	receive(t, entered, 20*time.Second, "the handler to start")
 	cancel()
 	select {
 	case err := <-done:
 		t.Fatalf("Start returned (%v) while a handler was still running", err)
 	case <-time.After(100 * time.Millisecond): // a bounded check that it is still waiting
 	}
-	close(release)
+	releaseAll()
 	select {
 	case err := <-done:
 		must(t, err)

@@ -85,6 +85,17 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// receive waits for a signal on ch, failing the test after timeout instead
+// of hanging the whole package until go test's own deadline.
+func receive(t testing.TB, ch <-chan struct{}, timeout time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(timeout):
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	}
+}
+
 func mustEvent(t testing.TB, sender string, n int, opts ...ddd.EventOption) *ddd.DomainEvent {
 	t.Helper()
 	evt, err := ddd.NewDomainEvent(sender, OrderPlaced{OrderID: sender, N: n}, opts...)

@@ -334,13 +334,16 @@ func testTxCheckerExclusive(t *testing.T, tdb *dbtest.Database) {
 	makeDue(t, db)
 	done := make(chan error, 1)
 	go func() { _, err := a.CheckTransactions(ctx); done <- err }()
-	<-entered
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll) // a failed test must not leave the call blocked
+	receive(t, entered, 20*time.Second, "the first instance's checker call")
 	n, err := b.CheckTransactions(ctx)
 	must(t, err)
 	if n != 0 || fast.total() != 0 {
 		t.Fatalf("second instance resolved %d and asked its checker %d times while the first was checking", n, fast.total())
 	}
-	close(release)
+	releaseAll()
 	must(t, <-done)
 	if n := logCount(t, db, eventIDs(evts)); n != 1 {
 		t.Fatalf("%d log rows after the first instance's commit, want 1", n)
