@@ -106,6 +106,26 @@ type Config struct {
 	// LeaseDuration is how long an instance owns its service's consumption
 	// without renewing it. Another instance takes over after it lapses. Default 15s.
 	LeaseDuration time.Duration
+	// ListenNotify, on PostgreSQL, wakes the buses of other processes at
+	// once when events commit: Dispatch issues a NOTIFY in the writing
+	// transaction (at most one per bus per 5ms; a transaction that skips
+	// it is covered by one sent after its commit by Notify), and each
+	// process with a started bus listens on one dedicated connection per
+	// database (opened from the gorm dialector's DSN, application_name
+	// "eventbus listener ...", reconnecting with backoff). Without a DSN
+	// (gorm opened from an existing connection) the change probe is used
+	// instead. Polling stays the fallback. Ignored elsewhere. The first
+	// bus started on a database sets how its process listens. Default true.
+	ListenNotify bool
+	// ChangeProbeInterval is how often a process with a started bus reads
+	// the change probe of a database where it does not listen (MySQL,
+	// SQLite; PostgreSQL without ListenNotify or a DSN): one index-only
+	// read of the highest event id and the last number given, waking every
+	// bus of the process on the database when either changed. Events of
+	// other processes are then handled about half of it after they commit,
+	// rather than half of RunInterval. 0 disables it. The first bus
+	// started on a database sets it for its process. Default 50ms.
+	ChangeProbeInterval time.Duration
 	// StartPosition applies to a service seen for the first time. Default StartFromLatest.
 	StartPosition StartPosition
 	// MaxPayloadBytes caps an event's payload. Default 1 MiB; at most 64 MiB.
@@ -138,26 +158,28 @@ type Options = Config
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		RunInterval:        200 * time.Millisecond,
-		LimitPerRun:        500,
-		ConsumeConcurrent:  16,
-		RetryStrategy:      DefaultRetryStrategy(),
-		HandlerTimeout:     time.Minute,
-		ShutdownGrace:      15 * time.Second,
-		CleanCron:          "@daily",
-		RetentionTime:      7 * 24 * time.Hour,
-		TxCheckTimeout:     time.Minute,
-		TxCheckMaxChecks:   10,
-		TxCheckCallTimeout: 30 * time.Second,
-		LeaseDuration:      15 * time.Second,
-		StartPosition:      StartFromLatest,
-		MaxPayloadBytes:    1 << 20,
-		TablePrefix:        "ddd_",
-		AutoMigrate:        true,
-		Logger:             slog.Default(),
-		TXCheckTimeout:     time.Minute,
-		TXCheckMaxChecks:   10,
-		TXCheckCallTimeout: 30 * time.Second,
+		RunInterval:         200 * time.Millisecond,
+		LimitPerRun:         500,
+		ConsumeConcurrent:   16,
+		RetryStrategy:       DefaultRetryStrategy(),
+		HandlerTimeout:      time.Minute,
+		ShutdownGrace:       15 * time.Second,
+		CleanCron:           "@daily",
+		RetentionTime:       7 * 24 * time.Hour,
+		TxCheckTimeout:      time.Minute,
+		TxCheckMaxChecks:    10,
+		TxCheckCallTimeout:  30 * time.Second,
+		LeaseDuration:       15 * time.Second,
+		ListenNotify:        true,
+		ChangeProbeInterval: 50 * time.Millisecond,
+		StartPosition:       StartFromLatest,
+		MaxPayloadBytes:     1 << 20,
+		TablePrefix:         "ddd_",
+		AutoMigrate:         true,
+		Logger:              slog.Default(),
+		TXCheckTimeout:      time.Minute,
+		TXCheckMaxChecks:    10,
+		TXCheckCallTimeout:  30 * time.Second,
 	}
 }
 
@@ -238,6 +260,14 @@ func WithTXCheckCallTimeout(d time.Duration) Option { return WithTxCheckCallTime
 // WithLeaseDuration sets Config.LeaseDuration.
 func WithLeaseDuration(d time.Duration) Option { return func(o *Config) { o.LeaseDuration = d } }
 
+// WithListenNotify sets Config.ListenNotify.
+func WithListenNotify(on bool) Option { return func(o *Config) { o.ListenNotify = on } }
+
+// WithChangeProbeInterval sets Config.ChangeProbeInterval (0 disables the probe).
+func WithChangeProbeInterval(d time.Duration) Option {
+	return func(o *Config) { o.ChangeProbeInterval = d }
+}
+
 // WithStartPosition sets Config.StartPosition.
 func WithStartPosition(p StartPosition) Option { return func(o *Config) { o.StartPosition = p } }
 
@@ -290,6 +320,8 @@ func (o *Config) validate() error {
 		return bad("TxCheckCallTimeout must be in (0, 1h], got %s", o.TxCheckCallTimeout)
 	case o.LeaseDuration < 100*time.Millisecond:
 		return bad("LeaseDuration must be at least 100ms, got %s", o.LeaseDuration)
+	case o.ChangeProbeInterval != 0 && o.ChangeProbeInterval < time.Millisecond:
+		return bad("ChangeProbeInterval must be 0 (off) or at least 1ms, got %s", o.ChangeProbeInterval)
 	case o.StartPosition.kind == startAfter && o.StartPosition.seq < 0:
 		return bad("StartAt position must be >= 0, got %d", o.StartPosition.seq)
 	case o.MaxPayloadBytes < 1 || o.MaxPayloadBytes > maxPayloadLimit:

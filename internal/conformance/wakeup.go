@@ -1,0 +1,131 @@
+package conformance
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dddbus/eventbus"
+	"github.com/dddbus/eventbus/ddd"
+	"github.com/dddbus/eventbus/internal/dbtest"
+)
+
+// Wake-ups: a commit reaches consumers long before their poll. Consumers
+// poll every 30s here, so a delivery within a few seconds can only come
+// from a wake-up.
+
+func init() {
+	register("WakeEveryBusOfTheProcess", testWakeEveryBusOfTheProcess)
+	register("WakeOtherProcess", testWakeOtherProcess)
+	register("WakeListenerReconnects", testWakeListenerReconnects)
+}
+
+const (
+	wakeInterval = 30 * time.Second // the consumers' poll: never what delivers
+	wakeDeadline = 5 * time.Second  // far below it
+)
+
+// deliveries records when each event ID was handled.
+type deliveries struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (d *deliveries) handle(_ context.Context, evt *ddd.DomainEvent) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seen[evt.ID] = true
+	return nil
+}
+
+func (d *deliveries) has(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.seen[id]
+}
+
+// The README's wiring: the engine is built from a producing bus that is
+// not started; two consuming buses of other services are. A commit through
+// the engine wakes both (no probe or listener: the process's own wake-up).
+func testWakeEveryBusOfTheProcess(t *testing.T, tdb *dbtest.Database) {
+	db := tdb.Open(t)
+	quiet := []eventbus.Option{eventbus.WithRunInterval(wakeInterval), eventbus.WithListenNotify(false), eventbus.WithChangeProbeInterval(0)}
+	orders := newBus(t, db, "orders", quiet...)
+	eng, err := ddd.NewEngine(db, orders.Options()...)
+	must(t, err)
+	var consumers []*deliveries
+	for _, name := range []string{"billing", "shipping"} {
+		d := &deliveries{seen: map[string]bool{}}
+		b := newBus(t, db, name, quiet...)
+		must(t, b.RegisterEventHandler(d.handle))
+		start(t, b)
+		consumers = append(consumers, d)
+	}
+	// The first event may come with the consumers' first poll; the next
+	// ones only with a wake-up.
+	for i := range 3 {
+		evt := mustEvent(t, "order-1", i)
+		began := time.Now()
+		must(t, eng.Run(context.Background(), func(ctx context.Context, uow *ddd.UnitOfWork) error {
+			uow.Raise(evt)
+			return nil
+		}))
+		for j, d := range consumers {
+			waitFor(t, wakeDeadline, "consumer "+string(rune('A'+j))+" to receive event "+evt.ID, func() bool { return d.has(evt.ID) })
+		}
+		t.Logf("event %d: both consumers within %s", i, time.Since(began))
+	}
+}
+
+// A consumer in another OS process, with the wake-up options at their
+// defaults (PostgreSQL: LISTEN/NOTIFY; MySQL, SQLite: the change probe),
+// receives events dispatched here within seconds.
+func testWakeOtherProcess(t *testing.T, tdb *dbtest.Database) {
+	db := tdb.Open(t)
+	producer := newBus(t, db, "orders") // never started
+	consumer := startStandby(t, tdb, "billing", helperIntervalEnv+"="+wakeInterval.String())
+	for i := range 3 {
+		evt := mustEvent(t, "order-1", i)
+		began := time.Now()
+		must(t, producer.Dispatch(context.Background(), evt))
+		waitFor(t, wakeDeadline, "the other process to receive "+evt.ID, func() bool { return !consumer.delivered(evt.ID).IsZero() })
+		t.Logf("event %d: other process after %s", i, consumer.delivered(evt.ID).Sub(began))
+	}
+}
+
+// PostgreSQL: the server drops the listener's connection (as in a
+// restart); events dispatched while it reconnects and after are all
+// received within seconds.
+func testWakeListenerReconnects(t *testing.T, tdb *dbtest.Database) {
+	if tdb.Dialect != "postgres" {
+		t.Skip("LISTEN/NOTIFY is PostgreSQL's")
+	}
+	db := tdb.Open(t)
+	producer := newBus(t, db, "orders") // never started: this process does not listen
+	name := producer.ListenerName()
+	consumer := startStandby(t, tdb, "billing", helperIntervalEnv+"="+wakeInterval.String())
+	listener := func() (pid int64) {
+		db.Raw("SELECT COALESCE(MAX(pid), 0) FROM pg_stat_activity WHERE application_name = ? AND query LIKE 'LISTEN %'", name).Scan(&pid)
+		return pid
+	}
+	var pid int64
+	waitFor(t, 30*time.Second, "the other process's listener", func() bool { pid = listener(); return pid != 0 })
+	first := mustEvent(t, "order-1", 0)
+	must(t, producer.Dispatch(context.Background(), first))
+	waitFor(t, wakeDeadline, "the first event", func() bool { return !consumer.delivered(first.ID).IsZero() })
+
+	var ok bool
+	must(t, db.Raw("SELECT pg_terminate_backend(?)", pid).Scan(&ok).Error)
+	if !ok {
+		t.Fatalf("could not terminate the listener's backend %d", pid)
+	}
+	during := mustEvent(t, "order-1", 1) // while the listener is away, or just back
+	must(t, producer.Dispatch(context.Background(), during))
+	waitFor(t, 30*time.Second, "the listener to reconnect", func() bool { p := listener(); return p != 0 && p != pid })
+	after := mustEvent(t, "order-1", 2)
+	must(t, producer.Dispatch(context.Background(), after))
+	for _, evt := range []*ddd.DomainEvent{during, after} {
+		waitFor(t, wakeDeadline, "event "+evt.ID+" after the reconnection", func() bool { return !consumer.delivered(evt.ID).IsZero() })
+	}
+}

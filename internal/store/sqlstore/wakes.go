@@ -1,0 +1,67 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/dddbus/eventbus/internal/store"
+)
+
+// Wake-ups across processes (see the bus's wakeup.go). PostgreSQL has
+// LISTEN/NOTIFY: Announce issues a NOTIFY on the channel of the log, in
+// the writer's transaction, and Listen (postgres_listen.go) waits for them
+// on a connection of its own. Elsewhere ChangeMark is the probe: one read
+// of the highest event id (the end of the primary key) and of last_seq
+// (one row).
+
+// Identity names the database and the table prefix; set by Init. A
+// database that cannot be identified (in-memory SQLite, or one whose
+// identity could not be read) is named by its pool.
+func (s *Store) Identity() string { return s.wakeID }
+
+func (s *Store) setIdentity(id string) {
+	if id == "" {
+		id = fmt.Sprintf("pool %p", s.db)
+	}
+	s.wakeID = id + ", prefix " + s.prefix
+	sum := sha256.Sum256([]byte(s.wakeID))
+	s.channel = "eventbus_" + hex.EncodeToString(sum[:12])
+}
+
+// Channel is the PostgreSQL notification channel of the log: one per
+// database, schema and prefix (a hash of Identity).
+func (s *Store) Channel() string { return s.channel }
+
+// Announces reports whether the database has notifications (PostgreSQL).
+func (s *Store) Announces() bool { return s.d.name() == "postgres" }
+
+// Announce sends a NOTIFY on the log's channel with from as payload, on on
+// (nil: on its own, at once). PostgreSQL delivers it when on's transaction
+// commits, and drops it if it rolls back; it folds identical notifications
+// of one transaction into one.
+func (s *Store) Announce(ctx context.Context, on store.Conn, from string) error {
+	if !s.Announces() {
+		return nil
+	}
+	var err error
+	if on == nil {
+		_, err = s.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.channel, from)
+	} else {
+		_, err = on.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.channel, from)
+	}
+	if err != nil {
+		return fmt.Errorf("announce: %w", err)
+	}
+	return nil
+}
+
+// ChangeMark reads the highest event id and last_seq in one statement.
+func (s *Store) ChangeMark(ctx context.Context) (store.ChangeMark, error) {
+	var m store.ChangeMark
+	if err := s.db.QueryRowContext(ctx, s.q.changeMark).Scan(&m.MaxID, &m.LastSeq); err != nil {
+		return m, fmt.Errorf("change probe: %w", err)
+	}
+	return m, nil
+}
