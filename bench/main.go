@@ -56,6 +56,8 @@ type config struct {
 	mysqlDSN, pgDSN, sqliteDir, dbName string
 	cpuProfile                         string
 	child                              string
+	childPoll                          time.Duration
+	libNotify                          bool
 }
 
 var allScenarios = []string{"dispatch", "drain", "drain-slow", "drain-4", "latency", "scale", "rss", "correctness"}
@@ -73,7 +75,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.slowN, "slow-n", 0, "backlog of the 1 ms handler drain (default n/10)")
 	flag.DurationVar(&cfg.latencyDur, "latency-dur", 20*time.Second, "length of each latency run")
 	flag.IntVar(&cfg.latencyRate, "latency-rate", 200, "events per second of the latency runs")
-	flag.StringVar(&polls, "polls", "10ms,1s", "poll intervals of the other-instance latency runs")
+	flag.StringVar(&polls, "polls", "10ms,200ms,1s", "poll intervals of the other-process latency runs (eventbus's default is 200ms, watermill-sql's 1s)")
 	flag.StringVar(&scaleOld, "scale-old", "10000,1000000", "older rows already in the table, per scale run")
 	flag.IntVar(&cfg.rssN, "rss-n", 1_000_000, "backlog drained by the peak-RSS child process")
 	flag.IntVar(&cfg.correctN, "correctness-n", 20_000, "events of each correctness run")
@@ -84,7 +86,9 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&cfg.sqliteDir, "sqlite-dir", "", "directory of the SQLite file (default: a new temp dir)")
 	flag.StringVar(&cfg.dbName, "dbname", "ebbench", "MySQL database / PostgreSQL schema / SQLite file the harness drops and recreates")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
-	flag.StringVar(&cfg.child, "child", "", "internal: run as the peak-RSS child (lib or peer)")
+	flag.StringVar(&cfg.child, "child", "", "internal: run as the peak-RSS child (lib) or the latency consumer (wake)")
+	flag.DurationVar(&cfg.childPoll, "child-poll", 200*time.Millisecond, "internal: RunInterval of the latency consumer child")
+	flag.BoolVar(&cfg.libNotify, "lib-notify", true, "eventbus's ListenNotify (PostgreSQL wake-ups of other processes), for dispatch with NOTIFY on vs off")
 	flag.Parse()
 
 	if cfg.db == "" {
@@ -163,6 +167,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	libNotify = cfg.libNotify
 	if cfg.child != "" {
 		if err := runChild(ctx, cfg); err != nil {
 			fmt.Fprintln(os.Stderr, "bench child:", err)
