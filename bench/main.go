@@ -46,6 +46,7 @@ type config struct {
 	slowN         int
 	latencyDur    time.Duration
 	latencyRate   int
+	idleDur       time.Duration
 	pollIntervals []time.Duration
 	scaleOld      []int
 	rssN          int
@@ -60,7 +61,7 @@ type config struct {
 	libNotify                          bool
 }
 
-var allScenarios = []string{"dispatch", "drain", "drain-slow", "drain-4", "latency", "scale", "rss", "correctness"}
+var allScenarios = []string{"dispatch", "drain", "drain-slow", "drain-4", "latency", "scale", "rss", "correctness", "idle"}
 
 func parseFlags() (*config, error) {
 	cfg := &config{}
@@ -74,6 +75,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.dispatchTx, "dispatch-tx", 1_000, "business transactions per dispatch block (4 blocks per round and contestant)")
 	flag.IntVar(&cfg.slowN, "slow-n", 0, "backlog of the 1 ms handler drain (default n/10)")
 	flag.DurationVar(&cfg.latencyDur, "latency-dur", 20*time.Second, "length of each latency run")
+	flag.DurationVar(&cfg.idleDur, "idle-dur", 10*time.Second, "length of each idle run (change probe on and off)")
 	flag.IntVar(&cfg.latencyRate, "latency-rate", 200, "events per second of the latency runs")
 	flag.StringVar(&polls, "polls", "10ms,200ms,1s", "poll intervals of the other-process latency runs (eventbus's default is 200ms, watermill-sql's 1s)")
 	flag.StringVar(&scaleOld, "scale-old", "10000,1000000", "older rows already in the table, per scale run")
@@ -216,6 +218,7 @@ func run(ctx context.Context, cfg *config) error {
 		{"scale", runScale},
 		{"rss", runRSS},
 		{"correctness", runCorrectness},
+		{"idle", runIdle},
 	} {
 		if !cfg.scenarios[s.name] {
 			continue

@@ -92,6 +92,22 @@ func testWakeOtherProcess(t *testing.T, tdb *dbtest.Database) {
 		waitFor(t, wakeDeadline, "the other process to receive "+evt.ID, func() bool { return !consumer.delivered(evt.ID).IsZero() })
 		t.Logf("event %d: other process after %s", i, consumer.delivered(evt.ID).Sub(began))
 	}
+	// A burst from concurrent transactions, most of which skip their
+	// NOTIFY on PostgreSQL (coalesced): none waits for the poll.
+	burst := make([]*ddd.DomainEvent, 24)
+	var wg sync.WaitGroup
+	for i := range burst {
+		burst[i] = mustEvent(t, senderName(i), 0)
+		wg.Go(func() {
+			if err := producer.Dispatch(context.Background(), burst[i]); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, evt := range burst {
+		waitFor(t, wakeDeadline, "the other process to receive "+evt.ID+" of the burst", func() bool { return !consumer.delivered(evt.ID).IsZero() })
+	}
 }
 
 // PostgreSQL: the server drops the listener's connection (as in a
