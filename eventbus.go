@@ -233,10 +233,10 @@ func (b *EventBus) Notify() {
 // committed is Notify after a transaction of the bus's own wrote or
 // published events: it owes other processes a notification.
 func (b *EventBus) committed() {
-	if b.opts.ListenNotify && b.st.Announces() {
-		b.ann.owed.Store(true)
+	b.wakeProcess()
+	if b.announces() {
+		b.announceLater()
 	}
-	b.Notify()
 }
 
 // postgresDSN returns the DSN of a gorm PostgreSQL dialector ("" if it was

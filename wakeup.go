@@ -32,14 +32,16 @@ import (
 //     reconnects with backoff when it is lost, and wakes the buses after
 //     each reconnection (a notification sent meanwhile is lost).
 //     Notifications are coalesced: each bus issues at most one per
-//     announceEvery, since every committing transaction that sent one
-//     takes a lock shared by the whole server at commit. A transaction
-//     that skipped its NOTIFY owes one, which Notify sends after the commit
-//     (at most once per announceEvery), so that no burst waits for a poll.
-//     What can still be lost (a NOTIFY sent by a transaction that rolled
-//     back, covering one that committed; a Dispatch in a caller's
-//     transaction without Notify afterwards; a listener reconnecting)
-//     costs at most one poll: polling stays the fallback.
+//     announceEvery in a transaction, since every committing transaction
+//     that sent one takes a lock shared by the whole server at commit.
+//     While transactions skip theirs (for owedHorizon after the last
+//     skip), Notify after each commit sends one on a timer, outside any
+//     transaction and without waiting for its WAL flush, at most one per
+//     announceEvery, so that no burst waits for a poll. What can still be
+//     lost (a Dispatch in a caller's transaction without Notify afterwards;
+//     a transaction committing more than owedHorizon after its skip; a
+//     NOTIFY sent while the listener reconnects) costs at most one poll:
+//     polling stays the fallback.
 //   - MySQL/MariaDB and SQLite (and PostgreSQL without ListenNotify): the
 //     watcher reads the change probe every ChangeProbeInterval, one
 //     index-only read of the highest event id and of last_seq, and wakes
@@ -219,56 +221,62 @@ func (b *EventBus) probe(ctx context.Context, key string) {
 
 // announcer coalesces a bus's NOTIFYs (PostgreSQL).
 type announcer struct {
-	last    atomic.Int64 // when the last NOTIFY was issued (Unix ns)
-	owed    atomic.Bool  // a transaction skipped its NOTIFY since
-	pending atomic.Bool  // a deferred one is scheduled
+	last     atomic.Int64 // when the last NOTIFY was issued or sent (Unix ns)
+	lastSkip atomic.Int64 // when a transaction last skipped its NOTIFY (Unix ns)
+	pending  atomic.Bool  // a NOTIFY on a timer has yet to start
 }
 
+// owedHorizon: after a transaction skipped its NOTIFY, each Notify (after
+// a commit) sends one for this long, so that the commit of the skipped
+// transaction, whichever it is, is followed by one. A transaction that
+// commits later than this after its Dispatch may wait for a poll.
+const owedHorizon = 10 * time.Second
+
+// announces reports whether b sends wake-up notifications.
+func (b *EventBus) announces() bool { return b.opts.ListenNotify && b.st.Announces() }
+
 // announceIn issues the NOTIFY in the caller's transaction on, unless one
-// was issued less than announceEvery ago: then the commit owes one, which
-// Notify sends.
+// was issued or sent less than announceEvery ago: then the transaction
+// skips it, and the Notify after its commit sends one.
 func (b *EventBus) announceIn(ctx context.Context, on store.Conn) error {
-	if !b.opts.ListenNotify || !b.st.Announces() {
+	if !b.announces() {
 		return nil
 	}
 	now := time.Now().UnixNano()
 	if last := b.ann.last.Load(); now-last < int64(announceEvery) || !b.ann.last.CompareAndSwap(last, now) {
-		b.ann.owed.Store(true)
+		b.ann.lastSkip.Store(now)
 		return nil
 	}
 	return b.st.Announce(ctx, on, processToken)
 }
 
-// announceOwed sends the NOTIFY a committed transaction owes, at once if
-// the last was announceEvery ago, else once that much has passed (on a
-// timer, which ends within announceEvery plus the NOTIFY's round trip).
+// announceOwed sends a NOTIFY after a commit if a transaction skipped its
+// own lately (see owedHorizon).
 func (b *EventBus) announceOwed() {
-	if !b.ann.owed.Load() {
-		return
-	}
-	wait := time.Duration(b.ann.last.Load() + int64(announceEvery) - time.Now().UnixNano())
-	if wait <= 0 {
-		b.sendOwed()
-		return
-	}
-	if b.ann.pending.CompareAndSwap(false, true) {
-		time.AfterFunc(wait, func() {
-			b.ann.pending.Store(false)
-			b.sendOwed()
-		})
+	if b.announces() && time.Now().UnixNano()-b.ann.lastSkip.Load() < int64(owedHorizon) {
+		b.announceLater()
 	}
 }
 
-func (b *EventBus) sendOwed() {
-	if !b.ann.owed.CompareAndSwap(true, false) {
+// announceLater sends a NOTIFY on a timer, never in the caller's path: at
+// once if the last was announceEvery ago, else once that much has passed.
+// A call while one is pending is covered by it, since it starts after.
+// The timer's goroutine ends within announceEvery plus the NOTIFY's round
+// trip.
+func (b *EventBus) announceLater() {
+	if !b.ann.pending.CompareAndSwap(false, true) {
 		return
 	}
-	b.ann.last.Store(time.Now().UnixNano())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := b.st.Announce(ctx, nil, processToken); err != nil {
-		b.log.Debug("eventbus: wake-up notification not sent (others poll)", "err", err)
-	}
+	wait := max(0, time.Duration(b.ann.last.Load()+int64(announceEvery)-time.Now().UnixNano()))
+	time.AfterFunc(wait, func() {
+		b.ann.pending.Store(false) // first: a later call schedules another
+		b.ann.last.Store(time.Now().UnixNano())
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := b.st.Announce(ctx, nil, processToken); err != nil {
+			b.log.Debug("eventbus: wake-up notification not sent (others poll)", "err", err)
+		}
+	})
 }
 
 // ListenerName is the application_name of the connection on which this

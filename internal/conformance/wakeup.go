@@ -92,14 +92,27 @@ func testWakeOtherProcess(t *testing.T, tdb *dbtest.Database) {
 		waitFor(t, wakeDeadline, "the other process to receive "+evt.ID, func() bool { return !consumer.delivered(evt.ID).IsZero() })
 		t.Logf("event %d: other process after %s", i, consumer.delivered(evt.ID).Sub(began))
 	}
-	// A burst from concurrent transactions, most of which skip their
-	// NOTIFY on PostgreSQL (coalesced): none waits for the poll.
-	burst := make([]*ddd.DomainEvent, 24)
+	// Bursts from concurrent transactions, the bus's own and the
+	// engine's, most of which skip their NOTIFY on PostgreSQL (coalesced):
+	// none waits for the poll.
+	eng, err := ddd.NewEngine(db, producer.Options()...)
+	must(t, err)
+	burst := make([]*ddd.DomainEvent, 48)
 	var wg sync.WaitGroup
 	for i := range burst {
 		burst[i] = mustEvent(t, senderName(i), 0)
 		wg.Go(func() {
-			if err := producer.Dispatch(context.Background(), burst[i]); err != nil {
+			if i%2 == 0 {
+				if err := producer.Dispatch(context.Background(), burst[i]); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			err := eng.Run(context.Background(), func(ctx context.Context, uow *ddd.UnitOfWork) error {
+				uow.Raise(burst[i])
+				return nil
+			})
+			if err != nil {
 				t.Error(err)
 			}
 		})

@@ -40,14 +40,17 @@ func (s *Store) Announces() bool { return s.d.name() == "postgres" }
 // Announce sends a NOTIFY on the log's channel with from as payload, on on
 // (nil: on its own, at once). PostgreSQL delivers it when on's transaction
 // commits, and drops it if it rolls back; it folds identical notifications
-// of one transaction into one.
+// of one transaction into one. On its own, the NOTIFY's transaction
+// commits without waiting for its WAL flush (synchronous_commit off for
+// that transaction only): a notification needs no durability, and a
+// committing NOTIFY holds a lock shared by the whole server.
 func (s *Store) Announce(ctx context.Context, on store.Conn, from string) error {
 	if !s.Announces() {
 		return nil
 	}
 	var err error
 	if on == nil {
-		_, err = s.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.channel, from)
+		_, err = s.db.ExecContext(ctx, "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)", s.channel, from)
 	} else {
 		_, err = on.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.channel, from)
 	}
