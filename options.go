@@ -109,7 +109,7 @@ type Config struct {
 	// ListenNotify, on PostgreSQL, wakes the buses of other processes at
 	// once when events commit: Dispatch issues a NOTIFY in the writing
 	// transaction (at most one per bus per 5ms; a transaction that skips
-	// it is covered by one sent after its commit by Notify), and each
+	// it is covered by one that Notify sends after its commit), and each
 	// process with a started bus listens on one dedicated connection per
 	// database (opened from the gorm dialector's DSN, application_name
 	// "eventbus listener ...", reconnecting with backoff). Without a DSN
