@@ -35,13 +35,14 @@ import (
 //     announceEvery in a transaction, since every committing transaction
 //     that sent one takes a lock shared by the whole server at commit.
 //     While transactions skip theirs (for owedHorizon after the last
-//     skip), Notify after each commit sends one on a timer, outside any
-//     transaction and without waiting for its WAL flush, at most one per
-//     announceEvery, so that no burst waits for a poll. What can still be
-//     lost (a Dispatch in a caller's transaction without Notify afterwards;
-//     a transaction committing more than owedHorizon after its skip; a
-//     NOTIFY sent while the listener reconnects) costs at most one poll:
-//     polling stays the fallback.
+//     skip), Notify after each commit makes sure that a NOTIFY follows:
+//     one carried by a later transaction, or at the end of a burst one of
+//     its own, outside any transaction and without waiting for its WAL
+//     flush (checkOwed). What can still be lost (a Dispatch in a caller's
+//     transaction without Notify afterwards; a transaction committing more
+//     than owedHorizon after its skip; a later transaction carrying the
+//     NOTIFY that rolls back; a NOTIFY sent while the listener
+//     reconnects) costs at most one poll: polling stays the fallback.
 //   - MySQL/MariaDB and SQLite (and PostgreSQL without ListenNotify): the
 //     watcher reads the change probe every ChangeProbeInterval, one
 //     index-only read of the highest event id and of last_seq, and wakes
@@ -221,62 +222,105 @@ func (b *EventBus) probe(ctx context.Context, key string) {
 
 // announcer coalesces a bus's NOTIFYs (PostgreSQL).
 type announcer struct {
-	last     atomic.Int64 // when the last NOTIFY was issued or sent (Unix ns)
-	lastSkip atomic.Int64 // when a transaction last skipped its NOTIFY (Unix ns)
-	pending  atomic.Bool  // a NOTIFY on a timer has yet to start
+	issued   atomic.Int64 // when a transaction last carried a NOTIFY (Unix ns)
+	lastSkip atomic.Int64 // when a transaction last skipped its NOTIFY
+	notified atomic.Int64 // when Notify was last called
+	sent     atomic.Int64 // when the last NOTIFY of its own was sent
+	pending  atomic.Bool  // a check (checkOwed) is scheduled
 }
 
 // owedHorizon: after a transaction skipped its NOTIFY, each Notify (after
-// a commit) sends one for this long, so that the commit of the skipped
-// transaction, whichever it is, is followed by one. A transaction that
-// commits later than this after its Dispatch may wait for a poll.
+// a commit) makes sure that a NOTIFY follows, for this long; a
+// transaction that commits later than this after its Dispatch may wait
+// for a poll.
 const owedHorizon = 10 * time.Second
 
 // announces reports whether b sends wake-up notifications.
 func (b *EventBus) announces() bool { return b.opts.ListenNotify && b.st.Announces() }
 
-// announceIn issues the NOTIFY in the caller's transaction on, unless one
-// was issued or sent less than announceEvery ago: then the transaction
-// skips it, and the Notify after its commit sends one.
+// announceIn issues the NOTIFY in the caller's transaction on, unless a
+// transaction of b carried one less than announceEvery ago: then this one
+// skips it, and the Notify after its commit makes sure one follows.
 func (b *EventBus) announceIn(ctx context.Context, on store.Conn) error {
 	if !b.announces() {
 		return nil
 	}
 	now := time.Now().UnixNano()
-	if last := b.ann.last.Load(); now-last < int64(announceEvery) || !b.ann.last.CompareAndSwap(last, now) {
+	if last := b.ann.issued.Load(); now-last < int64(announceEvery) || !b.ann.issued.CompareAndSwap(last, now) {
 		b.ann.lastSkip.Store(now)
 		return nil
 	}
 	return b.st.Announce(ctx, on, processToken)
 }
 
-// announceOwed sends a NOTIFY after a commit if a transaction skipped its
-// own lately (see owedHorizon).
+// announceOwed, after a commit, makes sure a NOTIFY follows it if
+// transactions skipped theirs lately (see owedHorizon): one carried by a
+// later transaction, or else one of its own (checkOwed).
 func (b *EventBus) announceOwed() {
-	if b.announces() && time.Now().UnixNano()-b.ann.lastSkip.Load() < int64(owedHorizon) {
-		b.announceLater()
+	if !b.announces() {
+		return
+	}
+	now := time.Now().UnixNano()
+	b.ann.notified.Store(now)
+	if now-b.ann.lastSkip.Load() < int64(owedHorizon) {
+		b.checkLater(0)
 	}
 }
 
-// announceLater sends a NOTIFY on a timer, never in the caller's path: at
-// once if the last was announceEvery ago, else once that much has passed.
-// A call while one is pending is covered by it, since it starts after.
-// The timer's goroutine ends within announceEvery plus the NOTIFY's round
-// trip.
+// checkLater schedules checkOwed, unless one is pending: it starts after
+// this call, so it covers it.
+func (b *EventBus) checkLater(wait time.Duration) {
+	if !b.ann.pending.CompareAndSwap(false, true) {
+		return
+	}
+	since := time.Now().UnixNano()
+	time.AfterFunc(max(wait, 2*announceEvery), func() { b.checkOwed(since) })
+}
+
+// checkOwed runs 2*announceEvery after a commit's Notify (since: when it
+// was scheduled). If a transaction carried a NOTIFY after the last Notify,
+// every commit so far is followed by one. If transactions still carry
+// them (a burst goes on) it checks again later. Otherwise it sends one of
+// its own, outside any transaction. So under a steady load the
+// transactions' own NOTIFYs (one per announceEvery) do, and a NOTIFY of
+// its own goes out only at the end of a burst. Its goroutine ends within
+// 2*announceEvery plus the NOTIFY's round trip.
+func (b *EventBus) checkOwed(since int64) {
+	b.ann.pending.Store(false) // first: a later Notify schedules another check
+	issued := b.ann.issued.Load()
+	switch {
+	case issued > b.ann.notified.Load():
+		return
+	case issued > since:
+		b.checkLater(0)
+		return
+	}
+	b.announceNow()
+}
+
+// announceLater sends a NOTIFY of its own after a commit of the bus's own
+// transaction, on a timer, never in the caller's path: at once if the
+// last was announceEvery ago, else once that much has passed. A call while
+// one is pending is covered by it, since it starts after.
 func (b *EventBus) announceLater() {
 	if !b.ann.pending.CompareAndSwap(false, true) {
 		return
 	}
-	wait := max(0, time.Duration(b.ann.last.Load()+int64(announceEvery)-time.Now().UnixNano()))
+	wait := max(0, time.Duration(b.ann.sent.Load()+int64(announceEvery)-time.Now().UnixNano()))
 	time.AfterFunc(wait, func() {
 		b.ann.pending.Store(false) // first: a later call schedules another
-		b.ann.last.Store(time.Now().UnixNano())
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if err := b.st.Announce(ctx, nil, processToken); err != nil {
-			b.log.Debug("eventbus: wake-up notification not sent (others poll)", "err", err)
-		}
+		b.announceNow()
 	})
+}
+
+// announceNow sends a NOTIFY outside any transaction.
+func (b *EventBus) announceNow() {
+	b.ann.sent.Store(time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := b.st.Announce(ctx, nil, processToken); err != nil {
+		b.log.Debug("eventbus: wake-up notification not sent (others poll)", "err", err)
+	}
 }
 
 // ListenerName is the application_name of the connection on which this

@@ -62,8 +62,18 @@ func testWakeEveryBusOfTheProcess(t *testing.T, tdb *dbtest.Database) {
 		start(t, b)
 		consumers = append(consumers, d)
 	}
-	// The first event may come with the consumers' first poll; the next
-	// ones only with a wake-up.
+	// Both run (a bus is woken from the moment Start runs; one started
+	// after a commit finds its events at its first poll).
+	waitFor(t, 10*time.Second, "both consumers to take their leases", func() bool {
+		st, err := orders.Services(context.Background())
+		owned := 0
+		for _, s := range st {
+			if s.Owner != "" {
+				owned++
+			}
+		}
+		return err == nil && owned == 2
+	})
 	for i := range 3 {
 		evt := mustEvent(t, "order-1", i)
 		began := time.Now()
