@@ -61,9 +61,9 @@ func runIdle(ctx context.Context, t *target, cfg *config, _ *deliveries) ([]*row
 				qs[v.name].add(sysLib, float64(q1-q0)/secs)
 			}
 			if s0 >= 0 && s1 >= 0 {
-				srv[v.name].add(sysLib, (s1 - s0).Seconds()*1000/secs)
+				srv[v.name].add(sysLib, (s1-s0).Seconds()*1000/secs)
 			}
-			cli[v.name].add(sysLib, (c1 - c0).Seconds()*1000/secs)
+			cli[v.name].add(sysLib, (c1-c0).Seconds()*1000/secs)
 			progress.Printf("idle %s: %.1f q/s, server %.2f ms/s, client %.2f ms/s", v.name,
 				float64(q1-q0)/secs, (s1-s0).Seconds()*1000/secs, (c1-c0).Seconds()*1000/secs)
 		}
