@@ -235,6 +235,7 @@ func (b *EventBus) Notify() {
 func (b *EventBus) committed() {
 	b.wakeProcess()
 	if b.announces() {
+		b.ann.notified.Store(time.Now().UnixNano()) // a check pending in its stead must cover it too
 		b.announceLater()
 	}
 }

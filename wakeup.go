@@ -85,16 +85,10 @@ func (b *EventBus) wakeLocal() {
 // b itself.
 func (b *EventBus) wakeProcess() {
 	b.wakeLocal()
-	wakeHubs.Lock()
-	defer wakeHubs.Unlock()
-	if h := wakeHubs.m[b.st.Identity()]; h != nil {
-		for o := range h.buses {
-			o.wakeLocal()
-		}
-	}
+	wakeAll(b.st.Identity())
 }
 
-// wakeAll wakes the buses of the hub key (the watcher's callback).
+// wakeAll wakes the started buses of the database key.
 func wakeAll(key string) {
 	wakeHubs.Lock()
 	defer wakeHubs.Unlock()
