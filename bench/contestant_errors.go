@@ -68,6 +68,7 @@ var failHook func(runID) error
 // It is safe for concurrent use.
 type contestantErrors struct {
 	timeout time.Duration // per run; 0: defaultContestantTimeout
+	abandon time.Duration // wait past the deadline; 0: abandonGrace
 
 	mu       sync.Mutex
 	list     []contestantError
@@ -107,6 +108,10 @@ func (ce *contestantErrors) attempt(ctx context.Context, id runID, fn func(ctx c
 	}
 	runCtx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	grace := ce.abandon
+	if grace <= 0 {
+		grace = abandonGrace
+	}
 	done := make(chan error, 1) // buffered: an abandoned run's send never blocks
 	go func() { done <- callSafe(func() error { return hooked(id, runCtx, fn) }) }()
 	select {
@@ -114,8 +119,8 @@ func (ce *contestantErrors) attempt(ctx context.Context, id runID, fn func(ctx c
 	case <-runCtx.Done():
 		select {
 		case err = <-done:
-		case <-time.After(abandonGrace):
-			err = fmt.Errorf("%w: did not return within %s of its %s deadline; abandoned", errTimedOut, abandonGrace, limit)
+		case <-time.After(grace):
+			err = fmt.Errorf("%w: did not return within %s of its %s deadline; abandoned", errTimedOut, grace, limit)
 		}
 	}
 	if err == nil {
