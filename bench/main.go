@@ -13,9 +13,13 @@
 //
 // Every scenario with a consumer also counts, per contestant and round,
 // the events committed, delivered, lost, duplicated and delivered out of
-// their sender's order (a second table). A peer's loss is a result; the
-// run exits non-zero only when something fails, and counts as failing
-// when eventbus loses an event or breaks a sender's order.
+// their sender's order (a second table). A competitor's loss is a result,
+// and so is its failure (an error, a panic or a time-out of a
+// watermill-sql or raw-SQL run): its figures for that run show as "—", a
+// "Contestant errors" section lists it, and the run goes on. The run exits
+// non-zero only for eventbus: an error of its run (the run stops there,
+// after printing what the finished scenarios measured), or a lost,
+// reordered or never-committed event.
 //
 // See README.md beside this file for the scenarios and flags, and
 // ../BENCHMARKS.md for the latest tables.
