@@ -99,7 +99,11 @@ func (ce *contestantErrors) attempt(ctx context.Context, id runID, fn func(ctx c
 	round, skip := ce.timedOut[key]
 	ce.mu.Unlock()
 	if skip {
-		ce.record(id, fmt.Errorf("skipped: timed out in round %d", round))
+		if round > 0 {
+			ce.record(id, fmt.Errorf("skipped: timed out in round %d", round))
+		} else {
+			ce.record(id, errors.New("skipped: timed out earlier in this scenario"))
+		}
 		return false, nil
 	}
 	limit := ce.timeout
@@ -214,10 +218,15 @@ func tableCell(s string) string {
 // measure is attempt for a run that yields a result: the zero T and ok
 // false when a competitor's run failed (recorded). Only a finished run's
 // result is read, so an abandoned run cannot race with the caller.
-func measure[T any](ctx context.Context, ce *contestantErrors, id runID, fn func(ctx context.Context) (T, error)) (v T, ok bool, err error) {
+//
+// fn records its delivery counts in the deliveries it is given; they are
+// added to dl when the run succeeds, so a failed (or abandoned) run leaves
+// no line in the delivery table. dl may be nil for runs without counts.
+func measure[T any](ctx context.Context, ce *contestantErrors, id runID, dl *deliveries, fn func(ctx context.Context, dl *deliveries) (T, error)) (v T, ok bool, err error) {
 	var out T
+	staged := &deliveries{}
 	ok, err = ce.attempt(ctx, id, func(ctx context.Context) error {
-		v, err := fn(ctx)
+		v, err := fn(ctx, staged)
 		if err == nil {
 			out = v
 		}
@@ -227,13 +236,16 @@ func measure[T any](ctx context.Context, ce *contestantErrors, id runID, fn func
 		var zero T
 		return zero, false, err
 	}
+	if dl != nil {
+		dl.merge(staged)
+	}
 	return out, true, nil
 }
 
 // measureRate is measure for a rate: NaN ("—" in the tables) when a
 // competitor's run failed.
-func measureRate(ctx context.Context, ce *contestantErrors, id runID, fn func(ctx context.Context) (float64, error)) (float64, error) {
-	v, ok, err := measure(ctx, ce, id, fn)
+func measureRate(ctx context.Context, ce *contestantErrors, id runID, dl *deliveries, fn func(ctx context.Context, dl *deliveries) (float64, error)) (float64, error) {
+	v, ok, err := measure(ctx, ce, id, dl, fn)
 	if !ok {
 		return math.NaN(), err
 	}

@@ -137,7 +137,7 @@ func TestFailedRoundShowsDash(t *testing.T) {
 	r := newRow("Drain 5,000", "events/s", +1)
 	for round, rates := range [][2]float64{{1000, 500}, {1000, 0}, {900, 300}} {
 		r.add(sysLib, rates[0])
-		rate, err := measureRate(context.Background(), ce, runID{scenario: "drain", sys: sysPeer, round: round + 1}, func(context.Context) (float64, error) {
+		rate, err := measureRate(context.Background(), ce, runID{scenario: "drain", sys: sysPeer, round: round + 1}, nil, func(context.Context, *deliveries) (float64, error) {
 			if round == 1 {
 				return 0, errors.New("subscriber: connection refused")
 			}
@@ -168,5 +168,24 @@ func TestFailedRoundShowsDash(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestMeasureKeepsCountsOfFinishedRunsOnly(t *testing.T) {
+	ce, dl := &contestantErrors{}, &deliveries{}
+	for round := 1; round <= 2; round++ {
+		_, err := measureRate(context.Background(), ce, runID{scenario: "drain", sys: sysPeer, round: round}, dl, func(_ context.Context, dl *deliveries) (float64, error) {
+			dl.addCounts("drain", sysPeer, counts{committed: 10, delivered: 10})
+			if round == 2 {
+				return 0, errors.New("failed after counting")
+			}
+			return 1, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(dl.lines) != 1 || len(dl.lines[0].runs) != 1 {
+		t.Fatalf("delivery lines %+v, want round 1's run only", dl.lines)
 	}
 }

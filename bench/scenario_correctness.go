@@ -60,7 +60,7 @@ func runCorrectness(ctx context.Context, t *target, cfg *config, dl *deliveries,
 				tl   *tally
 				took time.Duration
 			}
-			res, ok, err := measure(ctx, ce, runID{scenario: "correctness", sys: s, round: round + 1}, func(ctx context.Context) (result, error) {
+			res, ok, err := measure(ctx, ce, runID{scenario: "correctness", sys: s, round: round + 1}, nil, func(ctx context.Context, _ *deliveries) (result, error) {
 				tl, took, err := correctnessRun(ctx, t, cfg, s, sched)
 				return result{tl, took}, err
 			})

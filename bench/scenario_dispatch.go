@@ -67,7 +67,7 @@ func runDispatch(ctx context.Context, t *target, cfg *config, _ *deliveries, ce 
 				}
 				from := next
 				id := runID{scenario: "dispatch", sys: s, round: block/dispatchBlocks + 1, detail: fmt.Sprintf("%s, block %d", detail, block+1)}
-				rate, err := measureRate(ctx, ce, id, func(ctx context.Context) (float64, error) {
+				rate, err := measureRate(ctx, ce, id, nil, func(ctx context.Context, _ *deliveries) (float64, error) {
 					begin := time.Now()
 					if err := produce(ctx, cfg.producers, from, from+cfg.dispatchTx, fns[s]); err != nil {
 						return 0, err
@@ -166,7 +166,7 @@ func dispatchSetup(ctx context.Context, t *target, ce *contestantErrors, per int
 
 	// watermill-sql: a publisher on the business transaction's *sql.Tx.
 	if t.hasPeer() {
-		fn, ok, err := measure(ctx, ce, setup(sysPeer), func(ctx context.Context) (func(context.Context, int) error, error) {
+		fn, ok, err := measure(ctx, ce, setup(sysPeer), nil, func(ctx context.Context, _ *deliveries) (func(context.Context, int) error, error) {
 			if err := wmInit(t); err != nil {
 				return nil, err
 			}
@@ -194,7 +194,7 @@ func dispatchSetup(ctx context.Context, t *target, ce *contestantErrors, per int
 	}
 
 	// raw SQL: one plain INSERT of the event rows.
-	fn, ok, err := measure(ctx, ce, setup(sysRaw), func(ctx context.Context) (func(context.Context, int) error, error) {
+	fn, ok, err := measure(ctx, ce, setup(sysRaw), nil, func(ctx context.Context, _ *deliveries) (func(context.Context, int) error, error) {
 		if err := db.WithContext(ctx).Exec(rawDDL(t.kind)).Error; err != nil {
 			return nil, fmt.Errorf("raw table: %w", err)
 		}

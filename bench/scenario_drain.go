@@ -43,7 +43,7 @@ func runDrain(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *c
 				}
 				continue
 			}
-			r, ok, err := measure(ctx, ce, id, func(ctx context.Context) ([2]float64, error) {
+			r, ok, err := measure(ctx, ce, id, dl, func(ctx context.Context, dl *deliveries) ([2]float64, error) {
 				return drainPeerOne(ctx, t, cfg, dl)
 			})
 			if err != nil {
@@ -76,7 +76,7 @@ func runDrainSlow(ctx context.Context, t *target, cfg *config, dl *deliveries, c
 	slow := newRow(fmt.Sprintf("Drain %s, handler waits 1 ms, %d senders", thousands(int64(cfg.slowN)), drainSenders), "events/s", +1)
 	for round := range cfg.rounds {
 		for _, s := range order(round, drainPhases(t)...) {
-			rate, err := measureRate(ctx, ce, runID{scenario: "drain-slow", sys: s, round: round + 1}, func(ctx context.Context) (float64, error) {
+			rate, err := measureRate(ctx, ce, runID{scenario: "drain-slow", sys: s, round: round + 1}, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
 				return drainSlow(ctx, t, cfg, dl, s)
 			})
 			if err != nil {
@@ -93,7 +93,7 @@ func runDrainFour(ctx context.Context, t *target, cfg *config, dl *deliveries, c
 	four := newRow("Drain "+thousands(int64(cfg.n))+", 4 services (sum of their rates)", "events/s", +1)
 	for round := range cfg.rounds {
 		for _, s := range order(round, drainPhases(t)...) {
-			rate, err := measureRate(ctx, ce, runID{scenario: "drain-4", sys: s, round: round + 1}, func(ctx context.Context) (float64, error) {
+			rate, err := measureRate(ctx, ce, runID{scenario: "drain-4", sys: s, round: round + 1}, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
 				return drainFour(ctx, t, cfg, dl, s)
 			})
 			if err != nil {
@@ -130,7 +130,7 @@ func drainLibOne(ctx context.Context, t *target, cfg *config, dl *deliveries, ce
 	}
 	rawID := libID
 	rawID.sys = sysRaw
-	raw, err := measureRate(ctx, ce, rawID, func(ctx context.Context) (float64, error) {
+	raw, err := measureRate(ctx, ce, rawID, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
 		return rawReadRate(ctx, t, dl, "drain", "ddd_events", 0, led)
 	})
 	if err != nil {

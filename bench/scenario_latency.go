@@ -65,7 +65,7 @@ func runLatency(ctx context.Context, t *target, cfg *config, dl *deliveries, ce 
 				r99.add(sysLib, pct(remote, 99))
 			case sysPeer:
 				// lat is nil when the run failed: NaN percentiles, "—".
-				lat, ok, err := measure(ctx, ce, id, func(ctx context.Context) ([]float64, error) {
+				lat, ok, err := measure(ctx, ce, id, dl, func(ctx context.Context, dl *deliveries) ([]float64, error) {
 					return latencyPeer(ctx, t, cfg, dl, poll)
 				})
 				if err != nil {

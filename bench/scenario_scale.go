@@ -57,7 +57,7 @@ func runScale(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *c
 					rows[i].add(sysRaw, raw)
 					seqRows[i].add(sysRaw, raw)
 				case sysPeer:
-					rate, err := measureRate(ctx, ce, id, func(ctx context.Context) (float64, error) {
+					rate, err := measureRate(ctx, ce, id, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
 						return scalePeer(ctx, t, cfg, dl, old)
 					})
 					if err != nil {
@@ -138,7 +138,7 @@ func scaleLib(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *c
 	}
 	rawID := libID
 	rawID.sys = sysRaw
-	if raw, err = measureRate(ctx, ce, rawID, func(ctx context.Context) (float64, error) {
+	if raw, err = measureRate(ctx, ce, rawID, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
 		return rawReadRate(ctx, t, dl, "scale", "ddd_events", int64(old), led)
 	}); err != nil {
 		return 0, 0, 0, err
