@@ -19,7 +19,7 @@ import (
 // the server's CPU (its process's utime+stime from /proc, when it runs on
 // this machine) and this process's CPU (the whole client; SQLite runs its
 // queries here). The difference between the two runs is the probe's.
-func runIdle(ctx context.Context, t *target, cfg *config, _ *deliveries) ([]*row, error) {
+func runIdle(ctx context.Context, t *target, cfg *config, _ *deliveries, _ *contestantErrors) ([]*row, error) {
 	if t.kind == "postgres" {
 		return nil, nil // LISTEN costs nothing while idle
 	}
