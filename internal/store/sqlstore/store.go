@@ -50,6 +50,10 @@ type Store struct {
 	// Wake-ups (wakes.go): the database's identity with the prefix, and
 	// PostgreSQL's notification channel for it.
 	wakeID, channel string
+	// SQLite: the database file and its WAL, whose stamps spare the change
+	// probe its read while nothing is written (wakes.go).
+	probeFiles []string
+	probe      probeCache
 }
 
 var _ store.Store = (*Store)(nil)
