@@ -34,6 +34,9 @@ const (
 	// time.ParseDuration string), with the wake-up options at their
 	// defaults; otherwise the child polls as fastOptions do.
 	helperIntervalEnv = "EVENTBUS_CONFORMANCE_HELPER_INTERVAL"
+	// helperNoWakeEnv, if set, turns the child's wake-ups off (no LISTEN,
+	// no change probe).
+	helperNoWakeEnv = "EVENTBUS_CONFORMANCE_HELPER_NOWAKE"
 )
 
 // Helper runs in the child process: mode "standby" starts an instance of
@@ -49,6 +52,9 @@ func Helper(t *testing.T) {
 		d, err := time.ParseDuration(iv)
 		must(t, err)
 		opts = append(opts, eventbus.WithRunInterval(d))
+	}
+	if os.Getenv(helperNoWakeEnv) != "" {
+		opts = append(opts, eventbus.WithListenNotify(false), eventbus.WithChangeProbeInterval(0))
 	}
 	bus := newBus(t, db, os.Getenv(helperServiceEnv), opts...)
 	var mu sync.Mutex

@@ -19,6 +19,7 @@ func init() {
 	register("WakeEveryBusOfTheProcess", testWakeEveryBusOfTheProcess)
 	register("WakeOtherProcess", testWakeOtherProcess)
 	register("WakeListenerReconnects", testWakeListenerReconnects)
+	register("WakeOffLeavesItToThePoll", testWakeOff)
 }
 
 const (
@@ -166,5 +167,27 @@ func testWakeListenerReconnects(t *testing.T, tdb *dbtest.Database) {
 	must(t, producer.Dispatch(context.Background(), after))
 	for _, evt := range []*ddd.DomainEvent{during, after} {
 		waitFor(t, wakeDeadline, "event "+evt.ID+" after the reconnection", func() bool { return !consumer.delivered(evt.ID).IsZero() })
+	}
+}
+
+// With ListenNotify and the change probe off, another process learns of
+// an event only at its poll: none within a second when it polls every 30s
+// (the options do turn the wake-ups off). The first event, committed
+// before it starts, comes with its first poll, which is then over.
+func testWakeOff(t *testing.T, tdb *dbtest.Database) {
+	db := tdb.Open(t)
+	producer := newBus(t, db, "orders", eventbus.WithListenNotify(false))
+	first := mustEvent(t, "order-1", 0)
+	must(t, producer.Dispatch(context.Background(), first))
+	consumer := startStandby(t, tdb, "billing", helperIntervalEnv+"="+wakeInterval.String(), helperNoWakeEnv+"=1")
+	waitFor(t, wakeDeadline, "the first event, at the other process's first poll", func() bool { return !consumer.delivered(first.ID).IsZero() })
+	second := mustEvent(t, "order-1", 1)
+	must(t, producer.Dispatch(context.Background(), second))
+	end := time.Now().Add(time.Second)
+	for time.Now().Before(end) {
+		if !consumer.delivered(second.ID).IsZero() {
+			t.Fatal("the other process received the event within a second with every wake-up off and a 30s poll")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
