@@ -17,6 +17,7 @@ import (
 // writes rejected (ErrLeaseLost) and cannot move the offset back or
 // overwrite the new owner's progress. Expiry is judged on the database clock.
 type lease struct {
+	row    string // the service's row, or a partition's
 	epoch  int64
 	offset int64 // consumed_seq: every event with seq <= offset is finished
 
@@ -87,20 +88,24 @@ func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 	start := time.Now()
-	got, ok, err := b.st.AcquireLease(ctx, store.LeaseParams{Service: b.service, Owner: b.owner, LeaseMillis: b.opts.LeaseDuration.Milliseconds()})
+	got, ok, err := b.st.AcquireLease(ctx, store.LeaseParams{Service: b.service, Row: b.curRow(), Owner: b.owner, LeaseMillis: b.opts.LeaseDuration.Milliseconds()})
 	if err != nil || !ok {
 		return nil, err // held by a live instance (or the service was removed)
 	}
-	l := &lease{epoch: got.Epoch, offset: got.Offset, renewedAt: start}
+	l := &lease{row: b.curRow(), epoch: got.Epoch, offset: got.Offset, renewedAt: start}
 	b.lease = l
-	b.log.Info("eventbus: consuming", "owner", b.owner, "epoch", l.epoch, "offset", l.offset)
+	if l.row != b.service {
+		b.log.Info("eventbus: consuming", "owner", b.owner, "partition", l.row, "epoch", l.epoch, "offset", l.offset)
+	} else {
+		b.log.Info("eventbus: consuming", "owner", b.owner, "epoch", l.epoch, "offset", l.offset)
+	}
 	b.observeLease(ctx, LeaseAcquired, l)
 	return l, nil
 }
 
 // leaseParams name l for the store's fenced writes.
 func (b *EventBus) leaseParams(l *lease) store.LeaseParams {
-	return store.LeaseParams{Service: b.service, Owner: b.owner, Epoch: l.epoch, LeaseMillis: b.opts.LeaseDuration.Milliseconds()}
+	return store.LeaseParams{Service: b.service, Row: l.row, Owner: b.owner, Epoch: l.epoch, LeaseMillis: b.opts.LeaseDuration.Milliseconds()}
 }
 
 // leaseUsable reports whether work may start under l: it is not known to be
@@ -140,6 +145,7 @@ func (b *EventBus) releaseLease(ctx context.Context) {
 	if !b.registered.Load() {
 		return
 	}
+	b.releaseParts(ctx)
 	if err := b.st.ReleaseLease(ctx, b.service, b.owner); err != nil {
 		b.log.Warn("eventbus: release lease", "err", err)
 	} else {

@@ -14,7 +14,7 @@ func (s *Store) ServiceStatuses(ctx context.Context) ([]store.ServiceRow, error)
 	var out []store.ServiceRow
 	err := s.query(ctx, nil, s.q.serviceStatus, nil, func(rows *sql.Rows) error {
 		var r store.ServiceRow
-		if err := rows.Scan(&r.Name, &r.ConsumedSeq, &r.Owner, &r.LeaseUntil, &r.StandbyUntil, &r.UpdatedAt, &r.HeadSeq, &r.Pending, &r.Retrying, &r.DeadLetters); err != nil {
+		if err := rows.Scan(&r.Name, &r.ConsumedSeq, &r.Owner, &r.LeaseUntil, &r.StandbyUntil, &r.UpdatedAt, &r.Partitions, &r.Parent, &r.Part, &r.HeadSeq, &r.Pending, &r.Retrying, &r.DeadLetters); err != nil {
 			return err
 		}
 		out = append(out, r)
@@ -43,6 +43,12 @@ func (s *Store) RemoveService(ctx context.Context, name string) (store.RemoveOut
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.q.removeServiceRetries, name); err != nil {
+			return fmt.Errorf("remove service %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.pq.dropParts, name); err != nil {
+			return fmt.Errorf("remove service %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.pq.membersDrop, name); err != nil {
 			return fmt.Errorf("remove service %s: %w", name, err)
 		}
 		out.Removed, out.Found = true, true
