@@ -157,7 +157,8 @@ func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, atte
 	halt := func() { once.Do(func() { close(halted) }) }
 	done := make(chan struct{})
 	var hb routines
-	hb.Go(func() { b.heartbeat(context.WithoutCancel(ctx), l, done, halt) })
+	others := b.otherLeases()
+	hb.Go(func() { b.heartbeat(context.WithoutCancel(ctx), l, others, done, halt) })
 	defer hb.Wait() // it returns at once when done is closed
 	defer close(done)
 	proceed := func() bool {

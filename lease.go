@@ -159,17 +159,23 @@ func (b *EventBus) releaseLease(ctx context.Context) {
 // In the second case another instance may take over soon, and this one
 // cannot tell: starting more events would risk handling them twice at once.
 // Renewals run apart from the watch, so a stalled connection cannot keep
-// the instance working past its lease. It stops when done is closed.
-func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}, halt func()) {
+// the instance working past its lease. It also renews others, the leases
+// of this instance's other partitions, which wait while this batch runs.
+// It stops when done is closed.
+func (b *EventBus) heartbeat(ctx context.Context, l *lease, others []*lease, done <-chan struct{}, halt func()) {
 	d := b.opts.LeaseDuration
 	t := time.NewTicker(d / 6)
 	defer t.Stop()
 	renewed := make(chan error, 1)
 	renewing := false
+	othersDone := make(chan struct{}, 1)
+	renewingOthers := false
 	for {
 		select {
 		case <-done:
 			return
+		case <-othersDone:
+			renewingOthers = false
 		case err := <-renewed:
 			renewing = false
 			if errors.Is(err, store.ErrLeaseLost) {
@@ -184,6 +190,17 @@ func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}
 				b.log.Warn("eventbus: could not renew the lease; starting no further events of this batch", "epoch", l.epoch, "since", age.Round(time.Millisecond))
 				halt()
 				return
+			}
+			if !renewingOthers && len(others) > 0 {
+				renewingOthers = true
+				b.bg.Go(func() {
+					defer func() { othersDone <- struct{}{} }()
+					for _, o := range others {
+						if !o.isLost() && o.age() >= d/3 {
+							_ = b.renewLease(ctx, o) // a lost one is marked; ensureLease drops it
+						}
+					}
+				})
 			}
 			if !renewing && age >= d/3 {
 				renewing = true

@@ -105,7 +105,12 @@ type Config struct {
 	// an answer is applied only while that claim holds. Default 30s; at most 1h.
 	TxCheckCallTimeout time.Duration
 	// LeaseDuration is how long an instance owns its service's consumption
-	// without renewing it. Another instance takes over after it lapses. Default 15s.
+	// (or a partition's) without renewing it. Another instance takes over
+	// after it lapses: it bounds the time from an instance's death (a
+	// SIGKILL, a lost host) to delivery resuming elsewhere, which is at
+	// most LeaseDuration plus RunInterval. The owner renews it every third
+	// of it (one UPDATE per second and held partition at the default).
+	// Default 3s (15s before partitions existed).
 	LeaseDuration time.Duration
 	// Partitions splits the service's events into this many partitions by
 	// sender (see partition.go): each partition has its own offset, lease,
@@ -167,7 +172,7 @@ func DefaultConfig() Config {
 		TxCheckTimeout:     time.Minute,
 		TxCheckMaxChecks:   10,
 		TxCheckCallTimeout: 30 * time.Second,
-		LeaseDuration:      15 * time.Second,
+		LeaseDuration:      3 * time.Second,
 		StartPosition:      StartFromLatest,
 		Partitions:         1,
 		MaxPayloadBytes:    1 << 20,

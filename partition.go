@@ -260,6 +260,18 @@ func (b *EventBus) dropPart(ctx context.Context, p *part) {
 	}
 }
 
+// otherLeases returns the leases this instance holds on partitions other
+// than the one being worked on.
+func (b *EventBus) otherLeases() []*lease {
+	var out []*lease
+	for _, p := range b.parts {
+		if p != b.cur && p.lease != nil {
+			out = append(out, p.lease)
+		}
+	}
+	return out
+}
+
 // enter makes p the partition the consume loop works on; leave puts it back.
 func (b *EventBus) enter(p *part) {
 	b.cur = p

@@ -71,11 +71,16 @@ func (s *Store) ReportMember(ctx context.Context, p store.MemberParams) (store.P
 		if _, err := tx.ExecContext(ctx, s.q.renewStandby, p.LeaseMillis, p.Service); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, pq.memberAdd, p.Service, p.Instance, p.LeaseMillis); err != nil {
+		res, err := tx.ExecContext(ctx, pq.memberSeen, p.LeaseMillis, p.Service, p.Instance)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, pq.memberSeen, p.LeaseMillis, p.Service, p.Instance); err != nil {
+		if n, err := res.RowsAffected(); err != nil {
 			return err
+		} else if n == 0 { // new (or, on MySQL, seen twice in one millisecond)
+			if _, err := tx.ExecContext(ctx, pq.memberAdd, p.Service, p.Instance, p.LeaseMillis); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, pq.membersPrune, p.Service); err != nil {
 			return err
