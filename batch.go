@@ -25,7 +25,7 @@ func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
 	if len(all) == 0 {
 		return false, nil
 	}
-	full := len(all) == b.opts.LimitPerRun
+	full := len(all) == b.fetchLimit()
 	recs, upTo := b.ownRecords(all)
 	if full && upTo == all[len(all)-1].seq {
 		// More is likely: read it while this batch runs and commits.
@@ -132,8 +132,18 @@ func (b *EventBus) nextBatch(ctx context.Context, offset int64) ([]*record, erro
 	return b.fetchEvents(ctx, offset)
 }
 
+// fetchLimit is how many events a batch reads: LimitPerRun, times the
+// partition count for a partition (of which about LimitPerRun are its
+// own), at most 10,000.
+func (b *EventBus) fetchLimit() int {
+	if b.cur == nil || b.cur.count <= 1 {
+		return b.opts.LimitPerRun
+	}
+	return min(b.opts.LimitPerRun*b.cur.count, max(b.opts.LimitPerRun, 10000))
+}
+
 func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, error) {
-	rows, err := b.st.FetchEvents(ctx, after, b.opts.LimitPerRun)
+	rows, err := b.st.FetchEvents(ctx, after, b.fetchLimit())
 	if err != nil {
 		return nil, err
 	}
