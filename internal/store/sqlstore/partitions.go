@@ -15,6 +15,7 @@ type partitionQueries struct {
 	baseRow, partRows, requestSwitch, raiseSwitch                              string
 	lockBase, lockOldParts, maxEpoch, unslotted, slotRetries                   string
 	dropParts, addPart, setBase                                                string
+	seekFenceParts, seekReadParts, seekMoveParts                               string
 }
 
 func newPartitionQueries(q *queries, prefix string) partitionQueries {
@@ -43,7 +44,12 @@ func newPartitionQueries(q *queries, prefix string) partitionQueries {
 		maxEpoch:    r("SELECT COALESCE(MAX(epoch), 0) FROM " + q.services + " WHERE name = ? OR (parent = ? AND partitions = 0)"),
 		unslotted:   r("SELECT DISTINCT sender FROM " + q.retries + " WHERE service = ? AND slot < 0"),
 		slotRetries: r("UPDATE " + q.retries + " SET slot = ? WHERE service = ? AND sender = ? AND slot < 0"),
-		dropParts:   r("DELETE FROM " + q.services + " WHERE parent = ? AND partitions = 0"),
+		// A seek of a partitioned service moves every partition.
+		seekFenceParts: r("UPDATE " + q.services + " SET owner = '', epoch = epoch + 1, version = version + 1," +
+			" lease_until = 0, updated_at = {now} WHERE parent = ? AND partitions = 0"),
+		seekReadParts: r("SELECT MIN(consumed_seq) FROM " + q.services + " WHERE parent = ? AND partitions = 0"),
+		seekMoveParts: r("UPDATE " + q.services + " SET consumed_seq = ? WHERE parent = ? AND partitions = 0"),
+		dropParts:     r("DELETE FROM " + q.services + " WHERE parent = ? AND partitions = 0"),
 		addPart: r("INSERT INTO " + q.services + " (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at," +
 			" partitions, parent, part) VALUES (?, ?, '', ?, 0, 0, {now}, {now}, 0, ?, ?)"),
 		setBase: r("UPDATE " + q.services + " SET partitions = ?, switch_to = 0, switch_seq = 0, consumed_seq = ?, epoch = ?," +

@@ -80,14 +80,27 @@ func (s *Store) Seek(ctx context.Context, p store.SeekParams) (store.SeekOutcome
 		} else if n == 0 {
 			return errNoService
 		}
+		if _, err := s.exec(ctx, tx, s.pq.seekFenceParts, p.Service); err != nil {
+			return err
+		}
 		var head int64
 		if err := s.queryRow(ctx, tx, s.q.seekRead, []any{p.Service}, &out.From, &head); err != nil {
 			return err
+		}
+		var parts sql.NullInt64 // a partitioned service is where its last partition is
+		if err := s.queryRow(ctx, tx, s.pq.seekReadParts, []any{p.Service}, &parts); err != nil {
+			return err
+		}
+		if parts.Valid {
+			out.From = parts.Int64
 		}
 		if out.To, err = p.Target(out.From, head); err != nil {
 			return err
 		}
 		if _, err := s.exec(ctx, tx, s.q.seekMove, out.To, p.Service); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, s.pq.seekMoveParts, out.To, p.Service); err != nil {
 			return err
 		}
 		dropped, err := s.exec(ctx, tx, s.q.seekDropRetries, p.Service, out.To)

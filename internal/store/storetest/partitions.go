@@ -77,6 +77,8 @@ func testPartitions(t *testing.T, st store.Store) {
 	if !ok || l0.Epoch <= lp.Epoch || l0.Offset != recs[5].Seq {
 		t.Fatalf("partition 0: ok %t, epoch %d (old %d), offset %d", ok, l0.Epoch, lp.Epoch, l0.Offset)
 	}
+	p0.Epoch = l0.Epoch
+	must(t, st.RenewLease(bg, p0))
 	if err := st.CommitOffset(bg, store.CommitOffsetParams{LeaseParams: lp, Offset: recs[5].Seq}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("the old owner's commit: %v, want ErrLeaseLost", err)
 	}
@@ -98,5 +100,19 @@ func testPartitions(t *testing.T, st store.Store) {
 	}
 	if !slices.Equal(names, []string{"svc#0/2", "svc#1/2"}) {
 		t.Fatalf("offsets of %v", names)
+	}
+	// A seek moves every partition and fences their owners.
+	out, found, err := st.Seek(bg, store.SeekParams{Service: "svc", Target: func(from, head int64) (int64, error) { return 0, nil }})
+	must(t, err)
+	if !found || out.From != recs[5].Seq || out.To != 0 {
+		t.Fatalf("seek: found %t, %+v", found, out)
+	}
+	for _, r := range member("a").Rows {
+		if r.Offset != 0 || r.Owner != "" {
+			t.Fatalf("partition after the seek: %+v", r)
+		}
+	}
+	if err := st.RenewLease(bg, p0); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("renewal after the seek: %v, want ErrLeaseLost", err)
 	}
 }
