@@ -119,7 +119,13 @@ func (b *EventBus) refreshView(ctx context.Context) error {
 	defer cancel()
 	for range 3 {
 		start := time.Now()
-		v, err := b.st.ReportMember(ctx, store.MemberParams{Service: b.service, Instance: b.owner, LeaseMillis: b.opts.LeaseDuration.Milliseconds()})
+		// The owner of a one-partition service is not a standby (as before
+		// partitions: RemoveService then refuses by its lease alone, and
+		// succeeds at once after a graceful stop); every instance of a
+		// partitioned service is one, since the service's row has no lease.
+		standby := b.partitioned() || b.lease == nil
+		v, err := b.st.ReportMember(ctx, store.MemberParams{Service: b.service, Instance: b.owner,
+			LeaseMillis: b.opts.LeaseDuration.Milliseconds(), Standby: standby})
 		if err != nil {
 			return err
 		}
@@ -128,7 +134,10 @@ func (b *EventBus) refreshView(ctx context.Context) error {
 			b.logRemoved()
 			return nil
 		}
-		b.view, b.viewAt, b.standbyAt = v, start, start
+		b.view, b.viewAt = v, start
+		if standby {
+			b.standbyAt = start
+		}
 		changed, err := b.steerCount(ctx, v)
 		if err != nil || !changed {
 			return err

@@ -40,6 +40,7 @@ type MemberParams struct {
 	Service     string
 	Instance    string
 	LeaseMillis int64
+	Standby     bool // also raise the service's standby presence (see ReportStandby)
 }
 
 // PartitionView is what an instance needs to share a service's partitions:

@@ -190,8 +190,8 @@ type HalfMessages interface {
 // (see migration 0009): each partition is a row with its own offset, lease
 // and epoch, which the Offsets operations take by its name (PartitionRow).
 type Partitions interface {
-	// ReportMember records a running instance (and its standby presence)
-	// and reads the service's partitions and live instances.
+	// ReportMember records a running instance (and, with p.Standby, its
+	// standby presence) and reads the service's partitions and live instances.
 	ReportMember(ctx context.Context, p MemberParams) (PartitionView, error)
 	// LeaveMember removes an instance from the live ones at once.
 	LeaveMember(ctx context.Context, service, instance string) error

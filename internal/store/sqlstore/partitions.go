@@ -57,9 +57,10 @@ func newPartitionQueries(q *queries, prefix string) partitionQueries {
 	}
 }
 
-// ReportMember records a running instance of a service (and its standby
-// presence on the service's row, so RemoveService refuses while it runs),
-// and reads what sharing the partitions needs, in one transaction.
+// ReportMember records a running instance of a service (with p.Standby,
+// also its standby presence on the service's row, so RemoveService refuses
+// while it runs), and reads what sharing the partitions needs, in one
+// transaction.
 func (s *Store) ReportMember(ctx context.Context, p store.MemberParams) (store.PartitionView, error) {
 	var v store.PartitionView
 	pq := &s.pq
@@ -74,8 +75,10 @@ func (s *Store) ReportMember(ctx context.Context, p store.MemberParams) (store.P
 			return err
 		}
 		v.Exists = true
-		if _, err := tx.ExecContext(ctx, s.q.renewStandby, p.LeaseMillis, p.Service); err != nil {
-			return err
+		if p.Standby {
+			if _, err := tx.ExecContext(ctx, s.q.renewStandby, p.LeaseMillis, p.Service); err != nil {
+				return err
+			}
 		}
 		res, err := tx.ExecContext(ctx, pq.memberSeen, p.LeaseMillis, p.Service, p.Instance)
 		if err != nil {

@@ -16,7 +16,7 @@ func testPartitions(t *testing.T, st store.Store) {
 	must(t, st.CommitOffset(bg, store.CommitOffsetParams{LeaseParams: lp, Offset: recs[1].Seq,
 		Retries: []store.NewRetry{{Record: recs[0], Attempts: 1, LastError: "boom"}}}))
 	member := func(who string) store.PartitionView {
-		v, err := st.ReportMember(bg, store.MemberParams{Service: "svc", Instance: who, LeaseMillis: 60_000})
+		v, err := st.ReportMember(bg, store.MemberParams{Service: "svc", Instance: who, LeaseMillis: 60_000, Standby: true})
 		must(t, err)
 		return v
 	}
