@@ -14,6 +14,7 @@ import (
 // goroutine: a call that ignores its context keeps its worker goroutine,
 // and the bus goes on with a new one (see runBySender).
 type call struct {
+	ctx     context.Context // the handler's: its logs carry the user's values (trace ids)
 	evt     *ddd.DomainEvent
 	started time.Time
 	next    func(result) // if the bus stops waiting: hands on the event's result
@@ -63,7 +64,7 @@ func (b *EventBus) invoke(admit, parent context.Context, h ddd.DomainEventHandle
 	if admit.Err() != nil {
 		return result{}, true
 	}
-	c := &call{evt: evt, started: time.Now(), next: next}
+	c := &call{ctx: parent, evt: evt, started: time.Now(), next: next}
 	timeout := b.opts.HandlerTimeout
 	var ctx context.Context
 	var cancel context.CancelFunc
@@ -129,16 +130,16 @@ func (b *EventBus) letGo(c *call, hd *hold) {
 	switch hd.kind {
 	case heldSetAside:
 		b.stats.setAside.Add(1)
-		b.log.Warn("eventbus: handler call set aside: still running (HandlerTimeout 0); its event waits in the retry store and its sender gets nothing else until it returns", attrs...)
+		b.log.WarnContext(c.ctx, "eventbus: handler call set aside: still running (HandlerTimeout 0); its event waits in the retry store and its sender gets nothing else until it returns", attrs...)
 		c.next(result{verdict: pending})
 	case heldAtStop:
 		b.stats.abandoned.Add(1)
-		b.log.Warn("eventbus: handler call abandoned at stop: still running when ShutdownGrace ran out; its context is cancelled and its event left to the next owner", attrs...)
+		b.log.WarnContext(c.ctx, "eventbus: handler call abandoned at stop: still running when ShutdownGrace ran out; its context is cancelled and its event left to the next owner", attrs...)
 		c.next(result{})
 	default:
 		b.stats.abandoned.Add(1)
 		b.stats.failed.Add(1)
-		b.log.Warn("eventbus: handler call abandoned: it ignored its context past HandlerTimeout; counted as a failed attempt, its sender gets nothing else until it returns",
+		b.log.WarnContext(c.ctx, "eventbus: handler call abandoned: it ignored its context past HandlerTimeout; counted as a failed attempt, its sender gets nothing else until it returns",
 			append(attrs, "handler_timeout", b.opts.HandlerTimeout)...)
 		c.next(result{verdict: failed, err: fmt.Errorf("handler abandoned: still running %s after it started, past HandlerTimeout %s and a grace of %s",
 			ran, b.opts.HandlerTimeout, abandonGrace(b.opts.HandlerTimeout))})
@@ -153,8 +154,8 @@ func (b *EventBus) returnedLate(c *call, hd *hold, res result) {
 	attrs := []any{"event_id", c.evt.ID, "type", c.evt.Type, "sender", c.evt.Sender, "ran", time.Since(c.started).Round(time.Millisecond)}
 	if hd.kind == heldSetAside {
 		b.count(res)
-		b.log.Info("eventbus: set-aside handler call returned; its result is recorded by the next retry phase", attrs...)
+		b.log.InfoContext(c.ctx, "eventbus: set-aside handler call returned; its result is recorded by the next retry phase", attrs...)
 		return
 	}
-	b.log.Info("eventbus: abandoned handler call returned; its result is ignored", attrs...)
+	b.log.InfoContext(c.ctx, "eventbus: abandoned handler call returned; its result is ignored", attrs...)
 }

@@ -1,11 +1,14 @@
 package relay_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/internal/dbtest"
+	"github.com/dddbus/eventbus/relay"
 )
 
 // TestRelayNATSRestart kills a private nats-server (SIGKILL) while the
@@ -87,5 +90,61 @@ func relayThroughOutage(t *testing.T, database *dbtest.Database, url string, dow
 			}
 		}
 		return len(handled) == total
+	})
+}
+
+// TestRelayStopDuringOutage stops a relay whose publish keeps failing (NATS
+// cut off): Run returns within the bus's ShutdownGrace instead of waiting
+// for NATS, nothing of the relay keeps publishing after it, and the next
+// run, with NATS back, publishes the event exactly once.
+func TestRelayStopDuringOutage(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, database *dbtest.Database) {
+		db := database.Open(t)
+		proxy := dbtest.NewProxy(t, strings.TrimPrefix(natsURL(t), "nats://"))
+		_, js := connect(t, "nats://"+proxy.Addr())
+		s := newStream(t, js)
+		const grace = 500 * time.Millisecond
+		r, err := relay.New(db, js, relay.WithServiceName("relay"), relay.WithSubjectFunc(relay.SubjectFromType(s.prefix)),
+			relay.WithPublishTimeout(100*time.Millisecond), relay.WithMaxBackoff(50*time.Millisecond),
+			relay.WithBusOptions(busOptions(eventbus.WithShutdownGrace(grace))...), relay.WithLogger(testLogger()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy.Cut()
+		p, err := produceFrom(db, newProducer(t, db), 0, 1, 1, r.Notify)
+		if err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		waitFor(t, time.Minute, "the relay to see its publish fail", func() bool { return r.Stats().Failures > 0 })
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		case <-time.After(grace + 20*time.Second): // far above the grace; it never returned before the fix
+			t.Fatal("Run did not return while NATS was away")
+		}
+		// The abandoned publish must not go on: with attempts every 150 ms
+		// at most, a loop that outlived Run would count several failures
+		// in a second (the absence of an event needs a window of time).
+		settled := r.Stats().Failures
+		window := time.NewTimer(time.Second)
+		<-window.C
+		if got := r.Stats().Failures; got > settled+1 {
+			t.Fatalf("%d publish failures after Run returned: the publish loop outlived Run", got-settled)
+		}
+		if err := proxy.Restore(); err != nil {
+			t.Fatal(err)
+		}
+		r2 := newRelay(t, db, js, s, "relay")
+		run(t, r2.Run)
+		waitFor(t, time.Minute, "the event in the stream", func() bool { return s.msgs(t, js) >= uint64(p.total()) })
+		waitFor(t, time.Minute, "the relay to finish", func() bool { return pending(t, r2.Bus()) == 0 })
+		checkStream(t, p, s.events(t, js))
 	})
 }

@@ -86,11 +86,14 @@ func New(db *gorm.DB, js jetstream.JetStream, opts ...Option) (*Relay, error) {
 	return r, nil
 }
 
-// Run relays until ctx is cancelled, then waits for the publishes in
-// flight and returns nil (see eventbus.EventBus.Start). A publish in
-// flight during a NATS outage is not abandoned: Run returns once NATS
-// acknowledged it. Ending the process instead is safe: the batch in
-// flight is published again at the next start.
+// Run relays until ctx is cancelled, then returns nil (see
+// eventbus.EventBus.Start). Publishes in flight get the bus's
+// ShutdownGrace (default 15s) to be acknowledged; one still retrying
+// then (a NATS outage) is cancelled and its event left unpublished in the
+// log, so the next run, here or on another instance, publishes it again.
+// Ending the process instead is as safe: the batch in flight is published
+// again at the next start, and JetStream drops what it already holds
+// (the message ID is the event ID) within its duplicate window.
 func (r *Relay) Run(ctx context.Context) error { return r.bus.Start(ctx) }
 
 // Bus returns the relay's bus: its service status (Services), dead letters
@@ -115,9 +118,11 @@ func (r *Relay) Stats() RelayStats {
 }
 
 // publish is the relay's event handler: it returns nil once JetStream
-// acknowledged evt, retrying until then; a permanent failure is returned
-// as ddd.Permanent (a dead letter at once).
-func (r *Relay) publish(_ context.Context, evt *ddd.DomainEvent) error {
+// acknowledged evt, retrying until then or until ctx ends (the bus
+// cancels it when a stop's grace runs out: the event then stays for the
+// next owner); a permanent failure is returned as ddd.Permanent (a dead
+// letter at once).
+func (r *Relay) publish(ctx context.Context, evt *ddd.DomainEvent) error {
 	subject, err := r.subjectOf(evt)
 	if err == nil {
 		err = ValidateSubject(subject)
@@ -131,8 +136,8 @@ func (r *Relay) publish(_ context.Context, evt *ddd.DomainEvent) error {
 	}
 	var backoff time.Duration
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.publishTimeout)
-		ack, err := r.js.PublishMsg(ctx, msg)
+		pctx, cancel := context.WithTimeout(ctx, r.cfg.publishTimeout)
+		ack, err := r.js.PublishMsg(pctx, msg)
 		cancel()
 		if err == nil {
 			if ack.Duplicate {
@@ -154,7 +159,14 @@ func (r *Relay) publish(_ context.Context, evt *ddd.DomainEvent) error {
 			r.cfg.log.Warn("relay: publish failed; retrying (later events of this sender wait)",
 				"event_id", evt.ID, "subject", subject, "attempt", attempt, "backoff", backoff, "err", err)
 		}
-		time.Sleep(backoff) // a backoff between attempts, not a wait for a condition
+		if ctx.Err() != nil {
+			return fmt.Errorf("publish %s to %s: stopped after %d attempts: %w", evt.ID, subject, attempt, err)
+		}
+		select { // a backoff between attempts, cut short by a stop
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return fmt.Errorf("publish %s to %s: stopped after %d attempts: %w", evt.ID, subject, attempt, ctx.Err())
+		}
 	}
 }
 

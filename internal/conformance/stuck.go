@@ -170,7 +170,8 @@ type timedRun struct {
 
 // startTimed starts b; it is stopped when t ends, if not before.
 func startTimed(t testing.TB, b *eventbus.EventBus) *timedRun {
-	ctx, cancel := context.WithCancel(context.Background())
+	// A context value, as a user's trace id: the bus's logs about calls carry it.
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), logCtxKey{}, "trace-stuck"))
 	r := &timedRun{cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- b.Start(ctx) }()
 	t.Cleanup(func() { r.stop(t, time.Minute) })
@@ -295,7 +296,7 @@ func testStuckHandlerHoldsOnlyItsSender(t *testing.T, tdb *dbtest.Database) {
 	if sink.count("handler call abandoned") != 1 {
 		t.Errorf("%d abandonment log lines, want 1", sink.count("handler call abandoned"))
 	}
-	for key, want := range map[string]string{"service": "stuck", "event_id": stuck.ID, "type": stuck.Type, "sender": "stuck"} {
+	for key, want := range map[string]string{"service": "stuck", "event_id": stuck.ID, "type": stuck.Type, "sender": "stuck", "ctx": "trace-stuck"} {
 		if got := sink.attr("handler call abandoned", key); got != want {
 			t.Errorf("abandonment log: %s=%q, want %q", key, got, want)
 		}
