@@ -104,11 +104,12 @@ type prefetch struct {
 func (b *EventBus) startPrefetch(ctx context.Context, after int64) {
 	p := &prefetch{after: after, done: make(chan struct{})}
 	b.prefetched = p
+	limit := b.fetchLimit() // the current partition's, read on this goroutine
 	b.bg.Go(func() {
 		defer close(p.done)
 		qctx, cancel := b.bounded(ctx)
 		defer cancel()
-		p.recs, p.err = b.fetchEvents(qctx, after)
+		p.recs, p.err = b.fetchN(qctx, after, limit)
 	})
 }
 
@@ -143,7 +144,11 @@ func (b *EventBus) fetchLimit() int {
 }
 
 func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, error) {
-	rows, err := b.st.FetchEvents(ctx, after, b.fetchLimit())
+	return b.fetchN(ctx, after, b.fetchLimit())
+}
+
+func (b *EventBus) fetchN(ctx context.Context, after int64, limit int) ([]*record, error) {
+	rows, err := b.st.FetchEvents(ctx, after, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -119,11 +119,12 @@ func (b *EventBus) refreshView(ctx context.Context) error {
 	defer cancel()
 	for range 3 {
 		start := time.Now()
-		// The owner of a one-partition service is not a standby (as before
-		// partitions: RemoveService then refuses by its lease alone, and
-		// succeeds at once after a graceful stop); every instance of a
-		// partitioned service is one, since the service's row has no lease.
-		standby := b.partitioned() || b.lease == nil
+		// Every instance of a partitioned service reports standby
+		// presence, since the service's row has no lease. With one
+		// partition, standBy does it for instances without the lease, as
+		// before partitions: the owner does not, so RemoveService succeeds
+		// at once after it stops gracefully.
+		standby := b.partitioned()
 		v, err := b.st.ReportMember(ctx, store.MemberParams{Service: b.service, Instance: b.owner,
 			LeaseMillis: b.opts.LeaseDuration.Milliseconds(), Standby: standby})
 		if err != nil {
