@@ -24,6 +24,7 @@ func init() {
 	register("PartitionsJoinAndLeaveUnderLoad", testPartitionsJoinLeave)
 	register("PartitionsKillAndFreezeOneOfFour", testPartitionsKillFreeze)
 	register("PartitionCountChangeUnderLoad", testPartitionCountChange)
+	register("PartitionsRestartedInstanceTakesItsOwnBack", testPartitionsRestart)
 }
 
 // producer dispatches rounds of one event per sender; n counts rounds.
@@ -317,4 +318,45 @@ func testPartitionCountChange(t *testing.T, tdb *dbtest.Database) {
 	waitFor(t, 60*time.Second, "every event handled", func() bool { return c.distinct() >= load.total() })
 	dups := c.check(t, load.total(), senders, noSkip)
 	t.Logf("%s: %d events, %d redelivered", tdb.Dialect, load.total(), dups)
+}
+
+// testPartitionsRestart: an instance killed and restarted at once with the
+// same InstanceID takes its partitions back without waiting for its old
+// leases to lapse, and the other instance does not take them meanwhile.
+func testPartitionsRestart(t *testing.T, tdb *dbtest.Database) {
+	const service, parts, senders = "restart-p", 2, 40
+	db := tdb.Open(t)
+	load := &partLoad{bus: newBus(t, db, "producer"), senders: senders}
+	c := newCalls()
+	a := startPartChild(t, tdb, service, "inst-a", parts, 3*time.Millisecond, c)
+	startPartChild(t, tdb, service, "inst-b", parts, 3*time.Millisecond, c)
+	waitOwners(t, load.bus, service, parts, 2)
+	stop := make(chan struct{})
+	done := load.run(t, 40*time.Millisecond, stop)
+	waitFor(t, 30*time.Second, "a share handled by a", func() bool { return c.by("inst-a") > 0 && c.distinct() >= 5*senders })
+	mine := c.sendersOf("inst-a")
+	killAt := time.Now()
+	a.kill(t)
+	killedAt := time.Now() // the old process is gone: later calls are the new one's
+	startPartChild(t, tdb, service, "inst-a", parts, 3*time.Millisecond, c)
+	waitFor(t, 30*time.Second, "a's senders handled again", func() bool { return c.resumedAfter(mine, killedAt) })
+	back := c.firstAfter(mine, killedAt).Sub(killAt)
+	target := load.total() + 5*senders
+	waitFor(t, 30*time.Second, "more load after the restart", func() bool { return c.distinct() >= target })
+	close(stop)
+	<-done
+	waitFor(t, 60*time.Second, "every event handled", func() bool { return c.distinct() >= load.total() })
+	c.check(t, load.total(), senders, noSkip)
+	c.mu.Lock()
+	for _, h := range c.all {
+		if mine[h.sender] && h.start.After(killedAt) && h.by != "inst-a" {
+			t.Errorf("sender %s handled by %s after a's restart", h.sender, h.by)
+			break
+		}
+	}
+	c.mu.Unlock()
+	t.Logf("%s: SIGKILL to delivery by the restarted instance: %s (its old leases would lapse after %s)", tdb.Dialect, back.Round(time.Millisecond), partLease)
+	if back >= partLease {
+		t.Errorf("the restarted instance took %s to take its partitions back, not less than the lease (%s)", back, partLease)
+	}
 }
