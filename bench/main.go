@@ -13,9 +13,13 @@
 //
 // Every scenario with a consumer also counts, per contestant and round,
 // the events committed, delivered, lost, duplicated and delivered out of
-// their sender's order (a second table). A peer's loss is a result; the
-// run exits non-zero only when something fails, and counts as failing
-// when eventbus loses an event or breaks a sender's order.
+// their sender's order (a second table). A competitor's loss is a result,
+// and so is its failure (an error, a panic or a time-out of a
+// watermill-sql or raw-SQL run): its figures for that run show as "—", a
+// "Contestant errors" section lists it, and the run goes on. The run exits
+// non-zero only for eventbus: an error of its run (the run stops there,
+// after printing what the finished scenarios measured), or a lost,
+// reordered or never-committed event.
 //
 // See README.md beside this file for the scenarios and flags, and
 // ../BENCHMARKS.md for the latest tables.
@@ -23,8 +27,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -42,16 +48,17 @@ type config struct {
 	quick     bool
 	scenarios map[string]bool
 
-	dispatchTx    int
-	slowN         int
-	latencyDur    time.Duration
-	latencyRate   int
-	pollIntervals []time.Duration
-	scaleOld      []int
-	rssN          int
-	correctN      int
-	correctRate   int
-	correctPoll   time.Duration
+	dispatchTx        int
+	slowN             int
+	latencyDur        time.Duration
+	latencyRate       int
+	pollIntervals     []time.Duration
+	scaleOld          []int
+	rssN              int
+	contestantTimeout time.Duration
+	correctN          int
+	correctRate       int
+	correctPoll       time.Duration
 
 	mysqlDSN, pgDSN, sqliteDir, dbName string
 	cpuProfile                         string
@@ -79,6 +86,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.correctN, "correctness-n", 20_000, "events of each correctness run")
 	flag.IntVar(&cfg.correctRate, "correctness-rate", 1_000, "events per second of the correctness runs, all producers together")
 	flag.DurationVar(&cfg.correctPoll, "correctness-poll", 200*time.Millisecond, "poll interval of every contestant's consumer in the correctness runs")
+	flag.DurationVar(&cfg.contestantTimeout, "contestant-timeout", defaultContestantTimeout, "longest run of a competitor (watermill-sql, raw SQL) before it counts as failed (5m with -quick)")
 	flag.StringVar(&cfg.mysqlDSN, "mysql-dsn", "root@tcp(127.0.0.1:3306)/", "MySQL/MariaDB server (go-sql-driver DSN)")
 	flag.StringVar(&cfg.pgDSN, "postgres-dsn", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL database (URL)")
 	flag.StringVar(&cfg.sqliteDir, "sqlite-dir", "", "directory of the SQLite file (default: a new temp dir)")
@@ -95,6 +103,9 @@ func parseFlags() (*config, error) {
 		cfg.latencyDur = 2 * time.Second
 		scaleOld = "1000,20000"
 		cfg.rssN = 20_000
+		if !isFlagSet("contestant-timeout") {
+			cfg.contestantTimeout = quickContestantTimeout
+		}
 		if !isFlagSet("correctness-n") {
 			cfg.correctN = 2_000
 		}
@@ -129,6 +140,9 @@ func parseFlags() (*config, error) {
 			return nil, fmt.Errorf("-scale-old: bad count %q", s)
 		}
 		cfg.scaleOld = append(cfg.scaleOld, v)
+	}
+	if cfg.contestantTimeout <= 0 {
+		return nil, fmt.Errorf("-contestant-timeout must be positive")
 	}
 	if cfg.n < 1 || cfg.rounds < 1 || cfg.producers < 1 || cfg.dispatchTx < 1 || cfg.correctN < 1 || cfg.correctRate < 1 || cfg.correctPoll <= 0 {
 		return nil, fmt.Errorf("-n, -rounds, -producers, -dispatch-tx and the -correctness flags must be positive")
@@ -170,13 +184,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(ctx, cfg); err != nil {
+	if err := run(ctx, cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, cfg *config) error {
+func run(ctx context.Context, cfg *config, w io.Writer) error {
 	if cfg.cpuProfile != "" {
 		f, err := os.Create(cfg.cpuProfile)
 		if err != nil {
@@ -198,10 +212,11 @@ func run(ctx context.Context, cfg *config) error {
 
 	type scenario struct {
 		name string
-		run  func(context.Context, *target, *config, *deliveries) ([]*row, error)
+		run  func(context.Context, *target, *config, *deliveries, *contestantErrors) ([]*row, error)
 	}
 	var rows []*row
-	dl := &deliveries{}
+	dl, ce := &deliveries{}, &contestantErrors{timeout: cfg.contestantTimeout}
+	var failed error
 	for _, s := range []scenario{
 		{"dispatch", runDispatch},
 		{"drain", runDrain},
@@ -217,20 +232,33 @@ func run(ctx context.Context, cfg *config) error {
 		}
 		begin := time.Now()
 		progress.Printf("scenario %s", s.name)
-		rs, err := s.run(ctx, t, cfg, dl)
+		rs, err := s.run(ctx, t, cfg, dl, ce)
 		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+			// eventbus's (or the harness's) error: the run stops here and
+			// fails, after printing what the finished scenarios measured.
+			failed = fmt.Errorf("%s: %w", s.name, err)
+			progress.Printf("scenario %s failed, the run stops: %v", s.name, err)
+			break
 		}
 		progress.Printf("scenario %s done in %s", s.name, time.Since(begin).Round(time.Second))
 		rows = append(rows, rs...)
 	}
-	writeHeader(os.Stdout, cfg, server, settings)
+	writeHeader(w, cfg, server, settings)
 	if len(rows) > 0 {
-		fmt.Println()
-		writeTable(os.Stdout, rows)
+		fmt.Fprintln(w)
+		writeTable(w, rows)
 	}
-	writeDeliveries(os.Stdout, cfg, dl)
-	return dl.libFailure()
+	writeDeliveries(w, cfg, dl)
+	writeContestantErrors(w, ce)
+	return runOutcome(failed, dl)
+}
+
+// runOutcome is the error that makes the run exit 1: a scenario's error
+// (eventbus's own, or the harness's while running eventbus), or eventbus
+// losing, reordering or inventing an event (dl.libFailure). A competitor's
+// errors and losses are results and never fail the run.
+func runOutcome(failed error, dl *deliveries) error {
+	return errors.Join(failed, dl.libFailure())
 }
 
 // order returns the contestants in the order of round r, rotating so that

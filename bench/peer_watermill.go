@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -93,7 +94,6 @@ func wmMessage(i int, sender string) *message.Message {
 // wmBacklog publishes led.size messages, backlogChunk per transaction, on
 // producers goroutines, and records them in led.
 func wmBacklog(ctx context.Context, t *target, led *ledger, producers int) error {
-	n := led.size
 	db, err := t.openSQL()
 	if err != nil {
 		return err
@@ -104,32 +104,8 @@ func wmBacklog(ctx context.Context, t *target, led *ledger, producers int) error
 	errs := make(chan error, producers)
 	for range producers {
 		wg.Go(func() {
-			for {
-				start := int(next.Add(backlogChunk)) - backlogChunk
-				if start >= n {
-					return
-				}
-				end := min(start+backlogChunk, n)
-				msgs := make([]*message.Message, 0, end-start)
-				for i := start; i < end; i++ {
-					msgs = append(msgs, wmMessage(i, senderOf(i, led.senders)))
-				}
-				led.begin(start, end, time.Now())
-				tx, err := db.BeginTx(ctx, nil)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if err := wmPublishTx(t.kind, tx, msgs...); err != nil {
-					_ = tx.Rollback()
-					errs <- fmt.Errorf("watermill backlog: %w", err)
-					return
-				}
-				if err := tx.Commit(); err != nil {
-					errs <- err
-					return
-				}
-				led.commit(start, end, time.Now())
+			if err := callSafe(func() error { return wmBacklogChunks(ctx, t, db, led, &next) }); err != nil {
+				errs <- err
 			}
 		})
 	}
@@ -138,11 +114,43 @@ func wmBacklog(ctx context.Context, t *target, led *ledger, producers int) error
 	return <-errs
 }
 
+// wmBacklogChunks is one producer of wmBacklog: it publishes chunks until
+// none is left.
+func wmBacklogChunks(ctx context.Context, t *target, db *sql.DB, led *ledger, next *atomic.Int64) error {
+	n := led.size
+	for {
+		start := int(next.Add(backlogChunk)) - backlogChunk
+		if start >= n {
+			return nil
+		}
+		end := min(start+backlogChunk, n)
+		msgs := make([]*message.Message, 0, end-start)
+		for i := start; i < end; i++ {
+			msgs = append(msgs, wmMessage(i, senderOf(i, led.senders)))
+		}
+		led.begin(start, end, time.Now())
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := wmPublishTx(t.kind, tx, msgs...); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("watermill backlog: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		led.commit(start, end, time.Now())
+	}
+}
+
 // wmConsumer is one subscribed consumer group with its own pool.
 type wmConsumer struct {
-	db  *sql.DB
-	sub *wmsql.Subscriber
-	wg  sync.WaitGroup
+	db   *sql.DB
+	sub  *wmsql.Subscriber
+	wg   sync.WaitGroup
+	err  error // a panic of the handling loop; read after wg.Wait
+	once sync.Once
 }
 
 // wmConsume subscribes group and handles every message with handle (then
@@ -165,30 +173,46 @@ func wmConsume(ctx context.Context, t *target, group string, batch int, poll tim
 	}
 	c := &wmConsumer{db: db, sub: sub}
 	c.wg.Go(func() {
-		for msg := range ch {
-			handle(msg)
-			msg.Ack()
+		c.err = callSafe(func() error {
+			for msg := range ch {
+				handle(msg)
+				msg.Ack()
+			}
+			return nil
+		})
+		if c.err != nil {
+			for msg := range ch { // keep the subscriber unblocked until Close
+				msg.Nack()
+			}
 		}
 	})
 	return c, nil
 }
 
-func (c *wmConsumer) close() {
-	_ = c.sub.Close()
-	c.wg.Wait()
-	_ = c.db.Close()
+// close closes the subscriber and its pool (once; later calls return the
+// same) and returns the handling loop's panic, if any.
+func (c *wmConsumer) close() error {
+	c.once.Do(func() {
+		_ = c.sub.Close()
+		c.wg.Wait()
+		_ = c.db.Close()
+	})
+	if c.err != nil {
+		return fmt.Errorf("watermill consumer: %w", c.err)
+	}
+	return nil
 }
 
 // wmDrain subscribes every group at once, each handing its messages to
 // its own tally of led after waiting work (if any), and waits until they
 // have every message (or settle gives up). It returns the start time and
 // the tallies (see drainRate).
-func wmDrain(ctx context.Context, t *target, groups []string, batch int, led *ledger, work time.Duration) (time.Time, []*tally, error) {
+func wmDrain(ctx context.Context, t *target, groups []string, batch int, led *ledger, work time.Duration) (_ time.Time, _ []*tally, err error) {
 	var tallies []*tally
 	var consumers []*wmConsumer
 	defer func() {
 		for _, c := range consumers {
-			c.close()
+			err = errors.Join(err, c.close())
 		}
 	}()
 	begin := time.Now()

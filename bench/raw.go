@@ -130,23 +130,23 @@ func rawConsume(ctx context.Context, db *sql.DB, kind, table string, poll time.D
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		var last int64
-		for {
-			var err error
-			if last, err = rawRead(ctx, db, kind, table, last, drainRawBatch, handle); err != nil {
-				if ctx.Err() != nil {
-					err = nil // stopped mid-query
+		done <- callSafe(func() error { // a panic is the reader's error
+			var last int64
+			for {
+				var err error
+				if last, err = rawRead(ctx, db, kind, table, last, drainRawBatch, handle); err != nil {
+					if ctx.Err() != nil {
+						err = nil // stopped mid-query
+					}
+					return err
 				}
-				done <- err
-				return
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(poll):
+				}
 			}
-			select {
-			case <-ctx.Done():
-				done <- nil
-				return
-			case <-time.After(poll):
-			}
-		}
+		})
 	}()
 	return func() error {
 		cancel()

@@ -259,6 +259,19 @@ func (d *deliveries) addCounts(scenario string, s system, c counts) {
 		progress.Printf("%s, %s: %d committed, %d delivered, %d lost, %d duplicated, %d out of order, %d never committed",
 			scenario, systemNames[s], c.committed, c.delivered, c.lost, c.duplicated, c.reordered, c.strays)
 	}
+	d.appendCounts(scenario, s, c)
+}
+
+// merge adds the lines of from (one run's, see measure) to d.
+func (d *deliveries) merge(from *deliveries) {
+	for _, l := range from.lines {
+		for _, c := range l.runs {
+			d.appendCounts(l.scenario, l.sys, c)
+		}
+	}
+}
+
+func (d *deliveries) appendCounts(scenario string, s system, c counts) {
 	for _, l := range d.lines {
 		if l.scenario == scenario && l.sys == s {
 			l.runs = append(l.runs, c)

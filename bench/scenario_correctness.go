@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -44,7 +43,7 @@ func correctGrace(poll time.Duration) time.Duration { return 3*poll + 5*time.Sec
 
 const correctLimit = 2 * time.Minute
 
-func runCorrectness(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
+func runCorrectness(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *contestantErrors) ([]*row, error) {
 	systems := []system{sysLib, sysPeer, sysRaw}
 	if !t.hasPeer() {
 		systems = []system{sysLib, sysRaw}
@@ -57,10 +56,21 @@ func runCorrectness(ctx context.Context, t *target, cfg *config, dl *deliveries)
 		}
 		for _, s := range order(round, systems...) {
 			begin := time.Now()
-			tl, took, err := correctnessRun(ctx, t, cfg, s, sched)
-			if err != nil {
-				return nil, fmt.Errorf("%s, round %d: %w", systemNames[s], round+1, err)
+			type result struct {
+				tl   *tally
+				took time.Duration
 			}
+			res, ok, err := measure(ctx, ce, runID{scenario: "correctness", sys: s, round: round + 1}, nil, func(ctx context.Context, _ *deliveries) (result, error) {
+				tl, took, err := correctnessRun(ctx, t, cfg, s, sched)
+				return result{tl, took}, err
+			})
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue // recorded; no counts for this run
+			}
+			tl, took := res.tl, res.took
 			c := tl.counts()
 			slowLost := 0
 			for _, i := range tl.lostEvents() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +31,7 @@ const dispatchSenders = 1000
 // ratio compares blocks run one after the other.
 const dispatchBlocks = 4
 
-func runDispatch(ctx context.Context, t *target, cfg *config, _ *deliveries) ([]*row, error) {
+func runDispatch(ctx context.Context, t *target, cfg *config, _ *deliveries, ce *contestantErrors) ([]*row, error) {
 	systems := []system{sysLib, sysPeer, sysRaw}
 	if !t.hasPeer() {
 		systems = []system{sysLib, sysRaw}
@@ -38,28 +39,46 @@ func runDispatch(ctx context.Context, t *target, cfg *config, _ *deliveries) ([]
 	var rows []*row
 	for _, per := range []int{1, 10} {
 		r := newRow(fmt.Sprintf("Dispatch, %d event(s) per business tx, %d producers", per, cfg.producers), "tx/s", +1)
-		fns, closeAll, err := dispatchSetup(ctx, t, per)
+		detail := fmt.Sprintf("%d per tx", per)
+		fns, closeAll, err := dispatchSetup(ctx, t, ce, per)
 		if err != nil {
-			return nil, fmt.Errorf("%d per tx: %w", per, err)
+			return nil, fmt.Errorf("%s: %w", detail, err)
 		}
 		next := 0 // transaction index, unique across blocks
 		for _, s := range systems {
 			warm := 2 * cfg.producers
-			if err := produce(ctx, cfg.producers, next, next+warm, fns[s]); err != nil {
-				closeAll()
-				return nil, fmt.Errorf("%s warm-up: %w", systemNames[s], err)
+			if fns[s] != nil {
+				from := next
+				_, err := ce.attempt(ctx, runID{scenario: "dispatch", sys: s, detail: detail + ", warm-up"}, func(ctx context.Context) error {
+					return produce(ctx, cfg.producers, from, from+warm, fns[s])
+				})
+				if err != nil {
+					closeAll()
+					return nil, err
+				}
 			}
 			next += warm
 		}
 		for block := range cfg.rounds * dispatchBlocks {
 			for _, s := range order(block, systems...) {
-				begin := time.Now()
-				if err := produce(ctx, cfg.producers, next, next+cfg.dispatchTx, fns[s]); err != nil {
+				if fns[s] == nil { // its setup failed (recorded)
+					r.add(s, math.NaN())
+					continue
+				}
+				from := next
+				id := runID{scenario: "dispatch", sys: s, round: block/dispatchBlocks + 1, detail: fmt.Sprintf("%s, block %d", detail, block+1)}
+				rate, err := measureRate(ctx, ce, id, nil, func(ctx context.Context, _ *deliveries) (float64, error) {
+					begin := time.Now()
+					if err := produce(ctx, cfg.producers, from, from+cfg.dispatchTx, fns[s]); err != nil {
+						return 0, err
+					}
+					return float64(cfg.dispatchTx) / since(begin), nil
+				})
+				if err != nil {
 					closeAll()
-					return nil, fmt.Errorf("%s, %d per tx: %w", systemNames[s], per, err)
+					return nil, err
 				}
 				next += cfg.dispatchTx
-				rate := float64(cfg.dispatchTx) / since(begin)
 				r.add(s, rate)
 			}
 		}
@@ -73,15 +92,30 @@ func runDispatch(ctx context.Context, t *target, cfg *config, _ *deliveries) ([]
 
 // dispatchSetup creates every contestant's tables and returns, per
 // contestant, the business transaction i of the variant with per events.
-func dispatchSetup(ctx context.Context, t *target, per int) (fns [nSystems]func(context.Context, int) error, closeAll func(), err error) {
+// A competitor whose setup fails is recorded in ce and left nil.
+func dispatchSetup(ctx context.Context, t *target, ce *contestantErrors, per int) (fns [nSystems]func(context.Context, int) error, closeAll func(), err error) {
 	if err := t.reset(ctx); err != nil {
 		return fns, nil, err
 	}
+	var mu sync.Mutex // a timed-out setup may add its closer late
 	var closers []func()
+	closed := false
+	addCloser := func(c func()) {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			c() // too late for closeAll: close at once
+			return
+		}
+		closers = append(closers, c)
+	}
 	closeAll = func() {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, c := range closers {
 			c()
 		}
+		closers, closed = nil, true
 	}
 	defer func() {
 		if err != nil {
@@ -92,7 +126,7 @@ func dispatchSetup(ctx context.Context, t *target, per int) (fns [nSystems]func(
 	if err != nil {
 		return fns, nil, err
 	}
-	closers = append(closers, func() { closeGorm(db) })
+	addCloser(func() { closeGorm(db) })
 	if err := db.Exec(businessDDL()).Error; err != nil {
 		return fns, nil, fmt.Errorf("business table: %w", err)
 	}
@@ -103,7 +137,7 @@ func dispatchSetup(ctx context.Context, t *target, per int) (fns [nSystems]func(
 	if err != nil {
 		return fns, nil, err
 	}
-	closers = append(closers, bus.close)
+	addCloser(bus.close)
 	eng, err := ddd.NewEngine(bus.db, bus.Options()...)
 	if err != nil {
 		return fns, nil, err
@@ -126,36 +160,56 @@ func dispatchSetup(ctx context.Context, t *target, per int) (fns [nSystems]func(
 		})
 	}
 
+	setup := func(s system) runID {
+		return runID{scenario: "dispatch", sys: s, detail: fmt.Sprintf("%d per tx, setup", per)}
+	}
+
 	// watermill-sql: a publisher on the business transaction's *sql.Tx.
 	if t.hasPeer() {
-		if err := wmInit(t); err != nil {
-			return fns, nil, err
-		}
-		peerDB, err := t.openGorm()
+		fn, ok, err := measure(ctx, ce, setup(sysPeer), nil, func(ctx context.Context, _ *deliveries) (func(context.Context, int) error, error) {
+			if err := wmInit(t); err != nil {
+				return nil, err
+			}
+			peerDB, err := t.openGorm()
+			if err != nil {
+				return nil, err
+			}
+			addCloser(func() { closeGorm(peerDB) })
+			return func(ctx context.Context, i int) error {
+				return inBusinessTx(ctx, peerDB, i, per, func(tx *sql.Tx, sender string) error {
+					msgs := make([]*message.Message, 0, per)
+					for k := range per {
+						msgs = append(msgs, wmMessage(i*per+k, sender))
+					}
+					return wmPublishTx(t.kind, tx, msgs...)
+				})
+			}, nil
+		})
 		if err != nil {
 			return fns, nil, err
 		}
-		closers = append(closers, func() { closeGorm(peerDB) })
-		fns[sysPeer] = func(ctx context.Context, i int) error {
-			return inBusinessTx(ctx, peerDB, i, per, func(tx *sql.Tx, sender string) error {
-				msgs := make([]*message.Message, 0, per)
-				for k := range per {
-					msgs = append(msgs, wmMessage(i*per+k, sender))
-				}
-				return wmPublishTx(t.kind, tx, msgs...)
-			})
+		if ok {
+			fns[sysPeer] = fn
 		}
 	}
 
 	// raw SQL: one plain INSERT of the event rows.
-	if err := db.Exec(rawDDL(t.kind)).Error; err != nil {
-		return fns, nil, fmt.Errorf("raw table: %w", err)
+	fn, ok, err := measure(ctx, ce, setup(sysRaw), nil, func(ctx context.Context, _ *deliveries) (func(context.Context, int) error, error) {
+		if err := db.WithContext(ctx).Exec(rawDDL(t.kind)).Error; err != nil {
+			return nil, fmt.Errorf("raw table: %w", err)
+		}
+		query := rawInsertSQL(t.kind, per)
+		return func(ctx context.Context, i int) error {
+			return inBusinessTx(ctx, db, i, per, func(tx *sql.Tx, sender string) error {
+				return rawInsertTx(ctx, tx, query, i*per, per, sender)
+			})
+		}, nil
+	})
+	if err != nil {
+		return fns, nil, err
 	}
-	query := rawInsertSQL(t.kind, per)
-	fns[sysRaw] = func(ctx context.Context, i int) error {
-		return inBusinessTx(ctx, db, i, per, func(tx *sql.Tx, sender string) error {
-			return rawInsertTx(ctx, tx, query, i*per, per, sender)
-		})
+	if ok {
+		fns[sysRaw] = fn
 	}
 	return fns, closeAll, nil
 }
@@ -185,15 +239,19 @@ func produce(ctx context.Context, producers, from, to int, fn func(ctx context.C
 	errs := make(chan error, producers)
 	for range producers {
 		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= to || ctx.Err() != nil {
-					return
+			err := callSafe(func() error { // a panic is the contestant's error
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= to || ctx.Err() != nil {
+						return nil
+					}
+					if err := fn(ctx, i); err != nil {
+						return err
+					}
 				}
-				if err := fn(ctx, i); err != nil {
-					errs <- err
-					return
-				}
+			})
+			if err != nil {
+				errs <- err
 			}
 		})
 	}

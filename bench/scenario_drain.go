@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -22,7 +23,7 @@ const (
 	drainRawBatch = 1000
 )
 
-func runDrain(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
+func runDrain(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *contestantErrors) ([]*row, error) {
 	n := thousands(int64(cfg.n))
 	withSeq := newRow("Drain "+n+", no-op handler, 1 service, incl. sequencing", "events/s", +1)
 	preSeq := newRow("Drain "+n+", no-op handler, 1 service, backlog already sequenced", "events/s", +1)
@@ -33,15 +34,27 @@ func runDrain(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*r
 	}
 	for round := range cfg.rounds {
 		for _, s := range order(round, drainPhases(t)...) {
-			var err error
+			id := runID{scenario: "drain", sys: s, round: round + 1}
 			if s == sysLib {
-				err = drainLibOne(ctx, t, cfg, dl, withSeq, preSeq, tuned)
-			} else {
-				err = drainPeerOne(ctx, t, cfg, dl, withSeq, preSeq, tuned)
+				if _, err := ce.attempt(ctx, id, func(ctx context.Context) error {
+					return drainLibOne(ctx, t, cfg, dl, ce, id, withSeq, preSeq, tuned)
+				}); err != nil {
+					return nil, err
+				}
+				continue
 			}
+			r, ok, err := measure(ctx, ce, id, dl, func(ctx context.Context, dl *deliveries) ([2]float64, error) {
+				return drainPeerOne(ctx, t, cfg, dl)
+			})
 			if err != nil {
 				return nil, err
 			}
+			if !ok {
+				r = [2]float64{math.NaN(), math.NaN()} // "—" for this round
+			}
+			withSeq.add(sysPeer, r[0])
+			preSeq.add(sysPeer, r[0])
+			tuned.add(sysPeer, r[1])
 		}
 	}
 	if !t.hasPeer() {
@@ -59,13 +72,15 @@ func drainPhases(t *target) []system {
 	return []system{sysLib, sysPeer}
 }
 
-func runDrainSlow(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
+func runDrainSlow(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *contestantErrors) ([]*row, error) {
 	slow := newRow(fmt.Sprintf("Drain %s, handler waits 1 ms, %d senders", thousands(int64(cfg.slowN)), drainSenders), "events/s", +1)
 	for round := range cfg.rounds {
 		for _, s := range order(round, drainPhases(t)...) {
-			rate, err := drainSlow(ctx, t, cfg, dl, s)
+			rate, err := measureRate(ctx, ce, runID{scenario: "drain-slow", sys: s, round: round + 1}, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
+				return drainSlow(ctx, t, cfg, dl, s)
+			})
 			if err != nil {
-				return nil, fmt.Errorf("1 ms handler, %s: %w", systemNames[s], err)
+				return nil, err
 			}
 			progress.Printf("drain 1ms round %d %s: %.0f events/s", round+1, systemNames[s], rate)
 			slow.add(s, rate)
@@ -74,13 +89,15 @@ func runDrainSlow(ctx context.Context, t *target, cfg *config, dl *deliveries) (
 	return []*row{slow}, nil
 }
 
-func runDrainFour(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
+func runDrainFour(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *contestantErrors) ([]*row, error) {
 	four := newRow("Drain "+thousands(int64(cfg.n))+", 4 services (sum of their rates)", "events/s", +1)
 	for round := range cfg.rounds {
 		for _, s := range order(round, drainPhases(t)...) {
-			rate, err := drainFour(ctx, t, cfg, dl, s)
+			rate, err := measureRate(ctx, ce, runID{scenario: "drain-4", sys: s, round: round + 1}, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
+				return drainFour(ctx, t, cfg, dl, s)
+			})
 			if err != nil {
-				return nil, fmt.Errorf("4 services, %s: %w", systemNames[s], err)
+				return nil, err
 			}
 			progress.Printf("drain 4 services round %d %s: %.0f events/s", round+1, systemNames[s], rate)
 			four.add(s, rate)
@@ -91,7 +108,9 @@ func runDrainFour(ctx context.Context, t *target, cfg *config, dl *deliveries) (
 
 // drainLibOne stores the backlog, times the raw read, then eventbus's
 // first service (incl. sequencing) and second service (already sequenced).
-func drainLibOne(ctx context.Context, t *target, cfg *config, dl *deliveries, withSeq, preSeq, tuned *row) error {
+// The raw read is the raw baseline's run (libID with sysRaw): its failure
+// is recorded in ce and leaves its figures "—".
+func drainLibOne(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *contestantErrors, libID runID, withSeq, preSeq, tuned *row) error {
 	if err := t.reset(ctx); err != nil {
 		return err
 	}
@@ -109,7 +128,11 @@ func drainLibOne(ctx context.Context, t *target, cfg *config, dl *deliveries, wi
 	if err := libBacklog(ctx, s1, led, cfg.producers); err != nil {
 		return err
 	}
-	raw, err := rawReadRate(ctx, t, dl, "drain", "ddd_events", 0, led)
+	rawID := libID
+	rawID.sys = sysRaw
+	raw, err := measureRate(ctx, ce, rawID, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
+		return rawReadRate(ctx, t, dl, "drain", "ddd_events", 0, led)
+	})
 	if err != nil {
 		return err
 	}
@@ -137,33 +160,32 @@ func drainLibOne(ctx context.Context, t *target, cfg *config, dl *deliveries, wi
 }
 
 // drainPeerOne stores the backlog with watermill-sql and drains it with a
-// default subscriber, then with batch 1000 (another consumer group).
-func drainPeerOne(ctx context.Context, t *target, cfg *config, dl *deliveries, withSeq, preSeq, tuned *row) error {
+// default subscriber, then with batch 1000 (another consumer group), and
+// returns both rates.
+func drainPeerOne(ctx context.Context, t *target, cfg *config, dl *deliveries) ([2]float64, error) {
+	var none [2]float64
 	if err := t.reset(ctx); err != nil {
-		return err
+		return none, err
 	}
 	if err := wmInit(t); err != nil {
-		return err
+		return none, err
 	}
 	led := newLedger(cfg.n, drainSenders)
 	if err := wmBacklog(ctx, t, led, cfg.producers); err != nil {
-		return err
+		return none, err
 	}
 	begin1, t1, err := wmDrain(ctx, t, []string{"default"}, 0, led, 0)
 	if err != nil {
-		return err
+		return none, err
 	}
 	begin2, t2, err := wmDrain(ctx, t, []string{"batch1000"}, 1000, led, 0)
 	if err != nil {
-		return err
+		return none, err
 	}
 	dl.add("drain", sysPeer, append(t1, t2...)...)
 	r1, r2 := drainRate(begin1, t1...), drainRate(begin2, t2...)
 	progress.Printf("drain watermill: %.0f events/s default, %.0f batch 1000", r1, r2)
-	withSeq.add(sysPeer, r1)
-	preSeq.add(sysPeer, r1)
-	tuned.add(sysPeer, r2)
-	return nil
+	return [2]float64{r1, r2}, nil
 }
 
 // drainSlow drains cfg.slowN events spread over drainSenders senders with a

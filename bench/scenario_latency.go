@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -33,7 +34,7 @@ func latencyLimit(poll time.Duration) time.Duration { return 3*poll + time.Minut
 // latencySeed seeds the arrivals of the latency runs.
 const latencySeed = 20
 
-func runLatency(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
+func runLatency(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *contestantErrors) ([]*row, error) {
 	local50 := newRow("Latency, same process (engine wake-up), p50", "ms", -1)
 	local99 := newRow("Latency, same process (engine wake-up), p99", "ms", -1)
 	rows := []*row{local50, local99}
@@ -45,11 +46,16 @@ func runLatency(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]
 		r50 := newRow(fmt.Sprintf("Latency, other instance polling every %s, p50", poll), "ms", -1)
 		r99 := newRow(fmt.Sprintf("Latency, other instance polling every %s, p99", poll), "ms", -1)
 		for _, s := range order(i, systems...) {
+			id := runID{scenario: "latency", sys: s, detail: "poll " + poll.String()}
 			switch s {
 			case sysLib:
-				local, remote, err := latencyLib(ctx, t, cfg, dl, poll)
+				var local, remote []float64
+				_, err := ce.attempt(ctx, id, func(ctx context.Context) (err error) {
+					local, remote, err = latencyLib(ctx, t, cfg, dl, poll)
+					return err
+				})
 				if err != nil {
-					return nil, fmt.Errorf("eventbus, poll %s: %w", poll, err)
+					return nil, err
 				}
 				progress.Printf("latency eventbus poll %s: local p50 %.2f p99 %.2f; remote p50 %.2f p99 %.2f ms",
 					poll, pct(local, 50), pct(local, 99), pct(remote, 50), pct(remote, 99))
@@ -58,11 +64,16 @@ func runLatency(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]
 				r50.add(sysLib, pct(remote, 50))
 				r99.add(sysLib, pct(remote, 99))
 			case sysPeer:
-				lat, err := latencyPeer(ctx, t, cfg, dl, poll)
+				// lat is nil when the run failed: NaN percentiles, "—".
+				lat, ok, err := measure(ctx, ce, id, dl, func(ctx context.Context, dl *deliveries) ([]float64, error) {
+					return latencyPeer(ctx, t, cfg, dl, poll)
+				})
 				if err != nil {
-					return nil, fmt.Errorf("watermill, poll %s: %w", poll, err)
+					return nil, err
 				}
-				progress.Printf("latency watermill poll %s: p50 %.2f p99 %.2f ms", poll, pct(lat, 50), pct(lat, 99))
+				if ok {
+					progress.Printf("latency watermill poll %s: p50 %.2f p99 %.2f ms", poll, pct(lat, 50), pct(lat, 99))
+				}
 				r50.add(sysPeer, pct(lat, 50))
 				r99.add(sysPeer, pct(lat, 99))
 			}
@@ -173,7 +184,7 @@ func latencyLib(ctx context.Context, t *target, cfg *config, dl *deliveries, pol
 }
 
 // latencyPeer returns watermill-sql's latencies (ms) at poll interval poll.
-func latencyPeer(ctx context.Context, t *target, cfg *config, dl *deliveries, poll time.Duration) ([]float64, error) {
+func latencyPeer(ctx context.Context, t *target, cfg *config, dl *deliveries, poll time.Duration) (_ []float64, err error) {
 	if err := t.reset(ctx); err != nil {
 		return nil, err
 	}
@@ -195,7 +206,7 @@ func latencyPeer(ctx context.Context, t *target, cfg *config, dl *deliveries, po
 	if err != nil {
 		return nil, err
 	}
-	defer cons.close()
+	defer func() { err = errors.Join(err, cons.close()) }()
 	time.Sleep(500 * time.Millisecond)
 
 	err = steady(ctx, sched, cfg.producers, drainSenders, func(ctx context.Context, i int) error {
@@ -214,6 +225,9 @@ func latencyPeer(ctx context.Context, t *target, cfg *config, dl *deliveries, po
 		return nil, err
 	}
 	if err := settle(ctx, latencyGrace(poll), latencyLimit(poll), tl); err != nil {
+		return nil, err
+	}
+	if err := cons.close(); err != nil {
 		return nil, err
 	}
 	addLatencyRun(dl, sysPeer, tl)

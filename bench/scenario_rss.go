@@ -20,7 +20,7 @@ import (
 
 const rssService = "rss"
 
-func runRSS(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
+func runRSS(ctx context.Context, t *target, cfg *config, dl *deliveries, _ *contestantErrors) ([]*row, error) {
 	n := thousands(int64(cfg.rssN))
 	peak := newRow("Peak RSS of a process draining "+n+" events", "MiB", -1)
 	rate := newRow("Drain rate of that "+n+" backlog, incl. sequencing", "events/s", +1)

@@ -21,7 +21,7 @@ import (
 
 const oldChunk = 100_000
 
-func runScale(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*row, error) {
+func runScale(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *contestantErrors) ([]*row, error) {
 	n := thousands(int64(cfg.n))
 	var rows, seqRows []*row
 	for _, old := range cfg.scaleOld {
@@ -38,12 +38,18 @@ func runScale(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*r
 	}
 	for round := range cfg.rounds {
 		for i, old := range cfg.scaleOld {
+			detail := thousands(int64(old)) + " older rows"
 			for _, s := range order(round+i, phases...) {
+				id := runID{scenario: "scale", sys: s, round: round + 1, detail: detail}
 				switch s {
 				case sysLib:
-					withSeq, preSeq, raw, err := scaleLib(ctx, t, cfg, dl, old)
+					var withSeq, preSeq, raw float64
+					_, err := ce.attempt(ctx, id, func(ctx context.Context) (err error) {
+						withSeq, preSeq, raw, err = scaleLib(ctx, t, cfg, dl, ce, id, old)
+						return err
+					})
 					if err != nil {
-						return nil, fmt.Errorf("eventbus, %d older rows: %w", old, err)
+						return nil, err
 					}
 					progress.Printf("scale %d older, eventbus: %.0f incl. sequencing, %.0f sequenced; raw %.0f rows/s", old, withSeq, preSeq, raw)
 					rows[i].add(sysLib, withSeq)
@@ -51,9 +57,11 @@ func runScale(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*r
 					rows[i].add(sysRaw, raw)
 					seqRows[i].add(sysRaw, raw)
 				case sysPeer:
-					rate, err := scalePeer(ctx, t, cfg, dl, old)
+					rate, err := measureRate(ctx, ce, id, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
+						return scalePeer(ctx, t, cfg, dl, old)
+					})
 					if err != nil {
-						return nil, fmt.Errorf("watermill, %d older rows: %w", old, err)
+						return nil, err
 					}
 					progress.Printf("scale %d older, watermill: %.0f events/s", old, rate)
 					rows[i].add(sysPeer, rate)
@@ -88,7 +96,10 @@ func runScale(ctx context.Context, t *target, cfg *config, dl *deliveries) ([]*r
 
 // scaleLib returns eventbus's drain rates (incl. sequencing, and already
 // sequenced) and the raw read rate of the new rows, with old older rows.
-func scaleLib(ctx context.Context, t *target, cfg *config, dl *deliveries, old int) (withSeq, preSeq, raw float64, err error) {
+//
+// The raw read is the raw baseline's run (libID with sysRaw): its failure
+// is recorded in ce and leaves raw NaN.
+func scaleLib(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *contestantErrors, libID runID, old int) (withSeq, preSeq, raw float64, err error) {
 	if err := t.reset(ctx); err != nil {
 		return 0, 0, 0, err
 	}
@@ -125,7 +136,11 @@ func scaleLib(ctx context.Context, t *target, cfg *config, dl *deliveries, old i
 	if err := libBacklog(ctx, s1, led, cfg.producers); err != nil {
 		return 0, 0, 0, err
 	}
-	if raw, err = rawReadRate(ctx, t, dl, "scale", "ddd_events", int64(old), led); err != nil {
+	rawID := libID
+	rawID.sys = sysRaw
+	if raw, err = measureRate(ctx, ce, rawID, dl, func(ctx context.Context, dl *deliveries) (float64, error) {
+		return rawReadRate(ctx, t, dl, "scale", "ddd_events", int64(old), led)
+	}); err != nil {
 		return 0, 0, 0, err
 	}
 	begin1, t1, err := libDrain(ctx, []*libBus{s1}, led, 0)

@@ -70,17 +70,26 @@ func steady(ctx context.Context, s *schedule, producers, senders int, fn func(ct
 	errs := make(chan error, producers)
 	for p := range producers {
 		wg.Go(func() {
-			for i := range s.at {
-				if (i%senders)%producers != p {
-					continue
+			err := callSafe(func() error { // a panic is the contestant's error
+				for i := range s.at {
+					if (i%senders)%producers != p {
+						continue
+					}
+					if d := time.Until(begin.Add(s.at[i])); d > 0 {
+						select {
+						case <-ctx.Done():
+							return ctx.Err()
+						case <-time.After(d):
+						}
+					}
+					if err := fn(ctx, i); err != nil {
+						return err
+					}
 				}
-				if d := time.Until(begin.Add(s.at[i])); d > 0 {
-					time.Sleep(d)
-				}
-				if err := fn(ctx, i); err != nil {
-					errs <- err
-					return
-				}
+				return nil
+			})
+			if err != nil {
+				errs <- err
 			}
 		})
 	}

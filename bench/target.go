@@ -84,8 +84,15 @@ func (t *target) close() {
 	}
 }
 
-// reset drops and recreates the harness's database (schema, file).
+// resetTimeout bounds reset: a competitor's abandoned run (see attempt)
+// may still hold locks that would make the DROP wait for ever.
+const resetTimeout = 2 * time.Minute
+
+// reset drops and recreates the harness's database (schema, file), within
+// resetTimeout.
 func (t *target) reset(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, resetTimeout)
+	defer cancel()
 	name := t.cfg.dbName
 	var stmts []string
 	switch t.kind {
