@@ -13,6 +13,7 @@ import (
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/internal/dbtest"
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // Partitions (see partition.go): several instance processes share one
@@ -165,6 +166,11 @@ func testPartitionsJoinLeave(t *testing.T, tdb *dbtest.Database) {
 	waitFor(t, 30*time.Second, "a first share of the load handled", func() bool { return c.distinct() >= 10*senders })
 	startPartChild(t, tdb, service, "inst-c", parts, 3*time.Millisecond, c)
 	waitFor(t, 30*time.Second, "the joiner to handle events", func() bool { return c.by("inst-c") > 0 })
+	mine := partitionSenders(t, load, service, parts, "inst-a")
+	if len(mine) == 0 {
+		t.Fatal("instance a holds no partition before it stops")
+	}
+	stopAt := time.Now()
 	a.stop(t) // a clean leave under load
 	leftAt := c.by("inst-a")
 	target := load.total() + 5*senders
@@ -173,7 +179,14 @@ func testPartitionsJoinLeave(t *testing.T, tdb *dbtest.Database) {
 	<-done
 	waitFor(t, 60*time.Second, "every event handled", func() bool { return c.distinct() >= load.total() })
 	dups := c.check(t, load.total(), senders, noSkip)
-	t.Logf("%s: %d events, %d redelivered; a %d (left), b %d, c %d (joined)", tdb.Dialect, load.total(), dups, leftAt, c.by("inst-b"), c.by("inst-c"))
+	// The leaver released its partitions: the others took them at their
+	// next poll, not when its leases would have lapsed.
+	handover := c.firstAfterBy(mine, stopAt, "inst-a").Sub(stopAt)
+	t.Logf("%s: %d events, %d redelivered; a %d (left), b %d, c %d (joined); clean stop to its senders' next delivery elsewhere %s",
+		tdb.Dialect, load.total(), dups, leftAt, c.by("inst-b"), c.by("inst-c"), handover.Round(time.Millisecond))
+	if handover >= partLease {
+		t.Errorf("a clean stop handed over after %s, not before the lease (%s) would have lapsed", handover, partLease)
+	}
 	if c.by("inst-a") != leftAt {
 		t.Errorf("instance a handled events after it stopped")
 	}
@@ -252,6 +265,26 @@ func testPartitionsKillFreeze(t *testing.T, tdb *dbtest.Database) {
 	t.Logf("%s: %d events, %d redelivered", tdb.Dialect, load.total(), dups)
 }
 
+// partitionSenders returns the load's senders of the partitions owner holds now.
+func partitionSenders(t *testing.T, load *partLoad, service string, parts int, owner string) map[string]bool {
+	t.Helper()
+	rows, err := load.bus.Services(context.Background())
+	must(t, err)
+	held := map[int]bool{}
+	for _, r := range rows {
+		if r.Parent == service && r.Owner == owner {
+			held[r.Partition] = true
+		}
+	}
+	out := map[string]bool{}
+	for s := range load.senders {
+		if sender := fmt.Sprintf("acct-%03d", s); held[store.PartitionOf(sender, parts)] {
+			out[sender] = true
+		}
+	}
+	return out
+}
+
 // sendersOf returns the senders instance by handled.
 func (c *calls) sendersOf(by string) map[string]bool {
 	c.mu.Lock()
@@ -281,11 +314,16 @@ func (c *calls) resumedAfter(senders map[string]bool, at time.Time) bool {
 
 // firstAfter is the first start of a call of senders after at.
 func (c *calls) firstAfter(senders map[string]bool, at time.Time) time.Time {
+	return c.firstAfterBy(senders, at, "")
+}
+
+// firstAfterBy is firstAfter leaving out the calls of instance not.
+func (c *calls) firstAfterBy(senders map[string]bool, at time.Time, not string) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var first time.Time
 	for _, h := range c.all {
-		if senders[h.sender] && h.start.After(at) && (first.IsZero() || h.start.Before(first)) {
+		if senders[h.sender] && h.by != not && h.start.After(at) && (first.IsZero() || h.start.Before(first)) {
 			first = h.start
 		}
 	}
