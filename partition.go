@@ -31,8 +31,8 @@ import (
 //
 // Sharing: every running instance reports in (a members row, renewed at
 // every timer poll; it lapses LeaseDuration after the instance stops).
-// The live instances, sorted by InstanceID, get partitions round robin:
-// instance i of k consumes the partitions p with p % k == i. An instance
+// The live instances share the partitions evenly and stickily (see
+// assign): each keeps what it holds up to its share. An instance
 // releases a partition that is no longer its own between two batches, and
 // takes its own ones once they are free: a join or a clean leave moves
 // partitions within about one RunInterval; a dead instance's partitions
@@ -207,16 +207,16 @@ func free(r store.PartitionState, now int64) bool { return r.Owner == "" || r.Le
 func (b *EventBus) targets(ctx context.Context) []*part {
 	v := b.view
 	n := max(v.Partitions, 1)
-	members := v.Members
+	members := slices.Clone(v.Members)
 	if !slices.Contains(members, b.owner) {
-		members = append(slices.Clone(members), b.owner)
-		slices.Sort(members)
+		members = append(members, b.owner)
 	}
-	me := slices.Index(members, b.owner)
+	slices.Sort(members) // byte order, whatever the database's collation
+	mine := assign(v.Rows, members)[b.owner]
 	want := map[string]*part{}
 	for _, r := range v.Rows {
 		p := r.Part
-		if n > 1 && p%len(members) != me {
+		if n > 1 && !mine[r.Name] {
 			continue
 		}
 		if v.SwitchTo != 0 && r.Offset >= v.SwitchSeq && !b.holdsRow(r.Name) {
@@ -242,6 +242,61 @@ func (b *EventBus) targets(ctx context.Context) []*part {
 		b.turn++
 		k := b.turn % len(out)
 		out = append(out[k:], out[:k]...)
+	}
+	return out
+}
+
+// assign shares rows among members (sorted), the same way on every
+// instance that reads the same view: each member gets len(rows)/k or one
+// more; a member keeps the rows it holds up to its share (those holding
+// more get the larger shares first), and the rest (free rows, rows of
+// instances that are not members, what a member holds beyond its share)
+// go, in partition order, to the members below their share, in name
+// order. So a join or a leave moves only as many partitions as the new
+// shares need (cooperative and sticky), and a restarted instance that keeps
+// its InstanceID keeps its partitions.
+func assign(rows []store.PartitionState, members []string) map[string]map[string]bool {
+	k := len(members)
+	out := make(map[string]map[string]bool, k)
+	if k == 0 {
+		return out
+	}
+	held := map[string][]store.PartitionState{}
+	var pool []store.PartitionState
+	for _, r := range rows {
+		if _, ok := slices.BinarySearch(members, r.Owner); ok && r.Owner != "" {
+			held[r.Owner] = append(held[r.Owner], r)
+		} else {
+			pool = append(pool, r)
+		}
+	}
+	byHeld := slices.Clone(members)
+	slices.SortStableFunc(byHeld, func(x, y string) int { return len(held[y]) - len(held[x]) })
+	share := map[string]int{}
+	for i, m := range byHeld {
+		share[m] = len(rows) / k
+		if i < len(rows)%k {
+			share[m]++
+		}
+	}
+	for _, m := range members {
+		out[m] = map[string]bool{}
+		hs := held[m]
+		slices.SortFunc(hs, func(x, y store.PartitionState) int { return x.Part - y.Part })
+		for i, r := range hs {
+			if i < share[m] {
+				out[m][r.Name] = true
+			} else {
+				pool = append(pool, r)
+			}
+		}
+	}
+	slices.SortFunc(pool, func(x, y store.PartitionState) int { return x.Part - y.Part })
+	for _, m := range members {
+		for len(out[m]) < share[m] && len(pool) > 0 {
+			out[m][pool[0].Name] = true
+			pool = pool[1:]
+		}
 	}
 	return out
 }
