@@ -73,7 +73,7 @@ type EventBus struct {
 	parts       map[string]*part // by row name
 	view        store.PartitionView
 	viewAt      time.Time // when view was read (zero: never this Start)
-	switchAsked bool      // this Start asked for Config.Partitions already
+	switchAsked bool      // this Start looked at the count already (see steerCount)
 	turn        int       // rotates the order partitions are polled in
 
 	// Background sequencing of a backlog (see numberInBackground).

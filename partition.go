@@ -149,12 +149,19 @@ func (b *EventBus) refreshView(ctx context.Context) error {
 
 // steerCount asks for the configured count or performs a drained switch;
 // changed reports that the stored partitions changed (read them again).
+//
+// An instance looks at the count once per Start, at its first view: it
+// asks for its own count if that differs from the stored one and no change
+// is pending. It never asks later, so that instances of a rolling change
+// (some configured with the old count, some with the new) cannot undo
+// each other's change: the last to start with a differing count wins, once.
 func (b *EventBus) steerCount(ctx context.Context, v store.PartitionView) (changed bool, err error) {
+	first := !b.switchAsked
+	b.switchAsked = true
 	if v.SwitchTo == 0 {
-		if v.Partitions == b.opts.Partitions || b.switchAsked {
+		if !first || v.Partitions == b.opts.Partitions {
 			return false, nil
 		}
-		b.switchAsked = true
 		ok, err := b.st.RequestSwitch(ctx, b.service, b.opts.Partitions)
 		if ok {
 			b.log.Info("eventbus: asked to change the partition count; the partitions drain to the last numbered event, then switch", "from", v.Partitions, "to", b.opts.Partitions)
