@@ -13,6 +13,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"log"
@@ -42,6 +43,7 @@ var (
 	rounds     = flag.Int("rounds", 3, "rounds of each figure")
 	child      = flag.String("child", "", "internal: run as an instance with this id")
 	childDSN   = flag.String("child-dsn", "", "internal")
+	idle       = flag.Bool("idle", false, "measure instead the statements/s of idle instances (1 partition: owner and standby; 4 partitions: 1 and 2 instances)")
 	instCounts = []int{1, 2, 4}
 )
 
@@ -62,9 +64,18 @@ func open(dsn string) (*gorm.DB, error) {
 	return gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
 }
 
+// openCounting is open through the statement-counting driver (count.go).
+func openCounting(dsn string) (*gorm.DB, error) {
+	sqlDB, err := sql.Open("pgx-counting", dsn)
+	if err != nil {
+		return nil, err
+	}
+	return gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
+}
+
 // runChild is one instance: it prints "h <sender> <unix ns>" per handled event.
 func runChild() {
-	db, err := open(*childDSN)
+	db, err := openCounting(*childDSN)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -93,11 +104,17 @@ func runChild() {
 	done := make(chan error, 1)
 	go func() { done <- bus.Start(ctx) }()
 	say("ready\n")
+	go func() { // the statements sent so far, every second
+		for range time.Tick(time.Second) {
+			say(fmt.Sprintf("q %d %d\n", statements.Load(), time.Now().UnixNano()))
+		}
+	}()
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // until stdin closes
 	cancel()
 	if err := <-done; err != nil {
 		log.Fatal(err)
 	}
+	dumpTexts()
 }
 
 // childLogger logs to stderr with PART12_LOG set.
@@ -113,6 +130,18 @@ type inst struct {
 	cmd   *exec.Cmd
 	stdin interface{ Close() error }
 	exit  chan struct{}
+
+	mu      sync.Mutex
+	sent    int64     // statements the instance reported last
+	sentAt  time.Time // when
+	reports int
+}
+
+// sample returns the last statement count the instance reported, and when.
+func (in *inst) sample() (int64, time.Time, int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.sent, in.sentAt, in.reports
 }
 
 type handled struct {
@@ -129,8 +158,12 @@ type sink struct {
 func (s *sink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.all) }
 
 func startInst(dsn string, id int, s *sink) (*inst, error) {
+	return startInstOf(dsn, id, s, *parts)
+}
+
+func startInstOf(dsn string, id int, s *sink, nparts int) (*inst, error) {
 	cmd := exec.Command(os.Args[0], "-child", "inst-"+strconv.Itoa(id), "-child-dsn", dsn,
-		"-partitions", strconv.Itoa(*parts), "-work", work.String())
+		"-partitions", strconv.Itoa(nparts), "-work", work.String())
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -153,6 +186,13 @@ func startInst(dsn string, id int, s *sink) (*inst, error) {
 			switch {
 			case len(f) == 1 && f[0] == "ready":
 				close(ready)
+			case len(f) == 3 && f[0] == "q":
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				ns, _ := strconv.ParseInt(f[2], 10, 64)
+				in.mu.Lock()
+				in.sent, in.sentAt = n, time.Unix(0, ns)
+				in.reports++
+				in.mu.Unlock()
 			case len(f) == 3 && f[0] == "h":
 				ns, _ := strconv.ParseInt(f[2], 10, 64)
 				s.mu.Lock()
@@ -398,6 +438,47 @@ func partitionOf(sender string) int {
 	return int(h%1024) % *parts
 }
 
+// idleCost runs k idle instances of a service of nparts partitions and
+// returns each one's statements per second over 10 s, after they settled.
+func idleCost(k, nparts int) ([]float64, error) {
+	d, drop, err := freshDB(fmt.Sprintf("part12_idle_%d_%d_%d", k, nparts, os.Getpid()))
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	s := &sink{}
+	var insts []*inst
+	defer func() {
+		for _, in := range insts {
+			in.stop()
+		}
+	}()
+	for i := range k {
+		in, err := startInstOf(d, i, s, nparts)
+		if err != nil {
+			return nil, err
+		}
+		insts = append(insts, in)
+	}
+	time.Sleep(5 * time.Second) // settle: leases taken, partitions shared (a duration to measure over, not a synchronisation)
+	type mark struct {
+		n  int64
+		at time.Time
+	}
+	first := make([]mark, k)
+	for i, in := range insts {
+		n, at, _ := in.sample()
+		first[i] = mark{n, at}
+	}
+	time.Sleep(10 * time.Second)
+	out := make([]float64, k)
+	for i, in := range insts {
+		n, at, _ := in.sample()
+		out[i] = float64(n-first[i].n) / at.Sub(first[i].at).Seconds()
+	}
+	return out, nil
+}
+
 func median[T int64 | float64 | time.Duration](xs []T) T {
 	ys := slices.Clone(xs)
 	slices.Sort(ys)
@@ -408,6 +489,16 @@ func main() {
 	flag.Parse()
 	if *child != "" {
 		runChild()
+		return
+	}
+	if *idle {
+		for _, c := range []struct{ k, parts int }{{2, 1}, {1, 4}, {2, 4}} {
+			rates, err := idleCost(c.k, c.parts)
+			if err != nil {
+				log.Fatalf("idle cost: %v", err)
+			}
+			fmt.Printf("| %d partition(s), %d instance(s) | %s statements/s per instance |\n", c.parts, c.k, fmtRates(rates))
+		}
 		return
 	}
 	rates := map[int][]float64{}
@@ -443,6 +534,14 @@ func main() {
 	fmt.Printf("\n| failover (2 instances, defaults) | median of %d | all |\n|---|---|---|\n", *rounds)
 	fmt.Printf("| SIGKILL to delivery elsewhere | %s | %v |\n", median(kills).Round(time.Millisecond), roundAll(kills))
 	fmt.Printf("| clean stop to delivery elsewhere | %s | %v |\n", median(stops).Round(time.Millisecond), roundAll(stops))
+}
+
+func fmtRates(rs []float64) string {
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, fmt.Sprintf("%.1f", r))
+	}
+	return strings.Join(parts, " / ")
 }
 
 func roundAll(ds []time.Duration) []time.Duration {
