@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -17,16 +18,31 @@ import (
 func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
 	qctx, cancel := b.bounded(ctx)
 	defer cancel()
-	recs, err := b.nextBatch(qctx, l.offset)
+	all, err := b.nextBatch(qctx, l.offset)
 	if err != nil {
 		return false, err
 	}
-	if len(recs) == 0 {
+	if len(all) == 0 {
 		return false, nil
 	}
-	if len(recs) == b.opts.LimitPerRun {
+	full := len(all) == b.fetchLimit()
+	recs, upTo := b.ownRecords(all)
+	if full && upTo == all[len(all)-1].seq {
 		// More is likely: read it while this batch runs and commits.
-		b.startPrefetch(ctx, recs[len(recs)-1].seq)
+		b.startPrefetch(ctx, upTo)
+	}
+	if len(recs) == 0 {
+		// Only other partitions' events (or past the switch point): move
+		// the offset past them.
+		if upTo <= l.offset {
+			return false, nil
+		}
+		dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := b.commitBatch(dbCtx, l, upTo, nil, nil); err != nil {
+			return false, b.dropLease(err)
+		}
+		return full && upTo == all[len(all)-1].seq, nil
 	}
 	blocked, err := b.blockedFIFOSenders(qctx, recs)
 	if err != nil {
@@ -43,12 +59,38 @@ func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
 	if end == 0 {
 		return false, nil
 	}
+	newOffset := upTo
+	if end < len(recs) {
+		newOffset = recs[end].seq - 1
+	}
 	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := b.commitBatch(dbCtx, l, recs[:end], results[:end]); err != nil {
+	if err := b.commitBatch(dbCtx, l, newOffset, recs[:end], results[:end]); err != nil {
 		return false, b.dropLease(err)
 	}
-	return end == len(recs) && len(recs) == b.opts.LimitPerRun, nil
+	return end == len(recs) && full && upTo == all[len(all)-1].seq, nil
+}
+
+// ownRecords returns the records of all that the current partition
+// consumes (all of them with one partition), up to the switch point of a
+// pending count change, and the offset the partition reaches once they are
+// finished.
+func (b *EventBus) ownRecords(all []*record) (own []*record, upTo int64) {
+	limit := b.consumeCap()
+	if b.cur == nil || (b.cur.count <= 1 && limit == math.MaxInt64) {
+		return all, all[len(all)-1].seq
+	}
+	own = all[:0:0]
+	for _, r := range all {
+		if r.seq > limit {
+			return own, limit
+		}
+		upTo = r.seq
+		if b.owns(r.evt.Sender) {
+			own = append(own, r)
+		}
+	}
+	return own, upTo
 }
 
 // prefetch is a batch read ahead: the events after offset after.
@@ -62,11 +104,12 @@ type prefetch struct {
 func (b *EventBus) startPrefetch(ctx context.Context, after int64) {
 	p := &prefetch{after: after, done: make(chan struct{})}
 	b.prefetched = p
+	limit := b.fetchLimit() // the current partition's, read on this goroutine
 	b.bg.Go(func() {
 		defer close(p.done)
 		qctx, cancel := b.bounded(ctx)
 		defer cancel()
-		p.recs, p.err = b.fetchEvents(qctx, after)
+		p.recs, p.err = b.fetchN(qctx, after, limit)
 	})
 }
 
@@ -90,8 +133,22 @@ func (b *EventBus) nextBatch(ctx context.Context, offset int64) ([]*record, erro
 	return b.fetchEvents(ctx, offset)
 }
 
+// fetchLimit is how many events a batch reads: LimitPerRun, times the
+// partition count for a partition (of which about LimitPerRun are its
+// own), at most 10,000.
+func (b *EventBus) fetchLimit() int {
+	if b.cur == nil || b.cur.count <= 1 {
+		return b.opts.LimitPerRun
+	}
+	return min(b.opts.LimitPerRun*b.cur.count, max(b.opts.LimitPerRun, 10000))
+}
+
 func (b *EventBus) fetchEvents(ctx context.Context, after int64) ([]*record, error) {
-	rows, err := b.st.FetchEvents(ctx, after, b.opts.LimitPerRun)
+	return b.fetchN(ctx, after, b.fetchLimit())
+}
+
+func (b *EventBus) fetchN(ctx context.Context, after int64, limit int) ([]*record, error) {
+	rows, err := b.st.FetchEvents(ctx, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +172,8 @@ func (b *EventBus) runLeased(ctx context.Context, l *lease, recs []*record, atte
 	halt := func() { once.Do(func() { close(halted) }) }
 	done := make(chan struct{})
 	var hb routines
-	hb.Go(func() { b.heartbeat(context.WithoutCancel(ctx), l, done, halt) })
+	others := b.otherLeases()
+	hb.Go(func() { b.heartbeat(context.WithoutCancel(ctx), l, others, done, halt) })
 	defer hb.Wait() // it returns at once when done is closed
 	defer close(done)
 	proceed := func() bool {
@@ -163,7 +221,7 @@ func (b *EventBus) blockedFIFOSenders(ctx context.Context, recs []*record) (map[
 	if len(senders) == 0 {
 		return nil, nil
 	}
-	blockedList, err := b.st.BlockedSenders(ctx, b.service, senders)
+	blockedList, err := b.st.BlockedSenders(ctx, b.service, senders) // all of them are the current partition's
 	if err != nil {
 		return nil, fmt.Errorf("blocked FIFO senders: %w", err)
 	}
@@ -176,8 +234,7 @@ func (b *EventBus) blockedFIFOSenders(ctx context.Context, recs []*record) (map[
 
 // commitBatch moves the offset past recs and stores the failed, parked and
 // set-aside ones in the retry store, in one fenced transaction.
-func (b *EventBus) commitBatch(ctx context.Context, l *lease, recs []*record, results []result) error {
-	newOffset := recs[len(recs)-1].seq
+func (b *EventBus) commitBatch(ctx context.Context, l *lease, newOffset int64, recs []*record, results []result) error {
 	start := time.Now()
 	var retries []store.NewRetry
 	nDead := 0

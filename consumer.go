@@ -54,6 +54,7 @@ func (b *EventBus) Start(ctx context.Context) error {
 	}
 	defer stopCleaner()
 	b.bg.Go(func() { b.runTXChecker(ctx) })
+	b.viewAt, b.switchAsked = time.Time{}, false
 
 	parent, endGrace := b.stopGrace(ctx)
 	defer endGrace()
@@ -192,6 +193,18 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 			}
 			b.registered.Store(true)
 		}
+		if b.viewDue(kind) {
+			if err := b.refreshView(ctx); err != nil {
+				return false, err
+			}
+			if b.removed.Load() {
+				return false, nil
+			}
+		}
+		if b.partitioned() {
+			return b.pollParts(ctx, kind)
+		}
+		b.adoptService(false)
 		var err error
 		if l, err = b.ensureLease(ctx); err != nil {
 			return false, err

@@ -69,6 +69,16 @@ type EventBus struct {
 	removedLogged time.Time   // last time it said its service was removed
 	removed       atomic.Bool // its service was removed while it ran (see standBy)
 
+	// Partitions (partition.go), owned by the consume loop. While a
+	// partitioned service is consumed, lease, prefetched, lastRetried and
+	// retryMore above are those of cur, the partition being worked on.
+	cur         *part
+	parts       map[string]*part // by row name
+	view        store.PartitionView
+	viewAt      time.Time // when view was read (zero: never this Start)
+	switchAsked bool      // this Start looked at the count already (see steerCount)
+	turn        int       // rotates the order partitions are polled in
+
 	// Background sequencing of a backlog (see numberInBackground).
 	numberBusy atomic.Bool
 	bg         routines // goroutines Start waits for (see routines)
@@ -132,12 +142,15 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 	if err := st.Init(ctx, o.MaxPayloadBytes); err != nil {
 		return nil, err
 	}
+	if o.InstanceID == "" {
+		o.InstanceID = instanceName()
+	}
 	b := &EventBus{
 		service: serviceName,
 		st:      st,
 		opts:    o,
 		log:     o.Logger.With("service", serviceName),
-		owner:   instanceName(),
+		owner:   o.InstanceID,
 		wake:    make(chan struct{}, 1),
 		dsn:     postgresDSN(db),
 	}

@@ -106,14 +106,18 @@ type retryPlan struct {
 	record   []*hold  // set-aside calls whose results to record (their senders are excluded)
 }
 
-// plan returns the plan of a retry phase under the lease of epoch. A
+// plan returns the plan of a retry phase under the lease of epoch, for the
+// senders of the partition consumed (mine). A
 // set-aside result from an earlier lease is dropped: its row may have been
 // run by another owner since, so it runs again (at least once, as always).
-func (hs *holds) plan(epoch int64) retryPlan {
+func (hs *holds) plan(epoch int64, mine func(sender string) bool) retryPlan {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	var p retryPlan
 	for s, hd := range hs.m {
+		if !mine(s) {
+			continue // another partition's (see partition.go)
+		}
 		if hd.state == holdReturned && hd.row.epoch != epoch {
 			hd.state = holdDraining
 		}

@@ -17,6 +17,7 @@ import (
 // writes rejected (ErrLeaseLost) and cannot move the offset back or
 // overwrite the new owner's progress. Expiry is judged on the database clock.
 type lease struct {
+	row    string // the service's row, or a partition's
 	epoch  int64
 	offset int64 // consumed_seq: every event with seq <= offset is finished
 
@@ -87,20 +88,24 @@ func (b *EventBus) acquireLease(ctx context.Context) (*lease, error) {
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 	start := time.Now()
-	got, ok, err := b.st.AcquireLease(ctx, store.LeaseParams{Service: b.service, Owner: b.owner, LeaseMillis: b.opts.LeaseDuration.Milliseconds()})
+	got, ok, err := b.st.AcquireLease(ctx, store.LeaseParams{Service: b.service, Row: b.curRow(), Owner: b.owner, LeaseMillis: b.opts.LeaseDuration.Milliseconds()})
 	if err != nil || !ok {
 		return nil, err // held by a live instance (or the service was removed)
 	}
-	l := &lease{epoch: got.Epoch, offset: got.Offset, renewedAt: start}
+	l := &lease{row: b.curRow(), epoch: got.Epoch, offset: got.Offset, renewedAt: start}
 	b.lease = l
-	b.log.Info("eventbus: consuming", "owner", b.owner, "epoch", l.epoch, "offset", l.offset)
+	if l.row != b.service {
+		b.log.Info("eventbus: consuming", "owner", b.owner, "partition", l.row, "epoch", l.epoch, "offset", l.offset)
+	} else {
+		b.log.Info("eventbus: consuming", "owner", b.owner, "epoch", l.epoch, "offset", l.offset)
+	}
 	b.observeLease(ctx, LeaseAcquired, l)
 	return l, nil
 }
 
 // leaseParams name l for the store's fenced writes.
 func (b *EventBus) leaseParams(l *lease) store.LeaseParams {
-	return store.LeaseParams{Service: b.service, Owner: b.owner, Epoch: l.epoch, LeaseMillis: b.opts.LeaseDuration.Milliseconds()}
+	return store.LeaseParams{Service: b.service, Row: l.row, Owner: b.owner, Epoch: l.epoch, LeaseMillis: b.opts.LeaseDuration.Milliseconds()}
 }
 
 // leaseUsable reports whether work may start under l: it is not known to be
@@ -140,6 +145,7 @@ func (b *EventBus) releaseLease(ctx context.Context) {
 	if !b.registered.Load() {
 		return
 	}
+	b.releaseParts(ctx)
 	if err := b.st.ReleaseLease(ctx, b.service, b.owner); err != nil {
 		b.log.Warn("eventbus: release lease", "err", err)
 	} else {
@@ -153,17 +159,23 @@ func (b *EventBus) releaseLease(ctx context.Context) {
 // In the second case another instance may take over soon, and this one
 // cannot tell: starting more events would risk handling them twice at once.
 // Renewals run apart from the watch, so a stalled connection cannot keep
-// the instance working past its lease. It stops when done is closed.
-func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}, halt func()) {
+// the instance working past its lease. It also renews others, the leases
+// of this instance's other partitions, which wait while this batch runs.
+// It stops when done is closed.
+func (b *EventBus) heartbeat(ctx context.Context, l *lease, others []*lease, done <-chan struct{}, halt func()) {
 	d := b.opts.LeaseDuration
 	t := time.NewTicker(d / 6)
 	defer t.Stop()
 	renewed := make(chan error, 1)
 	renewing := false
+	othersDone := make(chan struct{}, 1)
+	renewingOthers := false
 	for {
 		select {
 		case <-done:
 			return
+		case <-othersDone:
+			renewingOthers = false
 		case err := <-renewed:
 			renewing = false
 			if errors.Is(err, store.ErrLeaseLost) {
@@ -178,6 +190,17 @@ func (b *EventBus) heartbeat(ctx context.Context, l *lease, done <-chan struct{}
 				b.log.Warn("eventbus: could not renew the lease; starting no further events of this batch", "epoch", l.epoch, "since", age.Round(time.Millisecond))
 				halt()
 				return
+			}
+			if !renewingOthers && len(others) > 0 {
+				renewingOthers = true
+				b.bg.Go(func() {
+					defer func() { othersDone <- struct{}{} }()
+					for _, o := range others {
+						if !o.isLost() && o.age() >= d/3 {
+							_ = b.renewLease(ctx, o) // a lost one is marked; ensureLease drops it
+						}
+					}
+				})
 			}
 			if !renewing && age >= d/3 {
 				renewing = true

@@ -197,6 +197,9 @@ type LeaseChange struct {
 	Kind    LeaseChangeKind
 	Epoch   int64 // the lease's epoch (fencing token)
 	Offset  int64 // the stored offset when acquired, else the last one this instance knew
+	// Partition is the partition's row ("<service>#<p>/<N>") when the
+	// service has several partitions (see Config.Partitions), else "".
+	Partition string
 }
 
 // WithObserver adds an observer (see Observer). Several may be added; they
@@ -372,5 +375,9 @@ func (b *EventBus) observeLease(ctx context.Context, kind LeaseChangeKind, l *le
 		return
 	}
 	defer b.observerPanicked("LeaseChange")
-	obs.LeaseChange(ctx, LeaseChange{Service: b.service, Owner: b.owner, Kind: kind, Epoch: l.epoch, Offset: l.offset})
+	e := LeaseChange{Service: b.service, Owner: b.owner, Kind: kind, Epoch: l.epoch, Offset: l.offset}
+	if l.row != b.service {
+		e.Partition = l.row
+	}
+	obs.LeaseChange(ctx, e)
 }

@@ -13,7 +13,7 @@ import (
 // left alone (see holds). It reports whether more may be due at once: a
 // full page, or a success that may have released the next parked FIFO event.
 func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
-	plan := b.holds.plan(l.epoch)
+	plan := b.holds.plan(l.epoch, b.owns)
 	recs, attempts, err := b.dueRetries(ctx, plan.excluded)
 	if err != nil {
 		return false, err
@@ -68,12 +68,21 @@ func (b *EventBus) retryPhase(ctx context.Context, l *lease) (bool, error) {
 	return released || full || len(plan.record) > 0, nil
 }
 
+// dueParams select the current partition's due retries.
+func (b *EventBus) dueParams(excluded []string) store.DueRetriesParams {
+	p := store.DueRetriesParams{Service: b.service, Exclude: excluded, Limit: b.opts.LimitPerRun}
+	if b.cur != nil && b.cur.count > 1 {
+		p.Partitions, p.Partition = b.cur.count, b.cur.index
+	}
+	return p
+}
+
 // dueRetries reads a page of due retries, leaving out the rows of the
 // senders in excluded.
 func (b *EventBus) dueRetries(ctx context.Context, excluded []string) ([]*record, []int, error) {
 	qctx, cancel := b.bounded(ctx)
 	defer cancel()
-	rows, err := b.st.DueRetries(qctx, store.DueRetriesParams{Service: b.service, Exclude: excluded, Limit: b.opts.LimitPerRun})
+	rows, err := b.st.DueRetries(qctx, b.dueParams(excluded))
 	if err != nil {
 		return nil, nil, err
 	}

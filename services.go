@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 // ServiceStatus describes one consuming service.
@@ -21,7 +23,21 @@ type ServiceStatus struct {
 	// if none ever reported). Until then RemoveService refuses.
 	StandbyUntil time.Time
 	UpdatedAt    time.Time
+	// Partitions is the service's partition count (Config.Partitions).
+	// A service of more than one partition is listed once with its name
+	// (its ConsumedSeq and Owner then mean nothing: its partitions hold
+	// them), and once per partition: Name "<service>#<p>/<N>", Parent the
+	// service, Partition p, with the partition's own offset, owner and
+	// lease. A partition's Lag is HeadSeq - ConsumedSeq (in events of all
+	// partitions); Pending counts every event after its offset.
+	Partitions int
+	Partition  int
+	Parent     string
 }
+
+// Lag is how many numbered events lie after the offset (of every
+// partition, for a partition's row).
+func (s ServiceStatus) Lag() int64 { return max(s.HeadSeq-s.ConsumedSeq, 0) }
 
 // Services reports every registered service and how far behind it is.
 func (b *EventBus) Services(ctx context.Context) ([]ServiceStatus, error) {
@@ -32,13 +48,30 @@ func (b *EventBus) Services(ctx context.Context) ([]ServiceStatus, error) {
 	var out []ServiceStatus
 	for _, r := range rows {
 		s := ServiceStatus{Name: r.Name, ConsumedSeq: r.ConsumedSeq, HeadSeq: r.HeadSeq, Pending: r.Pending, Retrying: r.Retrying,
-			DeadLetters: r.DeadLetters, Owner: r.Owner, LeaseUntil: time.UnixMilli(r.LeaseUntil).UTC(), UpdatedAt: time.UnixMilli(r.UpdatedAt).UTC()}
+			DeadLetters: r.DeadLetters, Owner: r.Owner, LeaseUntil: time.UnixMilli(r.LeaseUntil).UTC(), UpdatedAt: time.UnixMilli(r.UpdatedAt).UTC(),
+			Partitions: r.Partitions, Partition: r.Part, Parent: r.Parent}
+		if r.Parent != "" {
+			s.Partitions = 0
+			if n := partitionsOf(rows, r.Parent); n > 0 {
+				s.Partitions = n
+			}
+		}
 		if r.StandbyUntil > 0 {
 			s.StandbyUntil = time.UnixMilli(r.StandbyUntil).UTC()
 		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// partitionsOf is the partition count of service among rows.
+func partitionsOf(rows []store.ServiceRow, service string) int {
+	for _, r := range rows {
+		if r.Name == service {
+			return r.Partitions
+		}
+	}
+	return 0
 }
 
 // RemoveService deletes a service that no longer exists, with its offset,

@@ -43,6 +43,10 @@ const (
 // the service that prints "delivered <event id>" for each event it handles.
 func Helper(t *testing.T) {
 	mode := os.Getenv(HelperEnv)
+	if mode == "partition" {
+		partitionHelper(t)
+		return
+	}
 	if mode != "standby" {
 		t.Fatalf("unknown helper mode %q", mode)
 	}

@@ -47,9 +47,18 @@ type TidyParams struct {
 // (RenewLease) and how long it lasts from now.
 type LeaseParams struct {
 	Service     string
+	Row         string // the lease's row: a partition's (PartitionRow); "" is Service's
 	Owner       string
 	Epoch       int64
 	LeaseMillis int64
+}
+
+// LeaseRow is the name of the row the lease is on.
+func (p LeaseParams) LeaseRow() string {
+	if p.Row != "" {
+		return p.Row
+	}
+	return p.Service
 }
 
 // Lease is a lease just taken: its epoch and the stored offset.
@@ -81,6 +90,8 @@ type DueRetriesParams struct {
 	Service string
 	Exclude []string // senders left out
 	Limit   int
+	// Of Partitions > 1, only the rows of Partition (slot % Partitions).
+	Partitions, Partition int
 }
 
 // RecordRetriesParams are a retry phase's outcomes, under the lease of
@@ -107,6 +118,10 @@ type ServiceRow struct {
 	Pending, Retrying, DeadLetters      int64
 	Owner                               string
 	LeaseUntil, StandbyUntil, UpdatedAt int64
+	// Partitions is the count in force on a service's row, 0 on a
+	// partition's row (of Parent, number Part).
+	Partitions, Part int
+	Parent           string
 }
 
 // RemoveOutcome says what RemoveService did: Removed, or nothing because

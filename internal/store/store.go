@@ -56,6 +56,7 @@ type Store interface {
 	DeadLetters
 	HalfMessages
 	Cleaner
+	Partitions
 	Wakes
 }
 
@@ -211,6 +212,27 @@ type HalfMessages interface {
 	// NextTxService returns the lowest service name above after that has
 	// transactions; ok false if none.
 	NextTxService(ctx context.Context, after string) (name string, ok bool, err error)
+}
+
+// Partitions shares a service's partitions among its running instances
+// (see migration 0009): each partition is a row with its own offset, lease
+// and epoch, which the Offsets operations take by its name (PartitionRow).
+type Partitions interface {
+	// ReportMember records a running instance (and, with p.Standby, its
+	// standby presence) and reads the service's partitions and live instances.
+	ReportMember(ctx context.Context, p MemberParams) (PartitionView, error)
+	// LeaveMember removes an instance from the live ones at once.
+	LeaveMember(ctx context.Context, service, instance string) error
+	// RequestSwitch asks for a new partition count, effective once every
+	// partition has consumed what is numbered now; false if one is pending
+	// or the count is already to.
+	RequestSwitch(ctx context.Context, service string, to int) (bool, error)
+	// RaiseSwitch moves a pending change's switch point up to seq (a
+	// partition went past it before its owner saw the request).
+	RaiseSwitch(ctx context.Context, service string, to int, seq int64) error
+	// SwitchPartitions replaces p.From's rows, all at offset p.At and free,
+	// by p.To rows at p.At; false if they are not (nothing changes).
+	SwitchPartitions(ctx context.Context, p SwitchParams) (bool, error)
 }
 
 // Cleaner deletes what retention lets go, in batches.

@@ -14,7 +14,7 @@ func (s *Store) AcquireLease(ctx context.Context, p store.LeaseParams) (store.Le
 	var l store.Lease
 	ok := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q.acquireLease, p.Owner, p.LeaseMillis, p.Service, p.Owner)
+		res, err := tx.ExecContext(ctx, s.q.acquireLease, p.Owner, p.LeaseMillis, p.LeaseRow(), p.Owner)
 		if err != nil {
 			return err
 		}
@@ -22,7 +22,7 @@ func (s *Store) AcquireLease(ctx context.Context, p store.LeaseParams) (store.Le
 			return err // held by a live instance (or the service was removed)
 		}
 		var owner string
-		if err := tx.QueryRowContext(ctx, s.q.readLease, p.Service).Scan(&owner, &l.Epoch, &l.Offset); err != nil {
+		if err := tx.QueryRowContext(ctx, s.q.readLease, p.LeaseRow()).Scan(&owner, &l.Epoch, &l.Offset); err != nil {
 			return err
 		}
 		if owner != p.Owner {
@@ -50,7 +50,7 @@ func (s *Store) RenewLease(ctx context.Context, p store.LeaseParams) error {
 // ErrLeaseLost if it changed hands. version changes on every fenced
 // write, so the affected-row count is exact on MySQL too.
 func (s *Store) renewLease(ctx context.Context, on txConn, p store.LeaseParams) error {
-	res, err := s.exec(ctx, on, s.q.renewLease, p.LeaseMillis, p.Service, p.Owner, p.Epoch)
+	res, err := s.exec(ctx, on, s.q.renewLease, p.LeaseMillis, p.LeaseRow(), p.Owner, p.Epoch)
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,7 @@ func (s *Store) CommitOffset(ctx context.Context, p store.CommitOffsetParams) er
 }
 
 func (s *Store) commitOffset(ctx context.Context, on txConn, p store.CommitOffsetParams) error {
-	res, err := s.exec(ctx, on, s.q.commitOffset, p.Offset, p.LeaseMillis, p.Service, p.Owner, p.Epoch, p.Offset)
+	res, err := s.exec(ctx, on, s.q.commitOffset, p.Offset, p.LeaseMillis, p.LeaseRow(), p.Owner, p.Epoch, p.Offset)
 	if err != nil {
 		return fmt.Errorf("commit offset: %w", err)
 	}

@@ -102,7 +102,8 @@ func newQueries(d dialect, prefix string) *queries {
 	// Services and leases. version changes on every fenced write, so the
 	// affected-row count is exact on MySQL too (it counts changed rows).
 	q.acquireLease = r("UPDATE " + q.services + " SET owner = ?, epoch = epoch + 1, version = version + 1," +
-		" lease_until = {now} + ?, updated_at = {now} WHERE name = ? AND (lease_until < {now} OR owner = '' OR owner = ?)")
+		" lease_until = {now} + ?, updated_at = {now} WHERE name = ? AND (lease_until < {now} OR owner = '' OR owner = ?)" +
+		" AND partitions <= 1") // a partitioned service is consumed by its partitions' rows
 	q.readLease = r("SELECT owner, epoch, consumed_seq FROM " + q.services + " WHERE name = ?")
 	q.renewLease = r("UPDATE " + q.services + " SET version = version + 1, lease_until = {now} + ?, updated_at = {now}" +
 		" WHERE name = ? AND owner = ? AND epoch = ?")
@@ -112,7 +113,7 @@ func newQueries(d dialect, prefix string) *queries {
 		" WHERE name = ? AND owner = ? AND epoch = ? AND consumed_seq <= ?")
 	// Pending counts committed events not sequenced yet: the sequencer runs
 	// only while some instance polls, and they are every service's backlog.
-	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.standby_until, s.updated_at, q.last_seq," +
+	q.serviceStatus = r("SELECT s.name, s.consumed_seq, s.owner, s.lease_until, s.standby_until, s.updated_at, s.partitions, s.parent, s.part, q.last_seq," +
 		" (SELECT COUNT(*) FROM " + q.events + " e WHERE e.seq > s.consumed_seq OR e.seq IS NULL)," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = {retry})," +
 		" (SELECT COUNT(*) FROM " + q.retries + " r WHERE r.service = s.name AND r.state = {dead})" +
@@ -162,7 +163,9 @@ func newQueries(d dialect, prefix string) *queries {
 	q.serviceExists = r("SELECT COUNT(*) FROM " + q.services + " WHERE name = ?")
 
 	// Cleaner.
-	q.minConsumed = r("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0) FROM " + q.services)
+	// The row of a service split into partitions is not consumed (its
+	// partitions' rows are): it holds nothing back.
+	q.minConsumed = r("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0) FROM " + q.services + " WHERE partitions <= 1")
 	// An anti-join written as LEFT JOIN ... IS NULL: MariaDB turns NOT EXISTS
 	// into a materialised subquery that scans the whole retry index on every
 	// batch; this form looks each candidate up in retries_event.
@@ -187,7 +190,7 @@ func newQueries(d dialect, prefix string) *queries {
 	q.firstSeqFrom = r("SELECT MIN(seq) FROM " + q.events + " WHERE created_at >= ? AND seq IS NOT NULL")
 
 	// Lags.
-	q.lagServices = r("SELECT name, consumed_seq, {now} FROM " + q.services + " ORDER BY name")
+	q.lagServices = r("SELECT name, consumed_seq, {now} FROM " + q.services + " WHERE partitions <= 1 ORDER BY name")
 	// The first event after an offset, through the seq index.
 	q.firstAfter = r("SELECT created_at FROM " + q.events + " WHERE seq > ? ORDER BY seq LIMIT 1")
 	q.eventCreated = r("SELECT created_at FROM " + q.events + " WHERE id = ?")
@@ -275,8 +278,8 @@ func (q *queries) insertTxEvents(n int) string {
 func (q *queries) insertRetries(n int) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + q.retries +
-		" (service, event_pk, seq, event_id, sender, fifo, state, attempts, next_at, last_error, created_at, updated_at) VALUES ")
-	row := "(?, ?, ?, ?, ?, ?, ?, ?, " + q.now + " + ?, ?, " + q.now + ", " + q.now + ")"
+		" (service, event_pk, seq, event_id, sender, fifo, state, attempts, next_at, last_error, created_at, updated_at, slot) VALUES ")
+	row := "(?, ?, ?, ?, ?, ?, ?, ?, " + q.now + " + ?, ?, " + q.now + ", " + q.now + ", ?)"
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			b.WriteByte(',')
@@ -306,7 +309,7 @@ func (q *queries) deleteEventsByID(n int) string {
 // how many retry rows reference those ids.
 func (q *queries) cleanRecheck(n int) string {
 	return q.sql("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0), (SELECT COUNT(*) FROM " + q.retries +
-		" WHERE event_pk IN " + in(n) + ") FROM " + q.services)
+		" WHERE event_pk IN " + in(n) + ") FROM " + q.services + " WHERE partitions <= 1")
 }
 
 // deleteDeadByPK returns the cleaner's DELETE of n dead letters of one
@@ -327,9 +330,17 @@ func (q *queries) deleteRetriesByPK(n int) string {
 }
 
 // fetchRetriesExcept returns fetchRetries leaving out the rows of n senders
-// (held ones: see holds).
-func (q *queries) fetchRetriesExcept(n int) string {
-	return q.sql(q.dueRetries + " AND r.sender NOT IN " + in(n) + " ORDER BY e.seq LIMIT ?")
+// (held ones: see holds), and with part those of other partitions (the
+// partition of a row is its slot modulo the count).
+func (q *queries) fetchRetriesExcept(n int, part bool) string {
+	s := q.dueRetries
+	if part {
+		s += " AND r.slot >= 0 AND r.slot % ? = ?"
+	}
+	if n > 0 {
+		s += " AND r.sender NOT IN " + in(n)
+	}
+	return q.sql(s + " ORDER BY e.seq LIMIT ?")
 }
 
 // blockedSenders returns the senders among n that have a FIFO event waiting

@@ -10,7 +10,7 @@ import (
 )
 
 // retryCols is the values per row of insertRetries.
-const retryCols = 10
+const retryCols = 11
 
 // insertRetries stores new retry rows of service on tx.
 func (s *Store) insertRetries(ctx context.Context, tx *sql.Tx, service string, rows []store.NewRetry) error {
@@ -23,7 +23,7 @@ func (s *Store) insertRetries(ctx context.Context, tx *sql.Tx, service string, r
 		if r.Dead {
 			state = stateDead
 		}
-		args = append(args, service, r.PK, r.Seq, r.Event.ID, r.Event.Sender, fifo, state, r.Attempts, r.DelayMilli, r.LastError)
+		args = append(args, service, r.PK, r.Seq, r.Event.ID, r.Event.Sender, fifo, state, r.Attempts, r.DelayMilli, r.LastError, store.Slot(r.Event.Sender))
 	}
 	for start := 0; start < len(rows); start += insertChunk {
 		end := min(start+insertChunk, len(rows))
@@ -48,10 +48,13 @@ func (s *Store) BlockedSenders(ctx context.Context, service string, senders []st
 // DueRetries reads a page of due retries.
 func (s *Store) DueRetries(ctx context.Context, p store.DueRetriesParams) ([]store.Retry, error) {
 	query, args := s.q.fetchRetries, []any{p.Service, p.Limit}
-	if len(p.Exclude) > 0 {
-		query = s.q.fetchRetriesExcept(len(p.Exclude))
-		args = make([]any, 0, len(p.Exclude)+2)
+	if len(p.Exclude) > 0 || p.Partitions > 1 {
+		query = s.q.fetchRetriesExcept(len(p.Exclude), p.Partitions > 1)
+		args = make([]any, 0, len(p.Exclude)+4)
 		args = append(args, p.Service)
+		if p.Partitions > 1 {
+			args = append(args, p.Partitions, p.Partition)
+		}
 		for _, x := range p.Exclude {
 			args = append(args, x)
 		}

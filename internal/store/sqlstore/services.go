@@ -14,7 +14,7 @@ func (s *Store) ServiceStatuses(ctx context.Context) ([]store.ServiceRow, error)
 	var out []store.ServiceRow
 	err := s.query(ctx, nil, s.q.serviceStatus, nil, func(rows *sql.Rows) error {
 		var r store.ServiceRow
-		if err := rows.Scan(&r.Name, &r.ConsumedSeq, &r.Owner, &r.LeaseUntil, &r.StandbyUntil, &r.UpdatedAt, &r.HeadSeq, &r.Pending, &r.Retrying, &r.DeadLetters); err != nil {
+		if err := rows.Scan(&r.Name, &r.ConsumedSeq, &r.Owner, &r.LeaseUntil, &r.StandbyUntil, &r.UpdatedAt, &r.Partitions, &r.Parent, &r.Part, &r.HeadSeq, &r.Pending, &r.Retrying, &r.DeadLetters); err != nil {
 			return err
 		}
 		out = append(out, r)
@@ -43,6 +43,12 @@ func (s *Store) RemoveService(ctx context.Context, name string) (store.RemoveOut
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.q.removeServiceRetries, name); err != nil {
+			return fmt.Errorf("remove service %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.pq.dropParts, name); err != nil {
+			return fmt.Errorf("remove service %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.pq.membersDrop, name); err != nil {
 			return fmt.Errorf("remove service %s: %w", name, err)
 		}
 		out.Removed, out.Found = true, true
@@ -74,14 +80,27 @@ func (s *Store) Seek(ctx context.Context, p store.SeekParams) (store.SeekOutcome
 		} else if n == 0 {
 			return errNoService
 		}
+		if _, err := s.exec(ctx, tx, s.pq.seekFenceParts, p.Service); err != nil {
+			return err
+		}
 		var head int64
 		if err := s.queryRow(ctx, tx, s.q.seekRead, []any{p.Service}, &out.From, &head); err != nil {
 			return err
+		}
+		var parts sql.NullInt64 // a partitioned service is where its last partition is
+		if err := s.queryRow(ctx, tx, s.pq.seekReadParts, []any{p.Service}, &parts); err != nil {
+			return err
+		}
+		if parts.Valid {
+			out.From = parts.Int64
 		}
 		if out.To, err = p.Target(out.From, head); err != nil {
 			return err
 		}
 		if _, err := s.exec(ctx, tx, s.q.seekMove, out.To, p.Service); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, s.pq.seekMoveParts, out.To, p.Service); err != nil {
 			return err
 		}
 		dropped, err := s.exec(ctx, tx, s.q.seekDropRetries, p.Service, out.To)

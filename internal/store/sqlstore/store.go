@@ -36,6 +36,7 @@ type Store struct {
 	db     *sql.DB
 	d      dialect
 	q      *queries
+	pq     partitionQueries
 	prefix string
 	stmts  *stmtCache // shared with the other stores of db; nil: nothing kept prepared
 	ownTx  bool       // a statement of its own needs a transaction of its own (dialect.ownTx)
@@ -68,6 +69,7 @@ func New(ctx context.Context, db *sql.DB, dialect, prefix string) (*Store, error
 		return nil, err
 	}
 	s := &Store{db: db, d: d, q: newQueries(d, prefix), prefix: prefix}
+	s.pq = newPartitionQueries(s.q, prefix)
 	if d.prepares() {
 		s.stmts = stmtCacheFor(db)
 	}

@@ -39,6 +39,7 @@ func Run(t *testing.T, open Open) {
 		{"RemoveServiceOnlyIdle", testRemoveService},
 		{"CleanConsumedEvents", testClean},
 		{"CallerTxAbsent", testCallerTxAbsent},
+		{"PartitionsMembersAndSwitch", testPartitions},
 		{"ChangeMarkMoves", testChangeMark},
 	} {
 		t.Run(c.name, func(t *testing.T) {
