@@ -16,7 +16,8 @@ import (
 // events (the sequencer), reads up to LimitPerRun events after the
 // service's offset and hands them to the workers, then runs due retries.
 // Polls come every RunInterval, at once while full batches come, and when
-// a local commit wakes the bus (Notify). The offset only moves past events
+// a commit wakes the bus (Notify in this process; other processes
+// through LISTEN/NOTIFY or the change probe, see wakeup.go). The offset only moves past events
 // that are finished: handled, skipped, or moved to the retry store, and it
 // is committed before the next batch starts (while the next batch is read
 // ahead). A crash at any point loses nothing; at worst the events of the
@@ -45,6 +46,7 @@ func (b *EventBus) Start(ctx context.Context) error {
 		return ErrAlreadyStarted
 	}
 	defer b.running.Store(false)
+	defer b.joinWakeHub()() // after every other goroutine of this Start: see routines
 
 	stopCleaner, err := b.startCleaner(ctx)
 	if err != nil {

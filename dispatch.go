@@ -18,7 +18,9 @@ import (
 // are); otherwise Dispatch returns ErrForeignTransaction and writes
 // nothing. A nil or zero one, or a *gorm.DB outside a transaction, is
 // ErrInvalidTransaction (a finished one fails with sql.ErrTxDone). Without
-// one, Dispatch uses its own short transaction and wakes the local poller.
+// one, Dispatch uses its own short transaction and calls Notify. On
+// PostgreSQL a caller's transaction also carries the wake-up notification
+// of other processes (coalesced; see wakeup.go).
 //
 // Every event is validated first, before any SQL (see ddd.DomainEvent.Validate);
 // if any is invalid (nil, malformed, a payload over MaxPayloadBytes, or on
@@ -42,12 +44,15 @@ func (b *EventBus) Dispatch(ctx context.Context, events ...*ddd.DomainEvent) (er
 		return err
 	}
 	if inCaller {
-		return b.st.InsertEvents(ctx, conn, rows)
+		if err := b.st.InsertEvents(ctx, conn, rows); err != nil {
+			return err
+		}
+		return b.announceIn(ctx, conn)
 	}
 	if err := b.st.InsertEvents(ctx, nil, rows); err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
-	b.Notify()
+	b.committed()
 	return nil
 }
 

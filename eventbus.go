@@ -27,6 +27,7 @@ import (
 	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/internal/store"
 	"github.com/dddbus/eventbus/internal/store/sqlstore"
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 )
 
@@ -45,6 +46,8 @@ type EventBus struct {
 	txChecker ddd.DomainEventTxChecker
 	running   atomic.Bool
 	wake      chan struct{}
+	dsn       string    // PostgreSQL: the DSN the wake-up listener connects with ("": none known)
+	ann       announcer // coalesces NOTIFYs (wakeup.go)
 	stats     counters
 	obsPanic  atomic.Int64 // when a panicking observer was last logged (Unix ns)
 	holds     holds        // senders of calls the bus stopped waiting for
@@ -149,6 +152,10 @@ func NewEventBus(serviceName string, db *gorm.DB, opts ...Option) (*EventBus, er
 		log:     o.Logger.With("service", serviceName),
 		owner:   o.InstanceID,
 		wake:    make(chan struct{}, 1),
+		dsn:     postgresDSN(db),
+	}
+	if name == "postgres" && o.ListenNotify && b.dsn == "" {
+		b.log.Info("eventbus: no DSN in the gorm dialector (opened from an existing connection): wake-ups from other processes use the change probe instead of LISTEN/NOTIFY")
 	}
 	return b, nil
 }
@@ -215,8 +222,9 @@ func (b *EventBus) RegisterEventHandler(h ddd.DomainEventHandler) error {
 }
 
 // Options returns the engine options that plug the bus in: the bus itself,
-// and a post-commit hook that wakes the poller so events committed by this
-// process are handled at once rather than at the next poll.
+// and a post-commit hook that calls Notify, so that events committed by
+// this process are handled at once by every started bus of the process on
+// the database rather than at their next poll.
 func (b *EventBus) Options() []ddd.Option {
 	return []ddd.Option{
 		ddd.WithEventBus(b),
@@ -224,11 +232,32 @@ func (b *EventBus) Options() []ddd.Option {
 	}
 }
 
-// Notify wakes the poller. Call it after committing a transaction in which
-// you dispatched events yourself; the engine does it for you.
+// Notify wakes the poller of every started bus of this process on the
+// same database and table prefix (any service), and of b. On PostgreSQL it
+// also sends the wake-up notification for other processes that a
+// coalesced Dispatch left owing (see wakeup.go). Call it after committing
+// a transaction in which you dispatched events yourself; the engine does
+// it for you.
 func (b *EventBus) Notify() {
-	select {
-	case b.wake <- struct{}{}:
-	default:
+	b.wakeProcess()
+	b.announceOwed()
+}
+
+// committed is Notify after a transaction of the bus's own wrote or
+// published events: it owes other processes a notification.
+func (b *EventBus) committed() {
+	b.wakeProcess()
+	if b.announces() {
+		b.ann.notified.Store(time.Now().UnixNano()) // a check pending in its stead must cover it too
+		b.announceLater()
 	}
+}
+
+// postgresDSN returns the DSN of a gorm PostgreSQL dialector ("" if it was
+// opened from an existing connection, or on other databases).
+func postgresDSN(db *gorm.DB) string {
+	if d, ok := db.Dialector.(*postgres.Dialector); ok && d.Config != nil {
+		return d.Config.DSN
+	}
+	return ""
 }

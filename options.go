@@ -129,6 +129,26 @@ type Config struct {
 	// Default: host name, process id and a random suffix. Same characters
 	// as a service name, at most 64 bytes.
 	InstanceID string
+	// ListenNotify, on PostgreSQL, wakes the buses of other processes at
+	// once when events commit: Dispatch issues a NOTIFY in the writing
+	// transaction (at most one per bus per 5ms; a transaction that skips
+	// it is covered by one that Notify sends after its commit), and each
+	// process with a started bus listens on one dedicated connection per
+	// database (opened from the gorm dialector's DSN, application_name
+	// "eventbus listener ...", reconnecting with backoff). Without a DSN
+	// (gorm opened from an existing connection) the change probe is used
+	// instead. Polling stays the fallback. Ignored elsewhere. The first
+	// bus started on a database sets how its process listens. Default true.
+	ListenNotify bool
+	// ChangeProbeInterval is how often a process with a started bus reads
+	// the change probe of a database where it does not listen (MySQL,
+	// SQLite; PostgreSQL without ListenNotify or a DSN): one index-only
+	// read of the highest event id and the last number given, waking every
+	// bus of the process on the database when either changed. Events of
+	// other processes are then handled about half of it after they commit,
+	// rather than half of RunInterval. 0 disables it. The first bus
+	// started on a database sets it for its process. Default 50ms.
+	ChangeProbeInterval time.Duration
 	// StartPosition applies to a service seen for the first time. Default StartFromLatest.
 	StartPosition StartPosition
 	// MaxPayloadBytes caps an event's payload. Default 1 MiB; at most 64 MiB.
@@ -161,27 +181,29 @@ type Options = Config
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		RunInterval:        200 * time.Millisecond,
-		LimitPerRun:        500,
-		ConsumeConcurrent:  16,
-		RetryStrategy:      DefaultRetryStrategy(),
-		HandlerTimeout:     time.Minute,
-		ShutdownGrace:      15 * time.Second,
-		CleanCron:          "@daily",
-		RetentionTime:      7 * 24 * time.Hour,
-		TxCheckTimeout:     time.Minute,
-		TxCheckMaxChecks:   10,
-		TxCheckCallTimeout: 30 * time.Second,
-		LeaseDuration:      3 * time.Second,
-		StartPosition:      StartFromLatest,
-		Partitions:         1,
-		MaxPayloadBytes:    1 << 20,
-		TablePrefix:        "ddd_",
-		AutoMigrate:        true,
-		Logger:             slog.Default(),
-		TXCheckTimeout:     time.Minute,
-		TXCheckMaxChecks:   10,
-		TXCheckCallTimeout: 30 * time.Second,
+		RunInterval:         200 * time.Millisecond,
+		LimitPerRun:         500,
+		ConsumeConcurrent:   16,
+		RetryStrategy:       DefaultRetryStrategy(),
+		HandlerTimeout:      time.Minute,
+		ShutdownGrace:       15 * time.Second,
+		CleanCron:           "@daily",
+		RetentionTime:       7 * 24 * time.Hour,
+		TxCheckTimeout:      time.Minute,
+		TxCheckMaxChecks:    10,
+		TxCheckCallTimeout:  30 * time.Second,
+		LeaseDuration:       3 * time.Second,
+		ListenNotify:        true,
+		ChangeProbeInterval: 50 * time.Millisecond,
+		StartPosition:       StartFromLatest,
+		Partitions:          1,
+		MaxPayloadBytes:     1 << 20,
+		TablePrefix:         "ddd_",
+		AutoMigrate:         true,
+		Logger:              slog.Default(),
+		TXCheckTimeout:      time.Minute,
+		TXCheckMaxChecks:    10,
+		TXCheckCallTimeout:  30 * time.Second,
 	}
 }
 
@@ -268,6 +290,14 @@ func WithTXCheckCallTimeout(d time.Duration) Option { return WithTxCheckCallTime
 // WithLeaseDuration sets Config.LeaseDuration.
 func WithLeaseDuration(d time.Duration) Option { return func(o *Config) { o.LeaseDuration = d } }
 
+// WithListenNotify sets Config.ListenNotify.
+func WithListenNotify(on bool) Option { return func(o *Config) { o.ListenNotify = on } }
+
+// WithChangeProbeInterval sets Config.ChangeProbeInterval (0 disables the probe).
+func WithChangeProbeInterval(d time.Duration) Option {
+	return func(o *Config) { o.ChangeProbeInterval = d }
+}
+
 // WithStartPosition sets Config.StartPosition.
 func WithStartPosition(p StartPosition) Option { return func(o *Config) { o.StartPosition = p } }
 
@@ -324,6 +354,8 @@ func (o *Config) validate() error {
 		return bad("Partitions must be 1..%d, got %d", store.Slots, o.Partitions)
 	case o.InstanceID != "" && !serviceNameRE.MatchString(o.InstanceID):
 		return bad("InstanceID %q must match %s", o.InstanceID, serviceNameRE)
+	case o.ChangeProbeInterval != 0 && o.ChangeProbeInterval < time.Millisecond:
+		return bad("ChangeProbeInterval must be 0 (off) or at least 1ms, got %s", o.ChangeProbeInterval)
 	case o.StartPosition.kind == startAfter && o.StartPosition.seq < 0:
 		return bad("StartAt position must be >= 0, got %d", o.StartPosition.seq)
 	case o.MaxPayloadBytes < 1 || o.MaxPayloadBytes > maxPayloadLimit:

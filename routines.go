@@ -8,7 +8,12 @@ import "sync"
 // waits for them all before it returns. The others are joined where they
 // are started: the heartbeat by its batch (runLeased), the workers by
 // runBySender, the cleaner's jobs by the cron scheduler's Stop, and the
-// stop's grace timer by its end function (stopGrace).
+// stop's grace timer by its end function (stopGrace). The wake-up watcher
+// (wakeup.go: PostgreSQL's listener or the change probe) is shared by the
+// started buses of a process on one database: it starts with the first
+// and the last one's Start waits for it before returning. A NOTIFY that
+// Notify defers (PostgreSQL, coalescing) runs on a timer of the producer
+// call, not of a Start, and ends within 5ms plus its statement.
 //
 // The one exception is user code the bus has stopped waiting for: a
 // handler call abandoned past HandlerTimeout plus its grace, or still

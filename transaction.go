@@ -118,7 +118,7 @@ func (b *EventBus) Commit(ctx context.Context) error {
 	}
 	err := b.resolveTx(context.WithoutCancel(ctx), txRef{id: p.id, token: p.token}, txCommitted)
 	if err == nil {
-		b.Notify()
+		b.committed()
 	}
 	return err
 }
@@ -142,7 +142,7 @@ func (b *EventBus) Rollback(ctx context.Context) error {
 func (b *EventBus) CommitTransaction(ctx context.Context, id int64) error {
 	err := b.resolveTx(ctx, txRef{id: id}, txCommitted)
 	if err == nil {
-		b.Notify()
+		b.committed()
 	}
 	return err
 }

@@ -135,7 +135,7 @@ func (b *EventBus) checkTx(ctx context.Context, id int64, checks int) (bool, err
 	case cerr == nil && status == ddd.TXCommit:
 		err := b.resolveTx(ctx, txRef{id: id, claim: claim}, txCommitted)
 		if err == nil {
-			b.Notify()
+			b.committed()
 		}
 		return b.recordCheck(id, claim, err)
 	case cerr == nil && status == ddd.TXRollback:

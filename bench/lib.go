@@ -21,12 +21,16 @@ import (
 // backlogChunk is how many events one backlog transaction stores.
 const backlogChunk = 500
 
+// libNotify is -lib-notify: eventbus's ListenNotify in every run.
+var libNotify = true
+
 var busLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 // libOptions are the bus options of every run: defaults, except no cron
 // cleaner, the earliest start position and a quiet logger.
 func libOptions(extra ...eventbus.Option) []eventbus.Option {
 	return append([]eventbus.Option{
+		eventbus.WithListenNotify(libNotify),
 		eventbus.WithCleanCron(""),
 		eventbus.WithStartPosition(eventbus.StartFromEarliest),
 		eventbus.WithLogger(busLogger),

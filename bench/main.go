@@ -52,6 +52,7 @@ type config struct {
 	slowN             int
 	latencyDur        time.Duration
 	latencyRate       int
+	idleDur           time.Duration
 	pollIntervals     []time.Duration
 	scaleOld          []int
 	rssN              int
@@ -63,9 +64,11 @@ type config struct {
 	mysqlDSN, pgDSN, sqliteDir, dbName string
 	cpuProfile                         string
 	child                              string
+	childPoll                          time.Duration
+	libNotify                          bool
 }
 
-var allScenarios = []string{"dispatch", "drain", "drain-slow", "drain-4", "latency", "scale", "rss", "correctness"}
+var allScenarios = []string{"dispatch", "drain", "drain-slow", "drain-4", "latency", "scale", "rss", "correctness", "idle"}
 
 func parseFlags() (*config, error) {
 	cfg := &config{}
@@ -79,8 +82,9 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.dispatchTx, "dispatch-tx", 1_000, "business transactions per dispatch block (4 blocks per round and contestant)")
 	flag.IntVar(&cfg.slowN, "slow-n", 0, "backlog of the 1 ms handler drain (default n/10)")
 	flag.DurationVar(&cfg.latencyDur, "latency-dur", 20*time.Second, "length of each latency run")
+	flag.DurationVar(&cfg.idleDur, "idle-dur", 10*time.Second, "length of each idle run (change probe on and off)")
 	flag.IntVar(&cfg.latencyRate, "latency-rate", 200, "events per second of the latency runs")
-	flag.StringVar(&polls, "polls", "10ms,1s", "poll intervals of the other-instance latency runs")
+	flag.StringVar(&polls, "polls", "10ms,200ms,1s", "poll intervals of the other-process latency runs (eventbus's default is 200ms, watermill-sql's 1s)")
 	flag.StringVar(&scaleOld, "scale-old", "10000,1000000", "older rows already in the table, per scale run")
 	flag.IntVar(&cfg.rssN, "rss-n", 1_000_000, "backlog drained by the peak-RSS child process")
 	flag.IntVar(&cfg.correctN, "correctness-n", 20_000, "events of each correctness run")
@@ -92,7 +96,9 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&cfg.sqliteDir, "sqlite-dir", "", "directory of the SQLite file (default: a new temp dir)")
 	flag.StringVar(&cfg.dbName, "dbname", "ebbench", "MySQL database / PostgreSQL schema / SQLite file the harness drops and recreates")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
-	flag.StringVar(&cfg.child, "child", "", "internal: run as the peak-RSS child (lib or peer)")
+	flag.StringVar(&cfg.child, "child", "", "internal: run as the peak-RSS child (lib) or the latency consumer (wake)")
+	flag.DurationVar(&cfg.childPoll, "child-poll", 200*time.Millisecond, "internal: RunInterval of the latency consumer child")
+	flag.BoolVar(&cfg.libNotify, "lib-notify", true, "eventbus's ListenNotify (PostgreSQL wake-ups of other processes), for dispatch with NOTIFY on vs off")
 	flag.Parse()
 
 	if cfg.db == "" {
@@ -177,6 +183,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	libNotify = cfg.libNotify
 	if cfg.child != "" {
 		if err := runChild(ctx, cfg); err != nil {
 			fmt.Fprintln(os.Stderr, "bench child:", err)
@@ -226,6 +233,7 @@ func run(ctx context.Context, cfg *config, w io.Writer) error {
 		{"scale", runScale},
 		{"rss", runRSS},
 		{"correctness", runCorrectness},
+		{"idle", runIdle},
 	} {
 		if !cfg.scenarios[s.name] {
 			continue

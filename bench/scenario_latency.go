@@ -20,11 +20,15 @@ import (
 // poisson), one event each, for cfg.latencyDur. Latency runs from the
 // moment the commit returns to the handler call.
 //
-// eventbus: the engine's bus consumes in the same process and is woken by
-// the engine's post-commit hook ("same process"); a second bus instance of
-// another service, on a pool of its own, only polls every P ("other
-// instance"). watermill-sql: a subscriber polling every P (its default
-// batch), the producer publishing in the business transaction.
+// eventbus, the README's wiring: the engine is built from a producing bus
+// that is not started; two consuming buses of other services (billing,
+// shipping) on the same pool are started in the same process, woken by
+// the engine's post-commit hook ("same process"). A third service runs in
+// another OS process (-child wake) polling every P, the wake-up options
+// at their defaults (PostgreSQL: LISTEN/NOTIFY; MySQL, SQLite: the change
+// probe every 50ms): "other process". watermill-sql: a subscriber polling
+// every P (its default batch), the producer publishing in the business
+// transaction.
 
 // The wait after the last commit (see settle): the grace covers a few
 // polls of the slowest consumer.
@@ -35,16 +39,16 @@ func latencyLimit(poll time.Duration) time.Duration { return 3*poll + time.Minut
 const latencySeed = 20
 
 func runLatency(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *contestantErrors) ([]*row, error) {
-	local50 := newRow("Latency, same process (engine wake-up), p50", "ms", -1)
-	local99 := newRow("Latency, same process (engine wake-up), p99", "ms", -1)
+	local50 := newRow("Latency, same process, README wiring (2 consuming buses), p50", "ms", -1)
+	local99 := newRow("Latency, same process, README wiring (2 consuming buses), p99", "ms", -1)
 	rows := []*row{local50, local99}
 	systems := []system{sysLib, sysPeer}
 	if !t.hasPeer() {
 		systems = []system{sysLib}
 	}
 	for i, poll := range cfg.pollIntervals {
-		r50 := newRow(fmt.Sprintf("Latency, other instance polling every %s, p50", poll), "ms", -1)
-		r99 := newRow(fmt.Sprintf("Latency, other instance polling every %s, p99", poll), "ms", -1)
+		r50 := newRow(fmt.Sprintf("Latency, other process polling every %s, p50", poll), "ms", -1)
+		r99 := newRow(fmt.Sprintf("Latency, other process polling every %s, p99", poll), "ms", -1)
 		for _, s := range order(i, systems...) {
 			id := runID{scenario: "latency", sys: s, detail: "poll " + poll.String()}
 			switch s {
@@ -106,23 +110,27 @@ func pct(xs []float64, p float64) float64 {
 
 type stampKey struct{}
 
-// latencyLib returns the same-process and other-instance latencies (ms).
+// latencyLib returns the same-process latencies (both consuming buses)
+// and the other process's (ms).
 func latencyLib(ctx context.Context, t *target, cfg *config, dl *deliveries, poll time.Duration) (local, remote []float64, err error) {
 	if err := t.reset(ctx); err != nil {
 		return nil, nil, err
 	}
-	localBus, err := newLibBus(t, "local")
+	producer, err := newLibBus(t, "orders") // never started, as in the README
 	if err != nil {
 		return nil, nil, err
 	}
-	defer localBus.close()
-	remoteBus, err := newLibBus(t, "remote", eventbus.WithRunInterval(poll))
-	if err != nil {
+	defer producer.close()
+	if err := producer.db.Exec(businessDDL()).Error; err != nil {
 		return nil, nil, err
 	}
-	defer remoteBus.close()
-	if err := localBus.db.Exec(businessDDL()).Error; err != nil {
-		return nil, nil, err
+	var consumers []*libBus
+	for _, name := range []string{"billing", "shipping"} {
+		b, err := eventbus.NewEventBus(name, producer.db, libOptions()...)
+		if err != nil {
+			return nil, nil, err
+		}
+		consumers = append(consumers, &libBus{EventBus: b, db: producer.db})
 	}
 	// The stamp hook runs first, right after the commit; the bus's hook
 	// (the wake-up) after it.
@@ -131,25 +139,28 @@ func latencyLib(ctx context.Context, t *target, cfg *config, dl *deliveries, pol
 			*at = time.Now()
 		}
 	})
-	eng, err := ddd.NewEngine(localBus.db, append([]ddd.Option{stampHook}, localBus.Options()...)...)
+	eng, err := ddd.NewEngine(producer.db, append([]ddd.Option{stampHook}, producer.Options()...)...)
 	if err != nil {
 		return nil, nil, err
 	}
 	sched := poisson(int(cfg.latencyDur.Seconds()*float64(cfg.latencyRate)), cfg.latencyRate, latencySeed)
 	led := newLedger(len(sched.at), drainSenders)
-	la, ra := newTally(led, true), newTally(led, true)
+	la, lb, ra := newTally(led, true), newTally(led, true), newTally(led, true)
 	handler := func(tl *tally) ddd.DomainEventHandler {
 		return func(_ context.Context, evt *ddd.DomainEvent) error { tl.deliver(evt.ID); return nil }
 	}
-	if err := localBus.RegisterEventHandler(handler(la)); err != nil {
+	for i, tl := range []*tally{la, lb} {
+		if err := consumers[i].RegisterEventHandler(handler(tl)); err != nil {
+			return nil, nil, err
+		}
+		defer consumers[i].start(ctx)()
+	}
+	child, err := spawnWakeChild(ctx, t, cfg, poll, ra)
+	if err != nil {
 		return nil, nil, err
 	}
-	if err := remoteBus.RegisterEventHandler(handler(ra)); err != nil {
-		return nil, nil, err
-	}
-	defer localBus.start(ctx)()
-	defer remoteBus.start(ctx)()
-	time.Sleep(500 * time.Millisecond) // both take their lease
+	defer child.close()
+	time.Sleep(500 * time.Millisecond) // the consumers take their leases
 
 	err = steady(ctx, sched, cfg.producers, drainSenders, func(ctx context.Context, i int) error {
 		var at time.Time
@@ -176,11 +187,11 @@ func latencyLib(ctx context.Context, t *target, cfg *config, dl *deliveries, pol
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := settle(ctx, latencyGrace(poll), latencyLimit(poll), la, ra); err != nil {
+	if err := settle(ctx, latencyGrace(poll), latencyLimit(poll), la, lb, ra); err != nil {
 		return nil, nil, err
 	}
-	addLatencyRun(dl, sysLib, la, ra)
-	return la.latencies(), ra.latencies(), nil
+	addLatencyRun(dl, sysLib, la, lb, ra)
+	return append(la.latencies(), lb.latencies()...), ra.latencies(), nil
 }
 
 // latencyPeer returns watermill-sql's latencies (ms) at poll interval poll.

@@ -96,6 +96,9 @@ func dirOf(path string) string {
 // It counts what it is handed with a count-only ledger: one bit per event
 // (125 KiB per million) is part of the peak it reports.
 func runChild(ctx context.Context, cfg *config) error {
+	if cfg.child == "wake" {
+		return runWakeChild(ctx, cfg)
+	}
 	if cfg.child != "lib" {
 		return fmt.Errorf("unknown child %q", cfg.child)
 	}

@@ -143,6 +143,12 @@ func (t *tally) deliver(id string) {
 	if t.handled != nil {
 		now = time.Now().UnixNano()
 	}
+	t.deliverAt(id, now)
+}
+
+// deliverAt is deliver at a time taken elsewhere (UnixNano; another
+// process's clock, the same machine's).
+func (t *tally) deliverAt(id string, now int64) {
 	i, ok := eventIndex(id)
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -50,7 +50,10 @@ func RunFrozenChild(t *testing.T) {
 	var c frozenChild
 	must(t, json.Unmarshal([]byte(os.Getenv(frozenChildEnv)), &c))
 	db := openFreezing(t, c, &freezer{flag: c.Flag})
-	bus := newBus(t, db, "frozen-child", eventbus.WithRunInterval(time.Millisecond))
+	// No wake-ups: the freezer stops the process after any statement that
+	// names the sequencer's table, which the change probe reads.
+	bus := newBus(t, db, "frozen-child", eventbus.WithRunInterval(time.Millisecond),
+		eventbus.WithChangeProbeInterval(0), eventbus.WithListenNotify(false))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	go func() { _ = bus.Start(ctx) }()

@@ -30,6 +30,13 @@ const (
 	helperDialectEnv = "EVENTBUS_CONFORMANCE_HELPER_DIALECT"
 	helperDSNEnv     = "EVENTBUS_CONFORMANCE_HELPER_DSN"
 	helperServiceEnv = "EVENTBUS_CONFORMANCE_HELPER_SERVICE"
+	// helperIntervalEnv, if set, is the child's RunInterval (a
+	// time.ParseDuration string), with the wake-up options at their
+	// defaults; otherwise the child polls as fastOptions do.
+	helperIntervalEnv = "EVENTBUS_CONFORMANCE_HELPER_INTERVAL"
+	// helperNoWakeEnv, if set, turns the child's wake-ups off (no LISTEN,
+	// no change probe).
+	helperNoWakeEnv = "EVENTBUS_CONFORMANCE_HELPER_NOWAKE"
 )
 
 // Helper runs in the child process: mode "standby" starts an instance of
@@ -44,7 +51,16 @@ func Helper(t *testing.T) {
 		t.Fatalf("unknown helper mode %q", mode)
 	}
 	db := dbtest.OpenDSN(t, os.Getenv(helperDialectEnv), os.Getenv(helperDSNEnv))
-	bus := newBus(t, db, os.Getenv(helperServiceEnv), eventbus.WithLeaseDuration(2*time.Second), eventbus.WithConsumeConcurrent(4))
+	opts := []eventbus.Option{eventbus.WithLeaseDuration(2 * time.Second), eventbus.WithConsumeConcurrent(4)}
+	if iv := os.Getenv(helperIntervalEnv); iv != "" {
+		d, err := time.ParseDuration(iv)
+		must(t, err)
+		opts = append(opts, eventbus.WithRunInterval(d))
+	}
+	if os.Getenv(helperNoWakeEnv) != "" {
+		opts = append(opts, eventbus.WithListenNotify(false), eventbus.WithChangeProbeInterval(0))
+	}
+	bus := newBus(t, db, os.Getenv(helperServiceEnv), opts...)
 	var mu sync.Mutex
 	say := func(format string, args ...any) {
 		mu.Lock()
@@ -76,11 +92,12 @@ type child struct {
 
 // startStandby starts a standby instance of service in a child process and
 // waits until it runs. It is stopped when t ends.
-func startStandby(t *testing.T, tdb *dbtest.Database, service string) *child {
+func startStandby(t *testing.T, tdb *dbtest.Database, service string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestConformanceHelper$", "-test.count=1", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), HelperEnv+"=standby", helperDialectEnv+"="+tdb.Dialect,
 		helperDSNEnv+"="+tdb.DSN(), helperServiceEnv+"="+service)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	must(t, err)

@@ -240,3 +240,18 @@ type TxRow struct {
 	LastError                   string
 	DueAt, CreatedAt, UpdatedAt int64
 }
+
+// ListenParams configures Wakes.Listen.
+type ListenParams struct {
+	DSN       string // the connection's DSN (the bus's)
+	AppName   string // its application_name, for pg_stat_activity
+	Self      string // announcements from this process, which are ignored
+	Listening func() // called once the connection listens
+	Wake      func() // called for each announcement of another process
+}
+
+// ChangeMark is what Wakes.ChangeMark reads: the highest event id and the
+// last number the sequencer gave.
+type ChangeMark struct {
+	MaxID, LastSeq int64
+}

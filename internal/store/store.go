@@ -57,6 +57,34 @@ type Store interface {
 	HalfMessages
 	Cleaner
 	Partitions
+	Wakes
+}
+
+// Wakes is how buses learn of events committed by other processes sooner
+// than their poll: PostgreSQL's LISTEN/NOTIFY (Announce, Listen), or a
+// cheap read that changes when events are committed or numbered
+// (ChangeMark) where there is none.
+type Wakes interface {
+	// Identity names the database and the table prefix: stores with the
+	// same identity see the same log (in one process they share wake-ups).
+	Identity() string
+	// Announces reports whether Announce and Listen do anything here
+	// (PostgreSQL).
+	Announces() bool
+	// Announce tells every listener of the log that events were written,
+	// by from (the announcing process, which its own listener ignores), on
+	// on: delivered only if on's transaction commits (nil: at once, on a
+	// connection of the pool). A no-op where Announces is false.
+	Announce(ctx context.Context, on Conn, from string) error
+	// Listen listens for announcements on a connection of its own, opened
+	// from p.DSN, until ctx is done or the connection fails, and returns
+	// then (the caller reconnects). It calls p.Listening once it listens
+	// and p.Wake for each announcement not from p.Self.
+	Listen(ctx context.Context, p ListenParams) error
+	// ChangeMark returns a value that changes when events are committed
+	// or numbered: the highest event id and the last number given. One
+	// index-only read.
+	ChangeMark(ctx context.Context) (ChangeMark, error)
 }
 
 // Events writes and reads the log.

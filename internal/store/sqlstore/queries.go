@@ -23,6 +23,7 @@ type queries struct {
 	seqRegister      string                                   // registers a service (see RegisterService)
 	seqTidy          func(settle, expire, sweep int64) string // PostgreSQL, MySQL: upkeep of the runs
 	oldestUnnumbered string                                   // the lowest unnumbered id, for Lags (walks the index, dead entries too)
+	changeMark       string                                   // the highest id and last_seq (see ChangeMark)
 
 	// consumer
 	fetchEvents, fetchRetries string
@@ -77,6 +78,7 @@ func newQueries(d dialect, prefix string) *queries {
 		txEvents:  prefix + "transaction_events",
 	}
 	r := q.r
+	q.changeMark = "SELECT COALESCE((SELECT MAX(id) FROM " + q.events + "), 0), COALESCE((SELECT last_seq FROM " + q.sequencer + " WHERE id = 1), 0)"
 
 	// Sequencer (sequencer.go): each dialect's own statements.
 	// Lags only (not on a poll's path): the runs keep the probe flat,

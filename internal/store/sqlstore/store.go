@@ -47,6 +47,14 @@ type Store struct {
 
 	// The database, to recognise callers' transactions on it (callertx.go).
 	ident dbIdentity
+
+	// Wake-ups (wakes.go): the database's identity with the prefix, and
+	// PostgreSQL's notification channel for it.
+	wakeID, channel string
+	// SQLite: the database file and its WAL, whose stamps spare the change
+	// probe its read while nothing is written (wakes.go).
+	probeFiles []string
+	probe      probeCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -82,9 +90,11 @@ func (s *Store) Init(ctx context.Context, maxPayloadBytes int) error {
 	if err := s.readPacketLimit(ctx, maxPayloadBytes); err != nil {
 		return err
 	}
-	if id, err := s.identify(ctx, s.db); err == nil {
+	id, err := s.identify(ctx, s.db)
+	if err == nil {
 		s.ident.id = id
 	}
+	s.setIdentity(id)
 	return nil
 }
 

@@ -40,6 +40,7 @@ func Run(t *testing.T, open Open) {
 		{"CleanConsumedEvents", testClean},
 		{"CallerTxAbsent", testCallerTxAbsent},
 		{"PartitionsMembersAndSwitch", testPartitions},
+		{"ChangeMarkMoves", testChangeMark},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -47,6 +48,11 @@ func Run(t *testing.T, open Open) {
 			c.test(t, st)
 		})
 	}
+	t.Run("AnnounceInCallerTx", func(t *testing.T) {
+		t.Parallel()
+		st, db := open(t)
+		testAnnounce(t, st, db)
+	})
 	t.Run("WritesInCallerTx", func(t *testing.T) {
 		t.Parallel()
 		st, db := open(t)
@@ -619,5 +625,45 @@ func testCallerTx(t *testing.T, st store.Store, db *sql.DB) {
 		if _, found, err := st.Tx(bg, rolledBack); err != nil || found {
 			t.Fatalf("the rolled-back half message: found %t (%v)", found, err)
 		}
+	}
+}
+
+// The change probe moves when events are committed and when they are
+// numbered, and not otherwise.
+func testChangeMark(t *testing.T, st store.Store) {
+	if st.Identity() == "" {
+		t.Fatal("empty Identity")
+	}
+	m0, err := st.ChangeMark(bg)
+	must(t, err)
+	if again, err := st.ChangeMark(bg); err != nil || again != m0 {
+		t.Fatalf("the mark moved with nothing written: %+v then %+v (%v)", m0, again, err)
+	}
+	insert(t, st, "m", 3)
+	m1, err := st.ChangeMark(bg)
+	must(t, err)
+	if m1.MaxID <= m0.MaxID || m1.LastSeq != m0.LastSeq {
+		t.Fatalf("after an insert the mark went from %+v to %+v, want a higher MaxID only", m0, m1)
+	}
+	numberAll(t, st)
+	m2, err := st.ChangeMark(bg)
+	must(t, err)
+	if m2.LastSeq != m1.LastSeq+3 || m2.MaxID != m1.MaxID {
+		t.Fatalf("after numbering the mark went from %+v to %+v, want LastSeq +3", m1, m2)
+	}
+}
+
+// Announce runs in a caller's transaction without disturbing it (where
+// the database has no notifications it does nothing), and on its own.
+func testAnnounce(t *testing.T, st store.Store, db *sql.DB) {
+	tx, err := db.BeginTx(bg, nil)
+	must(t, err)
+	defer func() { _ = tx.Rollback() }()
+	must(t, st.Announce(bg, tx, "test"))
+	must(t, st.InsertEvents(bg, tx, encodeAll(t, st, event(t, "a1", "s", false))))
+	must(t, tx.Commit())
+	must(t, st.Announce(bg, nil, "test"))
+	if numberAll(t, st) != 1 {
+		t.Fatal("the event written after Announce in the transaction was not stored")
 	}
 }
