@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -40,6 +41,7 @@ func (f *freezer) after(stmt []byte) {
 	if os.Remove(f.flag) != nil {
 		return // no freeze asked, or another connection took it
 	}
+	fmt.Fprintf(os.Stderr, "freezing after: %.300s\n", stmt) // shown if the test fails
 	_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 }
 
@@ -64,22 +66,52 @@ func (f *freezer) dial(ctx context.Context, network, addr string) (net.Conn, err
 }
 
 // freezeSQLiteConn runs statements on SQLite through a freezer, after they
-// return: for an embedded database, that is when they were "sent".
+// return: for an embedded database, that is when they were "sent". Only
+// outside a transaction: a process frozen inside one of SQLite's write
+// transactions holds the database's one write lock, which stops every
+// writer whatever the sequencer does (the test is about what the
+// sequencer holds, and this once froze the child in another write).
 type freezeSQLiteConn struct {
 	*sqlite3.SQLiteConn
 	f *freezer
 }
 
+func (c *freezeSQLiteConn) after(q string) {
+	if c.SQLiteConn.AutoCommit() {
+		c.f.after([]byte(q))
+	}
+}
+
 func (c *freezeSQLiteConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
 	r, err := c.SQLiteConn.ExecContext(ctx, q, args)
-	c.f.after([]byte(q))
+	c.after(q)
 	return r, err
 }
 
 func (c *freezeSQLiteConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
 	r, err := c.SQLiteConn.QueryContext(ctx, q, args)
-	c.f.after([]byte(q))
-	return r, err
+	return c.afterRows(q, r, err)
+}
+
+// afterRows freezes once a query's rows are closed: until then its
+// statement runs, and a write with RETURNING holds the write lock.
+func (c *freezeSQLiteConn) afterRows(q string, r driver.Rows, err error) (driver.Rows, error) {
+	if err != nil {
+		c.after(q)
+		return r, err
+	}
+	return &freezeSQLiteRows{Rows: r, done: func() { c.after(q) }}, nil
+}
+
+type freezeSQLiteRows struct {
+	driver.Rows
+	done func()
+}
+
+func (r *freezeSQLiteRows) Close() error {
+	err := r.Rows.Close()
+	r.done()
+	return err
 }
 
 // PrepareContext wraps prepared statements too: the bus runs its frequent
@@ -89,7 +121,7 @@ func (c *freezeSQLiteConn) PrepareContext(ctx context.Context, q string) (driver
 	if err != nil {
 		return nil, err
 	}
-	return &freezeSQLiteStmt{Stmt: st, q: q, f: c.f}, nil
+	return &freezeSQLiteStmt{Stmt: st, q: q, c: c}, nil
 }
 
 func (c *freezeSQLiteConn) Prepare(q string) (driver.Stmt, error) {
@@ -99,19 +131,18 @@ func (c *freezeSQLiteConn) Prepare(q string) (driver.Stmt, error) {
 type freezeSQLiteStmt struct {
 	driver.Stmt
 	q string
-	f *freezer
+	c *freezeSQLiteConn
 }
 
 func (s *freezeSQLiteStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	r, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
-	s.f.after([]byte(s.q))
+	s.c.after(s.q)
 	return r, err
 }
 
 func (s *freezeSQLiteStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	r, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
-	s.f.after([]byte(s.q))
-	return r, err
+	return s.c.afterRows(s.q, r, err)
 }
 
 type freezeSQLiteDriver struct {
