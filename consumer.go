@@ -244,12 +244,24 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 	if numbered && readAhead {
 		moreEvents = true // the batch was read before they were numbered
 	}
-	moreRetries := false
-	if b.lease == l && (kind == pollTimer || b.retryMore || now.Sub(b.lastRetried) >= b.opts.RunInterval) {
-		if moreRetries, err = b.retryPhase(ctx, l); err != nil {
-			return false, err
-		}
-		b.lastRetried, b.retryMore = now, moreRetries
+	moreRetries, err := b.retryIfDue(ctx, l, kind, now)
+	if err != nil {
+		return false, err
 	}
 	return moreRetries || moreEvents, nil
+}
+
+// retryIfDue runs the retry phase under lease l if it is due: at a timer
+// poll, while the last one found more, or RunInterval after it last ran.
+// It reports whether more retries wait.
+func (b *EventBus) retryIfDue(ctx context.Context, l *lease, kind pollKind, now time.Time) (bool, error) {
+	if b.lease != l || (kind != pollTimer && !b.retryMore && now.Sub(b.lastRetried) < b.opts.RunInterval) {
+		return false, nil
+	}
+	more, err := b.retryPhase(ctx, l)
+	if err != nil {
+		return false, err
+	}
+	b.lastRetried, b.retryMore = now, more
+	return more, nil
 }

@@ -439,12 +439,9 @@ func (b *EventBus) pollPart(ctx context.Context, kind pollKind, now time.Time) (
 	if err != nil {
 		return false, err
 	}
-	moreRetries := false
-	if b.lease == l && (kind == pollTimer || b.retryMore || now.Sub(b.lastRetried) >= b.opts.RunInterval) {
-		if moreRetries, err = b.retryPhase(ctx, l); err != nil {
-			return false, err
-		}
-		b.lastRetried, b.retryMore = now, moreRetries
+	moreRetries, err := b.retryIfDue(ctx, l, kind, now)
+	if err != nil {
+		return false, err
 	}
 	return moreRetries || moreEvents, nil
 }
