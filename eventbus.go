@@ -18,10 +18,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
@@ -29,65 +26,6 @@ import (
 	"github.com/dddbus/eventbus/internal/store/sqlstore"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-)
-
-// EventBus stores and delivers the domain events of one consuming service.
-// Several instances (processes) may run the same service: one at a time
-// owns its consumption through a lease, the others stand by.
-type EventBus struct {
-	service string
-	st      store.Store // every database operation (internal/store)
-	opts    Config
-	log     *slog.Logger
-	owner   string // this instance's name in the lease
-
-	mu        sync.Mutex
-	handler   ddd.DomainEventHandler
-	txChecker ddd.DomainEventTxChecker
-	running   atomic.Bool
-	wake      chan struct{}
-	dsn       string    // PostgreSQL: the DSN the wake-up listener connects with ("": none known)
-	ann       announcer // coalesces NOTIFYs (wakeup.go)
-	stats     counters
-	obsPanic  atomic.Int64 // when a panicking observer was last logged (Unix ns)
-	holds     holds        // senders of calls the bus stopped waiting for
-	// handlerParent is the handler calls' parent context while Start runs
-	// (see stopGrace); setAsideAfter, if set, replaces the constant of
-	// that name (tests).
-	handlerParent context.Context
-	setAsideAfter time.Duration
-
-	// Owned by the consume loop.
-	lease         *lease
-	registered    atomic.Bool // the service's row exists
-	prefetched    *prefetch   // the next batch, read while this one ran
-	lastSequenced time.Time   // last time a poll ran the sequencer
-	lastTidied    time.Time   // last time a poll ran the sequencer's upkeep
-	lastRetried   time.Time   // last time a poll ran the retry phase
-	retryMore     bool        // the last retry phase had more to do
-	standbyAt     time.Time   // last time this instance reported in as a standby
-	removedLogged time.Time   // last time it said its service was removed
-	removed       atomic.Bool // its service was removed while it ran (see standBy)
-
-	// Partitions (partition.go), owned by the consume loop. While a
-	// partitioned service is consumed, lease, prefetched, lastRetried and
-	// retryMore above are those of cur, the partition being worked on.
-	cur         *part
-	parts       map[string]*part // by row name
-	view        store.PartitionView
-	viewAt      time.Time // when view was read (zero: never this Start)
-	switchAsked bool      // this Start looked at the count already (see steerCount)
-	turn        int       // rotates the order partitions are polled in
-
-	// Background sequencing of a backlog (see numberInBackground).
-	numberBusy atomic.Bool
-	bg         routines // goroutines Start waits for (see routines)
-}
-
-var (
-	_ ddd.EventBus   = (*EventBus)(nil)
-	_ ddd.TxEventBus = (*EventBus)(nil)
-	_ ddd.TXEventBus = (*EventBus)(nil)
 )
 
 // NewEventBus returns the bus of service serviceName on db (SQLite, MySQL or

@@ -53,19 +53,6 @@ import (
 // nothing is lost, and one sender's events keep their order. Delivery
 // pauses for the drain (the old partitions' backlog up to the switch point).
 
-// part is one partition this instance holds or means to take.
-type part struct {
-	index, count int
-	row          string
-
-	// What the consume loop keeps per lease (see EventBus), while the
-	// partition is not the one being worked on.
-	lease       *lease
-	prefetched  *prefetch
-	lastRetried time.Time
-	retryMore   bool
-}
-
 // owns reports whether sender's events belong to the partition being
 // consumed (all do with one partition).
 func (b *EventBus) owns(sender string) bool {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dddbus/eventbus/internal/store"
@@ -212,15 +211,6 @@ func (b *EventBus) probe(ctx context.Context, key string) {
 		case <-tick.C:
 		}
 	}
-}
-
-// announcer coalesces a bus's NOTIFYs (PostgreSQL).
-type announcer struct {
-	issued   atomic.Int64 // when a transaction last carried a NOTIFY (Unix ns)
-	lastSkip atomic.Int64 // when a transaction last skipped its NOTIFY
-	notified atomic.Int64 // when Notify was last called
-	sent     atomic.Int64 // when the last NOTIFY of its own was sent
-	pending  atomic.Bool  // a check (checkOwed) is scheduled
 }
 
 // owedHorizon: after a transaction skipped its NOTIFY, each Notify (after
