@@ -2,7 +2,6 @@ package eventbus
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
 )
 
@@ -147,13 +146,6 @@ func (b *EventBus) consume(ctx context.Context, consumer bool) {
 			kind = pollTimer
 		}
 	}
-}
-
-// nextBackoff doubles from base up to 10s, with ±20% jitter so that many
-// instances do not reconnect in step.
-func nextBackoff(prev, base time.Duration) time.Duration {
-	next := min(max(prev*2, base), 10*time.Second)
-	return time.Duration(float64(next) * (0.8 + 0.4*rand.Float64()))
 }
 
 // takeWake consumes a pending wake-up, if any.
