@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
-	"github.com/dddbus/eventbus/internal/store"
 	"github.com/dddbus/eventbus/internal/store/sqlstore"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -110,25 +109,6 @@ func instanceName() string {
 	return name
 }
 
-// registerService creates the service's row, at the start position, unless
-// it exists: one server-side step (see register_service in migration 0007,
-// and the SQLite store). At the latest position its offset is the
-// last number given once every event committed before the call is
-// numbered, under the sequencer's lock: exactly the events committed after
-// it are delivered.
-func (b *EventBus) registerService(ctx context.Context) error {
-	pos := int64(store.StartLatest)
-	switch b.opts.StartPosition.kind {
-	case startEarliest:
-		pos = 0
-	case startAfter:
-		pos = b.opts.StartPosition.seq
-	}
-	ctx, cancel := b.bounded(ctx)
-	defer cancel()
-	return b.st.RegisterService(ctx, b.service, pos)
-}
-
 // Service returns the service name.
 func (b *EventBus) Service() string { return b.service }
 
@@ -167,27 +147,6 @@ func (b *EventBus) Options() []ddd.Option {
 	return []ddd.Option{
 		ddd.WithEventBus(b),
 		ddd.WithPostCommitHook(func(context.Context) { b.Notify() }),
-	}
-}
-
-// Notify wakes the poller of every started bus of this process on the
-// same database and table prefix (any service), and of b. On PostgreSQL it
-// also sends the wake-up notification for other processes that a
-// coalesced Dispatch left owing (see wakeup.go). Call it after committing
-// a transaction in which you dispatched events yourself; the engine does
-// it for you.
-func (b *EventBus) Notify() {
-	b.wakeProcess()
-	b.announceOwed()
-}
-
-// committed is Notify after a transaction of the bus's own wrote or
-// published events: it owes other processes a notification.
-func (b *EventBus) committed() {
-	b.wakeProcess()
-	if b.announces() {
-		b.ann.notified.Store(time.Now().UnixNano()) // a check pending in its stead must cover it too
-		b.announceLater()
 	}
 }
 

@@ -93,24 +93,6 @@ func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 	return nil
 }
 
-// releaseLease hands the service over at once on a graceful stop. It goes by
-// owner alone: the lease may still name this instance after it stopped
-// trusting it (a renewal that timed out), and no other instance can hold a
-// lease that names this one.
-func (b *EventBus) releaseLease(ctx context.Context) {
-	held := b.lease
-	b.lease = nil
-	if !b.registered.Load() {
-		return
-	}
-	b.releaseParts(ctx)
-	if err := b.st.ReleaseLease(ctx, b.service, b.owner); err != nil {
-		b.log.Warn("eventbus: release lease", "err", err)
-	} else {
-		b.observeLease(ctx, LeaseReleased, held)
-	}
-}
-
 // heartbeat keeps l while a batch runs: it renews the lease once a third
 // of it has passed, and calls halt (no further event starts) when the lease
 // is lost or when it could not be renewed for two thirds of its duration.

@@ -318,3 +318,24 @@ func (b *EventBus) ListenerName() string {
 	}
 	return "eventbus listener " + c.Channel()
 }
+
+// Notify wakes the poller of every started bus of this process on the
+// same database and table prefix (any service), and of b. On PostgreSQL it
+// also sends the wake-up notification for other processes that a
+// coalesced Dispatch left owing (see wakeup.go). Call it after committing
+// a transaction in which you dispatched events yourself; the engine does
+// it for you.
+func (b *EventBus) Notify() {
+	b.wakeProcess()
+	b.announceOwed()
+}
+
+// committed is Notify after a transaction of the bus's own wrote or
+// published events: it owes other processes a notification.
+func (b *EventBus) committed() {
+	b.wakeProcess()
+	if b.announces() {
+		b.ann.notified.Store(time.Now().UnixNano()) // a check pending in its stead must cover it too
+		b.announceLater()
+	}
+}
