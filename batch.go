@@ -93,14 +93,6 @@ func (b *EventBus) ownRecords(all []*record) (own []*record, upTo int64) {
 	return own, upTo
 }
 
-// prefetch is a batch read ahead: the events after offset after.
-type prefetch struct {
-	after int64
-	done  chan struct{}
-	recs  []*record
-	err   error
-}
-
 func (b *EventBus) startPrefetch(ctx context.Context, after int64) {
 	p := &prefetch{after: after, done: make(chan struct{})}
 	b.prefetched = p

@@ -2,7 +2,6 @@ package eventbus
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
 )
 
@@ -88,15 +87,6 @@ func (b *EventBus) stopGrace(ctx context.Context) (parent context.Context, end f
 	}
 }
 
-// What started a poll.
-type pollKind int8
-
-const (
-	pollTimer pollKind = iota // RunInterval passed: a full poll
-	pollWoken                 // a wake-up: events were committed here, or numbered
-	pollQuick                 // the previous poll handled a full batch
-)
-
 // consume polls every RunInterval (counted from the start of the previous
 // poll), at once while full batches come, and when woken.
 func (b *EventBus) consume(ctx context.Context, consumer bool) {
@@ -147,13 +137,6 @@ func (b *EventBus) consume(ctx context.Context, consumer bool) {
 			kind = pollTimer
 		}
 	}
-}
-
-// nextBackoff doubles from base up to 10s, with ±20% jitter so that many
-// instances do not reconnect in step.
-func nextBackoff(prev, base time.Duration) time.Duration {
-	next := min(max(prev*2, base), 10*time.Second)
-	return time.Duration(float64(next) * (0.8 + 0.4*rand.Float64()))
 }
 
 // takeWake consumes a pending wake-up, if any.
@@ -249,19 +232,4 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 		return false, err
 	}
 	return moreRetries || moreEvents, nil
-}
-
-// retryIfDue runs the retry phase under lease l if it is due: at a timer
-// poll, while the last one found more, or RunInterval after it last ran.
-// It reports whether more retries wait.
-func (b *EventBus) retryIfDue(ctx context.Context, l *lease, kind pollKind, now time.Time) (bool, error) {
-	if b.lease != l || (kind != pollTimer && !b.retryMore && now.Sub(b.lastRetried) < b.opts.RunInterval) {
-		return false, nil
-	}
-	more, err := b.retryPhase(ctx, l)
-	if err != nil {
-		return false, err
-	}
-	b.lastRetried, b.retryMore = now, more
-	return more, nil
 }

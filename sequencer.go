@@ -141,3 +141,20 @@ func (b *EventBus) tidyRuns(ctx context.Context, settle, expire, sweep time.Dura
 	}
 	return b.st.TidyRuns(ctx, store.TidyParams{Settle: int64(settle / time.Second), Expire: int64(expire / time.Second), Sweep: secs})
 }
+
+// numberObserved runs one sequencer batch and reports it.
+func (b *EventBus) numberObserved(ctx context.Context) (int, bool, error) {
+	obs := b.opts.Observer
+	if obs == nil {
+		return b.numberStep(ctx)
+	}
+	start := time.Now()
+	n, more, err := b.numberStep(ctx)
+	if n > 0 || err != nil {
+		func() {
+			defer b.observerPanicked("SequencerBatch")
+			obs.SequencerBatch(ctx, SequencerBatch{Service: b.service, Events: n, Duration: time.Since(start), Err: err})
+		}()
+	}
+	return n, more, err
+}

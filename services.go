@@ -132,3 +132,22 @@ func (b *EventBus) logRemoved() {
 	b.removedLogged = time.Now()
 	b.log.Error("eventbus: this service was removed (RemoveService) while this instance ran it; it consumes nothing more. Restart it to register the service again, or stop it")
 }
+
+// registerService creates the service's row, at the start position, unless
+// it exists: one server-side step (see register_service in migration 0007,
+// and the SQLite store). At the latest position its offset is the
+// last number given once every event committed before the call is
+// numbered, under the sequencer's lock: exactly the events committed after
+// it are delivered.
+func (b *EventBus) registerService(ctx context.Context) error {
+	pos := int64(store.StartLatest)
+	switch b.opts.StartPosition.kind {
+	case startEarliest:
+		pos = 0
+	case startAfter:
+		pos = b.opts.StartPosition.seq
+	}
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
+	return b.st.RegisterService(ctx, b.service, pos)
+}

@@ -1,7 +1,5 @@
 package eventbus
 
-import "sync/atomic"
-
 // Stats counts what this bus instance has done since it was created.
 type Stats struct {
 	Handled     int64 // handler returned nil
@@ -21,11 +19,6 @@ type Stats struct {
 	// Unreturned is how many abandoned or set-aside calls have not
 	// returned yet: a gauge, not a count of past events.
 	Unreturned int64
-}
-
-type counters struct {
-	handled, skipped, failed, parked, dead, sequenced atomic.Int64
-	abandoned, setAside, unreturned                   atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
