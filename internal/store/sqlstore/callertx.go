@@ -117,7 +117,7 @@ type dbIdentity struct {
 
 // sameDatabase returns nil if conn's database is the bus's.
 func (s *base) sameDatabase(ctx context.Context, conn gorm.ConnPool) error {
-	theirs, err := s.identify(ctx, conn)
+	theirs, err := s.eng.identify(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("identify the transaction's database: %w", err)
 	}
@@ -126,7 +126,7 @@ func (s *base) sameDatabase(ctx context.Context, conn gorm.ConnPool) error {
 	if theirs == s.ident.id && theirs != "" {
 		return nil
 	}
-	ours, err := s.identify(ctx, s.db)
+	ours, err := s.eng.identify(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("identify the bus's database: %w", err)
 	}
@@ -146,13 +146,6 @@ func describe(id string) string {
 
 type rowQuerier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// identify describes the database that q's connection writes the bus's
-// tables to, or returns "" when it cannot be told apart from others; each
-// database says how (engine.identify).
-func (s *base) identify(ctx context.Context, q rowQuerier) (string, error) {
-	return s.eng.identify(ctx, q)
 }
 
 func orNone(s sql.NullString) string {

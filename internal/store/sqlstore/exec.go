@@ -15,12 +15,13 @@ import (
 //     caller's transaction), it runs on that transaction's connection and
 //     never waits for another connection of the pool.
 //   - Otherwise (on is nil) it is a statement of its own, at READ COMMITTED:
-//     alone (autocommit) where the database's store has shown that this is the same
-//     whatever the session's default level (MySQL, SQLite), else in a READ
-//     COMMITTED transaction of its own (PostgreSQL, where a single UPDATE at
-//     REPEATABLE READ or SERIALIZABLE fails with SQLSTATE 40001 when another
-//     transaction updated its row, and a SERIALIZABLE read can fail or make
-//     the application's transactions fail). See each database's open.
+//     alone (autocommit) where the database's store has shown that this is
+//     the same whatever the session's default level (MySQL, SQLite), else in
+//     a READ COMMITTED transaction of its own (PostgreSQL, where a single
+//     UPDATE at REPEATABLE READ or SERIALIZABLE fails with SQLSTATE 40001
+//     when another transaction updated its row, and a SERIALIZABLE read can
+//     fail or make the application's transactions fail). See base.ownTx,
+//     set by each database's open function.
 //   - It is prepared if it is one of the hot statements (queries.hot) and
 //     the pool's stmtCache has it ready; otherwise it runs unprepared.
 //

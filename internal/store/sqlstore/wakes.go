@@ -24,7 +24,7 @@ func (s *base) Identity() string { return s.wakeID }
 // needs a connection of it) and names the log's wake-ups after it. An
 // identity that cannot be read is "" (named by the pool).
 func (s *base) initIdentity(ctx context.Context) {
-	id, err := s.identify(ctx, s.db)
+	id, err := s.eng.identify(ctx, s.db)
 	if err == nil {
 		s.ident.id = id
 	}
