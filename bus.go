@@ -64,9 +64,9 @@ type EventBus struct {
 	switchAsked bool      // this Start looked at the count already (see steerCount)
 	turn        int       // rotates the order partitions are polled in
 
-	// Background sequencing of a backlog (see numberInBackground).
-	numberBusy atomic.Bool
-	bg         routines // goroutines Start waits for (see routines)
+	// Background sequencing of a backlog (see sequenceInBackground).
+	sequenceBusy atomic.Bool
+	bg           routines // goroutines Start waits for (see routines)
 }
 
 var (

@@ -11,7 +11,7 @@ import (
 // a registered handler the instance only produces: it runs those duties
 // but does not register or consume as a service.
 //
-// Each poll takes or renews the service's lease, numbers newly committed
+// Each poll takes or renews the service's lease, sequences newly committed
 // events (the sequencer), reads up to LimitPerRun events after the
 // service's offset and hands them to the workers, then runs due retries.
 // Polls come every RunInterval, at once while full batches come, and when
@@ -151,10 +151,10 @@ func (b *EventBus) takeWake() bool {
 
 // pollOnce does one round of work and reports whether more is waiting.
 //
-// A timer poll reads the events numbered already while the sequencer runs
-// (on another connection), so that an event numbered by another instance
+// A timer poll reads the events sequenced already while the sequencer runs
+// (on another connection), so that an event sequenced by another instance
 // is handled one round trip after the poll starts; the sequencer's step
-// only reads when nothing waits, and what it numbers comes after that
+// only reads when nothing waits, and what it sequences comes after that
 // read-ahead in the log, so the poll then asks for another at once. Due
 // retries run after the new events. A woken poll (something was committed
 // here) and a quick one (it follows a full batch) run the retry phase only
@@ -202,8 +202,8 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 		b.startPrefetch(ctx, l.offset)
 	}
 	readAhead := b.prefetched != nil
-	numbered := false // this poll numbered events
-	if !b.numberBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
+	sequenced := false // this poll sequenced events
+	if !b.sequenceBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
 		b.lastSequenced = now
 		if now.Sub(b.lastTidied) >= tidyEvery {
 			b.lastTidied = now
@@ -211,21 +211,21 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 				b.log.Warn("eventbus: sequencer upkeep", "err", err)
 			}
 		}
-		n, err := b.number(ctx)
+		n, err := b.sequence(ctx)
 		if err != nil {
 			return false, err
 		}
-		numbered = n > 0
+		sequenced = n > 0
 	}
 	if l == nil {
-		return false, nil // a producer, or another instance consumes: this one only numbers
+		return false, nil // a producer, or another instance consumes: this one only sequences
 	}
 	moreEvents, err := b.batchPhase(ctx, l)
 	if err != nil {
 		return false, err
 	}
-	if numbered && readAhead {
-		moreEvents = true // the batch was read before they were numbered
+	if sequenced && readAhead {
+		moreEvents = true // the batch was read before they were sequenced
 	}
 	moreRetries, err := b.retryIfDue(ctx, l, kind, now)
 	if err != nil {

@@ -42,7 +42,7 @@ type Observer interface {
 	// waiting for it.
 	HandlerEnd(ctx context.Context, e HandlerEnd)
 	// SequencerBatch is called after each batch of the sequencer that
-	// numbered events or failed.
+	// sequenced events or failed.
 	SequencerBatch(ctx context.Context, e SequencerBatch)
 	// LeaseChange is called when this instance takes, loses or releases
 	// its service's lease.
@@ -163,8 +163,8 @@ type HandlerEnd struct {
 
 // SequencerBatch describes one batch of the sequencer.
 type SequencerBatch struct {
-	Service  string // the instance that ran it (any service numbers for all)
-	Events   int    // events numbered
+	Service  string // the instance that ran it (any service sequences for all)
+	Events   int    // events sequenced
 	Duration time.Duration
 	Err      error
 }

@@ -42,7 +42,7 @@ import (
 //
 // Changing N (drain and switch): an instance configured with another count
 // than the stored one asks for the change once per Start; the request
-// records the sequence number numbered last (the switch point). Every
+// records the sequence number sequenced last (the switch point). Every
 // partition of the old count is then consumed up to the switch point and
 // no further, and released there. Once every old partition is at the
 // switch point and free, one instance replaces them by the new count's
@@ -126,7 +126,7 @@ func (b *EventBus) steerCount(ctx context.Context, v store.PartitionView) (chang
 		}
 		ok, err := b.st.RequestSwitch(ctx, b.service, b.opts.Partitions)
 		if ok {
-			b.log.Info("eventbus: asked to change the partition count; the partitions drain to the last numbered event, then switch", "from", v.Partitions, "to", b.opts.Partitions)
+			b.log.Info("eventbus: asked to change the partition count; the partitions drain to the last sequenced event, then switch", "from", v.Partitions, "to", b.opts.Partitions)
 		}
 		return ok, err
 	}
@@ -342,7 +342,7 @@ func (b *EventBus) pollParts(ctx context.Context, kind pollKind) (bool, error) {
 		b.parts = map[string]*part{}
 	}
 	now := time.Now()
-	if !b.numberBusy.Load() && (kind != pollQuick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
+	if !b.sequenceBusy.Load() && (kind != pollQuick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
 		b.lastSequenced = now
 		if now.Sub(b.lastTidied) >= tidyEvery {
 			b.lastTidied = now
@@ -350,7 +350,7 @@ func (b *EventBus) pollParts(ctx context.Context, kind pollKind) (bool, error) {
 				b.log.Warn("eventbus: sequencer upkeep", "err", err)
 			}
 		}
-		if _, err := b.number(ctx); err != nil {
+		if _, err := b.sequence(ctx); err != nil {
 			return false, err
 		}
 	}

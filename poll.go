@@ -14,7 +14,7 @@ type pollKind int8
 
 const (
 	pollTimer pollKind = iota // RunInterval passed: a full poll
-	pollWoken                 // a wake-up: events were committed here, or numbered
+	pollWoken                 // a wake-up: events were committed here, or sequenced
 	pollQuick                 // the previous poll handled a full batch
 )
 

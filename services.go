@@ -35,7 +35,7 @@ type ServiceStatus struct {
 	Parent     string
 }
 
-// Lag is how many numbered events lie after the offset (of every
+// Lag is how many sequenced events lie after the offset (of every
 // partition, for a partition's row).
 func (s ServiceStatus) Lag() int64 { return max(s.HeadSeq-s.ConsumedSeq, 0) }
 
@@ -137,7 +137,7 @@ func (b *EventBus) logRemoved() {
 // it exists: one server-side step (see register_service in migration 0007,
 // and the SQLite store). At the latest position its offset is the
 // last number given once every event committed before the call is
-// numbered, under the sequencer's lock: exactly the events committed after
+// sequenced, under the sequencer's lock: exactly the events committed after
 // it are delivered.
 func (b *EventBus) registerService(ctx context.Context) error {
 	pos := int64(store.StartLatest)

@@ -7,7 +7,7 @@ type Stats struct {
 	Failed      int64 // handler failed, panicked or was abandoned (each attempt counts)
 	Parked      int64 // events stored to run later: FIFO events behind a failed one of their sender, or events whose sender has a call that has not returned
 	DeadLetters int64 // events that became dead letters here
-	Sequenced   int64 // events this instance numbered
+	Sequenced   int64 // events this instance sequenced
 	// Abandoned counts handler calls the bus stopped waiting for: still
 	// running HandlerTimeout plus its grace after they started (each is
 	// also a Failed attempt), or when a stop's ShutdownGrace ran out (their

@@ -46,7 +46,7 @@ import (
 //     watcher reads the change probe every ChangeProbeInterval, one
 //     index-only read of the highest event id and of last_seq, and wakes
 //     the buses when it changes. A transaction that commits after one with
-//     a higher id changes neither until some bus numbers its events (its
+//     a higher id changes neither until some bus sequences its events (its
 //     own process's, woken by Notify, or any poll): at worst one poll.
 
 // announceEvery is the least time between two NOTIFYs of one bus.

@@ -55,8 +55,8 @@ type engine interface {
 	// listTxs pages a service's transactions in n states through
 	// transactions_due (ListTxs).
 	listTxs(n int) string
-	// oldestUnnumbered selects the lowest unnumbered id (Lags).
-	oldestUnnumbered() string
+	// oldestUnsequenced selects the lowest unsequenced id (Lags).
+	oldestUnsequenced() string
 }
 
 func newBase(db *sql.DB, name, prefix string, text sqlText, eng engine) base {
@@ -111,9 +111,9 @@ func (s *base) insertTxLastID(ctx context.Context, on txConn, args []any) (int64
 	return res.LastInsertId()
 }
 
-// unnumberedByIndex selects the lowest unnumbered id through events_seq
+// unsequencedByIndex selects the lowest unsequenced id through events_seq
 // (PostgreSQL, MySQL). Lags only, not a poll's path: it may walk dead index
 // entries behind a long snapshot.
-func (s *base) unnumberedByIndex() string {
+func (s *base) unsequencedByIndex() string {
 	return "SELECT id FROM " + s.q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1"
 }

@@ -38,7 +38,7 @@ func (s *base) insertEvents(ctx context.Context, on txConn, events []store.Encod
 	return nil
 }
 
-// FetchEvents reads up to limit numbered events after offset after.
+// FetchEvents reads up to limit sequenced events after offset after.
 func (s *base) FetchEvents(ctx context.Context, after int64, limit int) ([]store.Record, error) {
 	recs := make([]store.Record, 0, min(limit, 1024))
 	err := s.query(ctx, nil, s.q.fetchEvents, []any{after, limit}, func(rows *sql.Rows) error {

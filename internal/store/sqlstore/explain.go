@@ -22,7 +22,7 @@ func (s *base) OpsQueries() map[string][2]any {
 		"lag services":       {s.q.lagServices, []any(nil)},
 		"first after offset": {s.q.firstAfter, []any{2500}},
 		"event by id":        {s.q.eventCreated, []any{42}},
-		"sequencer probe":    {s.eng.oldestUnnumbered(), []any(nil)},
+		"sequencer probe":    {s.eng.oldestUnsequenced(), []any(nil)},
 		"next tx service":    {s.q.nextTxService, []any{""}},
 		"tx counts":          {s.q.txCounts, []any{"explain", "explain"}},
 		"transactions":       {s.eng.listTxs(2), []any{"explain", 0, 3, 0, 100}},

@@ -50,7 +50,7 @@ func openMySQL(ctx context.Context, db *sql.DB, prefix string) (impl, error) {
 	if s.ownTx, err = mysqlOwnTx(ctx, db); err != nil {
 		return nil, err
 	}
-	s.numbering()
+	s.sequencing()
 	return s, nil
 }
 
@@ -120,7 +120,7 @@ func (s *mysqlStore) listTxs(n int) string {
 		" WHERE service = ? AND state IN " + in(n) + " AND id > ? ORDER BY id LIMIT ?")
 }
 
-func (s *mysqlStore) oldestUnnumbered() string { return s.unnumberedByIndex() }
+func (s *mysqlStore) oldestUnsequenced() string { return s.unsequencedByIndex() }
 
 // identify: the server's host name, port, data directory, id and start
 // time (from UUID_SHORT), and the current database. UUID_SHORT's bits

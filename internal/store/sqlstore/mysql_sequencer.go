@@ -8,7 +8,7 @@ import (
 	"github.com/dddbus/eventbus/internal/store"
 )
 
-// numbering builds the sequencer's statements: the procedures of migration
+// sequencing builds the sequencer's statements: the procedures of migration
 // 0007, each returning one row, and a probe. MariaDB runs a procedure call
 // slowly (~0.2 ms), so a plain read first says whether the open run holds
 // a committed row or there are holes (which the procedure then probes one
@@ -17,8 +17,8 @@ import (
 // lock. The integers go in the statement text: go-sql-driver/mysql would
 // otherwise prepare, run and close every statement that has arguments
 // (three round trips).
-func (s *mysqlStore) numbering() {
-	batch := strconv.Itoa(numberBatch)
+func (s *mysqlStore) sequencing() {
+	batch := strconv.Itoa(sequenceBatch)
 	runs := s.prefix + "sequencer_runs"
 	latest := "(SELECT MAX(version) FROM " + runs + ")"
 	s.seqProbe = "SELECT 1 FROM DUAL WHERE EXISTS (SELECT 1 FROM " + s.q.events + " FORCE INDEX (" + s.prefix + "events_seq)" +
@@ -33,9 +33,9 @@ func (s *mysqlStore) RegisterService(ctx context.Context, service string, start 
 	return s.registerByCall(ctx, s.seqRegister, service, start)
 }
 
-// Number probes, then runs one step of the sequence procedure if there may
+// Sequence probes, then runs one step of the sequence procedure if there may
 // be work.
-func (s *mysqlStore) Number(ctx context.Context) (int, bool, error) {
+func (s *mysqlStore) Sequence(ctx context.Context) (int, bool, error) {
 	if ok, err := s.waiting(ctx, s.seqProbe); !ok || err != nil {
 		return 0, false, err
 	}
@@ -45,7 +45,7 @@ func (s *mysqlStore) Number(ctx context.Context) (int, bool, error) {
 // TidyRuns runs sequence_tidy.
 func (s *mysqlStore) TidyRuns(ctx context.Context, p store.TidyParams) (bool, error) {
 	return s.tidyByCall(ctx, p, func(sweep int64) string {
-		return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %d)", s.prefix, p.Settle, p.Expire, sweep, numberBatch)
+		return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %d)", s.prefix, p.Settle, p.Expire, sweep, sequenceBatch)
 	})
 }
 

@@ -130,7 +130,7 @@ func (s *base) LeaveMember(ctx context.Context, service, instance string) error 
 }
 
 // RequestSwitch asks for service's partition count to become to, once
-// every partition of the current count has consumed what is numbered now;
+// every partition of the current count has consumed what is sequenced now;
 // false if a change is pending already or the count is to.
 func (s *base) RequestSwitch(ctx context.Context, service string, to int) (bool, error) {
 	res, err := s.exec(ctx, nil, s.pq.requestSwitch, to, service, to)

@@ -45,13 +45,13 @@ var postgresDatabase = database{
 // Nothing is kept prepared: pgx keeps a bounded cache of prepared
 // statements on each connection by itself.
 //
-// The sequencer's integers go in the statement text (see numberBatch);
+// The sequencer's integers go in the statement text (see sequenceBatch);
 // INOUT parameters come back as a row.
 func openPostgres(_ context.Context, db *sql.DB, prefix string) (impl, error) {
 	s := &postgresStore{}
 	s.base = newBase(db, "postgres", prefix, postgresText, s)
 	s.txOpts, s.ownTx = readCommitted, true
-	batch, span := strconv.Itoa(numberBatch), strconv.Itoa(numberSpan)
+	batch, span := strconv.Itoa(sequenceBatch), strconv.Itoa(sequenceSpan)
 	s.seqStep = "CALL " + prefix + "sequence(" + batch + ", " + span + ", NULL, NULL)"
 	s.seqRegister = s.q.r("CALL " + prefix + "register_service(?, ?, {now}, " + batch + ", " + span + ", NULL)")
 	s.insertTxReturning = s.q.insertTx + " RETURNING id"
@@ -71,15 +71,15 @@ func (s *postgresStore) RegisterService(ctx context.Context, service string, sta
 	return s.registerByCall(ctx, s.seqRegister, service, start)
 }
 
-// Number runs one step of the sequence procedure, which looks for work itself.
-func (s *postgresStore) Number(ctx context.Context) (int, bool, error) {
+// Sequence runs one step of the sequence procedure, which looks for work itself.
+func (s *postgresStore) Sequence(ctx context.Context) (int, bool, error) {
 	return s.stepByCall(ctx, s.seqStep)
 }
 
 // TidyRuns runs sequence_tidy.
 func (s *postgresStore) TidyRuns(ctx context.Context, p store.TidyParams) (bool, error) {
 	return s.tidyByCall(ctx, p, func(sweep int64) string {
-		return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %d, NULL)", s.prefix, p.Settle, p.Expire, sweep, numberBatch)
+		return fmt.Sprintf("CALL %ssequence_tidy(%d, %d, %d, %d, NULL)", s.prefix, p.Settle, p.Expire, sweep, sequenceBatch)
 	})
 }
 
@@ -103,7 +103,7 @@ func (s *postgresStore) listTxs(n int) string {
 	return s.q.sql("SELECT " + txInfoCols + " FROM " + s.q.txs + " WHERE service = ? AND state IN " + in(n) + " AND id > ? ORDER BY id LIMIT ?")
 }
 
-func (s *postgresStore) oldestUnnumbered() string { return s.unnumberedByIndex() }
+func (s *postgresStore) oldestUnsequenced() string { return s.unsequencedByIndex() }
 
 // identify: the server's start time (microseconds), the database, and the
 // oid of the events table as the connection's search_path resolves it.

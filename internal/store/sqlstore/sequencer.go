@@ -11,12 +11,12 @@ import (
 
 // The sequencer's server-side step; see the bus's sequencer.go for why it
 // exists and migration 0007 for the procedures. Each database's store
-// writes its own RegisterService, Number and TidyRuns (postgres.go,
+// writes its own RegisterService, Sequence and TidyRuns (postgres.go,
 // mysql_sequencer.go, sqlite_sequencer.go) from the helpers here.
 
 const (
-	numberBatch = 5000
-	numberSpan  = 4 * numberBatch // PostgreSQL's window per run, in ids
+	sequenceBatch = 5000
+	sequenceSpan  = 4 * sequenceBatch // PostgreSQL's window per run, in ids
 
 	noSweepSecs = int64(1) << 40 // a sweep interval that never comes (tidy without sweeping)
 )
@@ -31,7 +31,7 @@ func (s *base) registerByCall(ctx context.Context, call, service string, start i
 }
 
 // stepByCall runs the sequence procedure (PostgreSQL, MySQL), which
-// returns (numbered, more). A procedure call in autocommit, never in a
+// returns (sequenced, more). A procedure call in autocommit, never in a
 // transaction of the store's (s.exec would wrap it on PostgreSQL): the
 // procedure commits itself, at the level it states.
 func (s *base) stepByCall(ctx context.Context, call string) (n int, more bool, err error) {

@@ -141,13 +141,13 @@ func (s *base) FirstCreatedAfter(ctx context.Context, seq int64) (int64, bool, e
 	return first.Int64, first.Valid, err
 }
 
-// OldestUnnumberedCreated: the sequencer's probe finds the oldest
-// unnumbered id, then its row is read by key (a query selecting more than
+// OldestUnsequencedCreated: the sequencer's probe finds the oldest
+// unsequenced id, then its row is read by key (a query selecting more than
 // the id could leave the probe's index).
-func (s *base) OldestUnnumberedCreated(ctx context.Context) (int64, bool, error) {
+func (s *base) OldestUnsequencedCreated(ctx context.Context) (int64, bool, error) {
 	var id int64
 	var at sql.NullInt64
-	err := s.queryRow(ctx, nil, s.eng.oldestUnnumbered(), nil, &id)
+	err := s.queryRow(ctx, nil, s.eng.oldestUnsequenced(), nil, &id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -155,7 +155,7 @@ func (s *base) OldestUnnumberedCreated(ctx context.Context) (int64, bool, error)
 		return 0, false, err
 	}
 	err = s.queryRow(ctx, nil, s.q.eventCreated, []any{id}, &at)
-	if errors.Is(err, sql.ErrNoRows) { // numbered (or cleaned) meanwhile
+	if errors.Is(err, sql.ErrNoRows) { // sequenced (or cleaned) meanwhile
 		return 0, false, nil
 	}
 	return at.Int64, at.Valid, err

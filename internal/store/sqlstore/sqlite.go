@@ -57,7 +57,7 @@ func openSQLite(ctx context.Context, db *sql.DB, prefix string) (impl, error) {
 	s := &sqliteStore{polled: polled{dialect: "sqlite"}}
 	s.base = newBase(db, "sqlite", prefix, sqliteText, s)
 	s.stmts = stmtCacheFor(db)
-	s.numbering()
+	s.sequencing()
 	return s, nil
 }
 

@@ -8,35 +8,35 @@ import (
 	"github.com/dddbus/eventbus/internal/store"
 )
 
-// sqliteUnnumbered is a condition selecting the events of table t that have
+// sqliteUnsequenced is a condition selecting the events of table t that have
 // no seq yet. One writer at a time: an id is taken inside the write lock
 // and its transaction commits before the next writer takes one, and the
 // sequencer numbers rows in id order under the same lock. So the
-// unnumbered rows are exactly those above the id of the highest-numbered
-// row still stored, and the table needs no index of unnumbered rows:
+// unsequenced rows are exactly those above the id of the highest-sequenced
+// row still stored, and the table needs no index of unsequenced rows:
 // rowids find them. (seq IS NULL is checked too, so a row is never
-// numbered twice whatever happens.)
-func sqliteUnnumbered(t string) string {
+// sequenced twice whatever happens.)
+func sqliteUnsequenced(t string) string {
 	return "id > COALESCE((SELECT id FROM " + t + " WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1), 0) AND seq IS NULL"
 }
 
-// numbering builds the sequencer's statements. One UPDATE numbers the
+// sequencing builds the sequencer's statements. One UPDATE sequences the
 // next rows from last_seq + 1 (the trigger of migration 0007 raises
 // last_seq in the same statement), so the offset of a service starting at
-// the latest position is last_seq plus the rows waiting, all numbered
+// the latest position is last_seq plus the rows waiting, all sequenced
 // after it.
-func (s *sqliteStore) numbering() {
-	ev, unnumbered := s.q.events, sqliteUnnumbered(s.q.events)
-	s.seqProbe = "SELECT 1 FROM " + ev + " WHERE " + unnumbered + " LIMIT 1"
+func (s *sqliteStore) sequencing() {
+	ev, unsequenced := s.q.events, sqliteUnsequenced(s.q.events)
+	s.seqProbe = "SELECT 1 FROM " + ev + " WHERE " + unsequenced + " LIMIT 1"
 	s.seqStep = "UPDATE " + ev + " SET seq = n.seq FROM (" +
 		"SELECT id, (SELECT last_seq FROM " + s.q.sequencer + " WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY id) AS seq" +
-		" FROM (SELECT id FROM " + ev + " WHERE " + unnumbered + " ORDER BY id LIMIT " + strconv.Itoa(numberBatch) + ")) AS n" +
+		" FROM (SELECT id FROM " + ev + " WHERE " + unsequenced + " ORDER BY id LIMIT " + strconv.Itoa(sequenceBatch) + ")) AS n" +
 		" WHERE " + ev + ".id = n.id AND " + ev + ".seq IS NULL"
 	s.seqRegister = s.q.r("INSERT INTO " + s.q.services +
 		" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)" +
-		" SELECT ?1, CASE WHEN ?2 < 0 THEN last_seq + (SELECT COUNT(*) FROM " + ev + " WHERE " + unnumbered + ") ELSE ?2 END," +
+		" SELECT ?1, CASE WHEN ?2 < 0 THEN last_seq + (SELECT COUNT(*) FROM " + ev + " WHERE " + unsequenced + ") ELSE ?2 END," +
 		" '', 0, 0, 0, {now}, {now} FROM " + s.q.sequencer + " WHERE id = 1 ON CONFLICT (name) DO NOTHING")
-	s.seqOldest = "SELECT id FROM " + ev + " WHERE " + unnumbered + " ORDER BY id LIMIT 1"
+	s.seqOldest = "SELECT id FROM " + ev + " WHERE " + unsequenced + " ORDER BY id LIMIT 1"
 }
 
 // RegisterService inserts the service's row unless it exists.
@@ -47,9 +47,9 @@ func (s *sqliteStore) RegisterService(ctx context.Context, service string, start
 	return nil
 }
 
-// Number probes, then numbers up to a batch with one UPDATE, whose row
-// count is the events numbered.
-func (s *sqliteStore) Number(ctx context.Context) (int, bool, error) {
+// Sequence probes, then sequences up to a batch with one UPDATE, whose row
+// count is the events sequenced.
+func (s *sqliteStore) Sequence(ctx context.Context) (int, bool, error) {
 	if ok, err := s.waiting(ctx, s.seqProbe); !ok || err != nil {
 		return 0, false, err
 	}
@@ -61,13 +61,13 @@ func (s *sqliteStore) Number(ctx context.Context) (int, bool, error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("sequencer: %w", err)
 	}
-	return int(got), got == numberBatch, nil
+	return int(got), got == sequenceBatch, nil
 }
 
 // TidyRuns does nothing: the sequencer keeps no runs on SQLite.
 func (s *sqliteStore) TidyRuns(context.Context, store.TidyParams) (bool, error) { return false, nil }
 
-func (s *sqliteStore) oldestUnnumbered() string { return s.seqOldest }
+func (s *sqliteStore) oldestUnsequenced() string { return s.seqOldest }
 
 // HotQueries adds the sequencer's probe, which every poll runs.
 func (s *sqliteStore) HotQueries() map[string]string {
