@@ -44,6 +44,9 @@ func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
 		}
 		return full && upTo == all[len(all)-1].seq, nil
 	}
+	if h := b.batchHandlerSet(); h != nil {
+		return b.runBatchHandler(ctx, l, h, recs, upTo, full && upTo == all[len(all)-1].seq)
+	}
 	blocked, err := b.blockedFIFOSenders(qctx, recs)
 	if err != nil {
 		return false, err

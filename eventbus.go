@@ -43,6 +43,7 @@ type EventBus struct {
 
 	mu        sync.Mutex
 	handler   ddd.DomainEventHandler
+	batch     BatchHandler // set with handler: batches go to it (batchhandler.go)
 	txChecker ddd.DomainEventTxChecker
 	running   atomic.Bool
 	wake      chan struct{}
