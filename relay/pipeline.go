@@ -34,7 +34,7 @@ import (
 // returned as is and the bus backs off before the next call.
 func (r *Relay) publishBatch(ctx context.Context, evts []*ddd.DomainEvent) (int, error) {
 	p := pipeline{r: r, ctx: ctx, evts: evts, errs: make([]error, len(evts)), acked: make([]bool, len(evts)),
-		perm: make([]bool, len(evts)), done: make(chan ackResult, len(evts)), firstBad: len(evts)}
+		perm: make([]bool, len(evts)), firstBad: len(evts)}
 	p.run()
 	n := 0
 	for n < len(evts) && p.acked[n] {
@@ -67,8 +67,7 @@ func (r *Relay) publishBatch(ctx context.Context, evts []*ddd.DomainEvent) (int,
 	return n, err
 }
 
-// pipeline is one publishBatch call's state; only run's goroutine touches
-// it, the ack waiters report on done.
+// pipeline is one publishBatch call's state.
 type pipeline struct {
 	r        *Relay
 	ctx      context.Context
@@ -76,15 +75,8 @@ type pipeline struct {
 	acked    []bool
 	perm     []bool
 	errs     []error
-	done     chan ackResult
 	firstBad int // index of the first failure (len(evts): none)
 	firstErr error
-}
-
-type ackResult struct {
-	i   int
-	ack *jetstream.PubAck
-	err error
 }
 
 func (p *pipeline) run() {
@@ -97,35 +89,41 @@ func (p *pipeline) run() {
 		}
 		queues[e.Sender] = append(queues[e.Sender], i)
 	}
-	inFlight := 0
+	// Publishes waiting for their ack, oldest first. One stream acks in the
+	// order it received, so waiting for the oldest costs nothing, and no
+	// goroutine per publish is needed.
+	var inFlight []sent
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		for len(ready) > 0 && inFlight < p.r.cfg.maxInFlight && p.ctx.Err() == nil {
+		for len(ready) > 0 && len(inFlight) < p.r.cfg.maxInFlight && p.ctx.Err() == nil {
 			s := ready[0]
 			ready = ready[1:]
 			i := queues[s][0]
 			if i > p.firstBad {
 				continue // would be delivered again anyway
 			}
-			if p.send(i) {
-				inFlight++
+			if f, ok := p.send(i); ok {
+				inFlight = append(inFlight, f)
 			}
 		}
-		if inFlight == 0 {
+		if len(inFlight) == 0 {
 			return
 		}
-		res := <-p.done
-		inFlight--
-		if res.err != nil {
-			p.fail(res.i, res.err)
+		f := inFlight[0]
+		inFlight = inFlight[1:]
+		ack, err := p.wait(f, timer)
+		if err != nil {
+			p.fail(f.i, fmt.Errorf("publish %s to %s: %w", p.evts[f.i].ID, f.subject, err))
 			continue // the sender stops here
 		}
-		p.acked[res.i] = true
-		if res.ack.Duplicate {
+		p.acked[f.i] = true
+		if ack.Duplicate {
 			p.r.duplicates.Add(1)
 		} else {
 			p.r.published.Add(1)
 		}
-		s := p.evts[res.i].Sender
+		s := p.evts[f.i].Sender
 		if q := queues[s][1:]; len(q) > 0 {
 			queues[s] = q
 			ready = append(ready, s)
@@ -133,9 +131,17 @@ func (p *pipeline) run() {
 	}
 }
 
-// send publishes evts[i] asynchronously and starts waiting for its ack; it
-// reports false if the publish failed at once.
-func (p *pipeline) send(i int) bool {
+// sent is a publish waiting for its ack.
+type sent struct {
+	i       int
+	subject string
+	fut     jetstream.PubAckFuture
+	at      time.Time
+}
+
+// send publishes evts[i] asynchronously; it reports false if the publish
+// failed at once.
+func (p *pipeline) send(i int) (sent, bool) {
 	evt := p.evts[i]
 	subject, err := p.r.subjectOf(evt)
 	if err == nil {
@@ -143,40 +149,43 @@ func (p *pipeline) send(i int) bool {
 	}
 	if err != nil {
 		p.failPermanent(i, fmt.Errorf("subject of %s %s: %w", evt.Type, evt.ID, err))
-		return false
+		return sent{}, false
 	}
 	msg, err := Encode(subject, evt)
 	if err != nil {
 		p.failPermanent(i, err)
-		return false
+		return sent{}, false
 	}
 	fut, err := p.r.js.PublishMsgAsync(msg)
 	if err != nil {
 		p.fail(i, fmt.Errorf("publish %s to %s: %w", evt.ID, subject, err))
-		return false
+		return sent{}, false
 	}
-	go p.wait(i, subject, fut)
-	return true
+	return sent{i: i, subject: subject, fut: fut, at: time.Now()}, true
 }
 
-// wait reports fut's outcome: its ack, its error, the publish timeout, or
-// the call's context ending.
-func (p *pipeline) wait(i int, subject string, fut jetstream.PubAckFuture) {
-	t := time.NewTimer(p.r.cfg.publishTimeout)
-	defer t.Stop()
-	res := ackResult{i: i}
+// wait returns f's ack, or its error, the publish timeout (counted from
+// the send), or the call's context ending.
+func (p *pipeline) wait(f sent, timer *time.Timer) (*jetstream.PubAck, error) {
+	select { // most acks are in already: no timer then
+	case ack := <-f.fut.Ok():
+		return ack, nil
+	case err := <-f.fut.Err():
+		return nil, err
+	default:
+	}
+	timer.Reset(time.Until(f.at.Add(p.r.cfg.publishTimeout)))
+	defer timer.Stop()
 	select {
-	case res.ack = <-fut.Ok():
-	case res.err = <-fut.Err():
-	case <-t.C:
-		res.err = fmt.Errorf("no ack within %s: %w", p.r.cfg.publishTimeout, context.DeadlineExceeded)
+	case ack := <-f.fut.Ok():
+		return ack, nil
+	case err := <-f.fut.Err():
+		return nil, err
+	case <-timer.C:
+		return nil, fmt.Errorf("no ack within %s: %w", p.r.cfg.publishTimeout, context.DeadlineExceeded)
 	case <-p.ctx.Done():
-		res.err = p.ctx.Err()
+		return nil, p.ctx.Err()
 	}
-	if res.err != nil {
-		res.err = fmt.Errorf("publish %s to %s: %w", p.evts[i].ID, subject, res.err)
-	}
-	p.done <- res
 }
 
 func (p *pipeline) fail(i int, err error) {
