@@ -25,8 +25,9 @@ type BatchHandler func(ctx context.Context, evts []*ddd.DomainEvent) (finished i
 // and nil is ErrInvalidHandler.
 //
 // Guarantees:
-//   - One call at a time, with the events in log order; the next call
-//     starts after the previous one returned and its result was committed.
+//   - One batch call at a time, with the events in log order; the next
+//     call starts after the previous one returned and its result was
+//     committed.
 //   - The offset moves past the first finished events only (clamped to
 //     len(evts); a negative count, or more than len(evts), counts as none
 //     finished and as an error), in the same fenced commit as per-event
@@ -64,8 +65,10 @@ type BatchHandler func(ctx context.Context, evts []*ddd.DomainEvent) (finished i
 //
 // Events in the retry store (dead letters replayed with ReplayDeadLetters,
 // or retries left by an event handler the service had before) are handled
-// by the retry phase one at a time, as a batch of one, with the retry
-// strategy.
+// by the retry phase, after the batch, as batches of one with the retry
+// strategy, as event handler calls are: one sender at a time, several
+// senders at once (ConsumeConcurrent), so h must be safe for concurrent
+// calls if such events can exist.
 func (b *EventBus) RegisterBatchHandler(h BatchHandler) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil batch handler", ErrInvalidHandler)

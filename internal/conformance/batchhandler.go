@@ -12,6 +12,7 @@ import (
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/internal/dbtest"
+	"github.com/dddbus/eventbus/internal/store"
 )
 
 func init() {
@@ -21,6 +22,7 @@ func init() {
 	register("BatchHandlerStopDuringCall", testBatchHandlerStop)
 	register("BatchHandlerKeepsLease", testBatchHandlerKeepsLease)
 	register("BatchHandlerLeaseLost", testBatchHandlerLeaseLost)
+	register("BatchHandlerPartitions", testBatchHandlerPartitions)
 }
 
 // batchLog records what a batch handler was called with and finished.
@@ -322,4 +324,62 @@ func testBatchHandlerLeaseLost(t *testing.T, tdb *dbtest.Database) {
 		t.Errorf("the call's context was not cancelled when the lease was lost")
 	}
 	log.check(t, ids)
+}
+
+// testBatchHandlerPartitions: with partitions, each call holds one
+// partition's events only, and every sender's events are finished once,
+// in order, whatever prefixes the calls report.
+func testBatchHandlerPartitions(t *testing.T, tdb *dbtest.Database) {
+	const parts = 3
+	db := tdb.Open(t)
+	producer := newBus(t, db, "producer")
+	var evts []*ddd.DomainEvent
+	for i := range 600 {
+		evts = append(evts, mustEvent(t, senderName(i%23), i))
+	}
+	ids := dispatchEvents(t, producer, evts...)
+	bus := newBus(t, db, "batch-parts", eventbus.WithPartitions(parts), eventbus.WithLimitPerRun(50))
+	var mu sync.Mutex
+	finished := map[string]int{}
+	bySender := map[string][]int{}
+	mixed := 0
+	must(t, bus.RegisterBatchHandler(func(ctx context.Context, evts []*ddd.DomainEvent) (int, error) {
+		n := len(evts)
+		if rand.IntN(3) == 0 {
+			n = rand.IntN(len(evts) + 1)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range evts[1:] {
+			if store.PartitionOf(e.Sender, parts) != store.PartitionOf(evts[0].Sender, parts) {
+				mixed++
+				break
+			}
+		}
+		for _, e := range evts[:n] {
+			finished[e.ID]++
+			bySender[e.Sender] = append(bySender[e.Sender], decodeN(t, e))
+		}
+		return n, nil
+	}))
+	start(t, bus)
+	waitFor(t, 60*time.Second, "every event finished", func() bool { mu.Lock(); defer mu.Unlock(); return len(finished) == len(ids) })
+	mu.Lock()
+	defer mu.Unlock()
+	if mixed > 0 {
+		t.Errorf("%d calls held events of several partitions", mixed)
+	}
+	for _, id := range ids {
+		if finished[id] != 1 {
+			t.Errorf("event %s finished %d times, want 1", id, finished[id])
+		}
+	}
+	for s, ns := range bySender {
+		for i := 1; i < len(ns); i++ {
+			if ns[i] <= ns[i-1] {
+				t.Errorf("sender %s out of order: %v", s, ns[max(0, i-3):min(len(ns), i+3)])
+				break
+			}
+		}
+	}
 }
