@@ -21,8 +21,10 @@ const (
 	// one at a time); batches are pipelined (see WithMaxInFlight).
 	DefaultRelayConcurrency = 64
 	// DefaultRelayBatch is the bus's LimitPerRun for a relay: the events
-	// one pipelined call publishes.
-	DefaultRelayBatch = 1000
+	// one pipelined call publishes. Larger batches mean fewer pauses of
+	// the pipeline while the offset is committed (4,000 drained 10-15%
+	// faster than 1,000 in relaybench).
+	DefaultRelayBatch = 4000
 	// DefaultMaxInFlight bounds the publishes of a batch waiting for their
 	// ack at once (one per sender at most).
 	DefaultMaxInFlight = 1000
