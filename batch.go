@@ -96,14 +96,6 @@ func (b *EventBus) ownRecords(all []*record) (own []*record, upTo int64) {
 	return own, upTo
 }
 
-// prefetch is a batch read ahead: the events after offset after.
-type prefetch struct {
-	after int64
-	done  chan struct{}
-	recs  []*record
-	err   error
-}
-
 func (b *EventBus) startPrefetch(ctx context.Context, after int64) {
 	p := &prefetch{after: after, done: make(chan struct{})}
 	b.prefetched = p
@@ -269,4 +261,48 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, newOffset int64, r
 	l.renewed(start)
 	b.stats.dead.Add(int64(nDead))
 	return nil
+}
+
+// runBatchHandler is batchPhase's part for a batch handler: it calls h with
+// recs under the lease and commits the finished prefix (and a dead letter).
+// upTo is where the offset goes once every record is finished; full that
+// the batch was full (more may wait).
+func (b *EventBus) runBatchHandler(ctx context.Context, l *lease, h func(context.Context, []*ddd.DomainEvent) (int, error), recs []*record, upTo int64, full bool) (bool, error) {
+	if ctx.Err() != nil || !b.leaseUsable(l) {
+		return false, nil
+	}
+	n, err := b.callBatch(ctx, l, h, recs)
+	b.stats.handled.Add(int64(n))
+	if err != nil {
+		b.stats.failed.Add(1)
+	}
+	results := make([]result, n, n+1)
+	for i := range results {
+		results[i] = result{verdict: handled}
+	}
+	dead := err != nil && ddd.IsPermanent(err) && n < len(recs)
+	if dead {
+		res := result{verdict: failed, err: err, attempts: 1}
+		b.nextAttempt(ctx, recs[n].evt, &res) // permanent: logs the dead letter, no retry
+		results = append(results, res)
+	}
+	end := len(results)
+	if end > 0 {
+		newOffset := upTo
+		if end < len(recs) {
+			newOffset = recs[end].seq - 1
+		}
+		dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if cerr := b.commitBatch(dbCtx, l, newOffset, recs[:end], results); cerr != nil {
+			return false, b.dropLease(cerr)
+		}
+	}
+	switch {
+	case dead:
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("batch handler (%d of %d events finished): %w", n, len(recs), err)
+	}
+	return n == len(recs) && full, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/dddbus/eventbus/ddd"
 )
@@ -96,90 +94,4 @@ func batchOfOne(h BatchHandler) ddd.DomainEventHandler {
 			return errors.New("eventbus: batch handler did not finish the event")
 		}
 	}
-}
-
-func (b *EventBus) batchHandlerSet() BatchHandler {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.batch
-}
-
-// runBatchHandler is batchPhase's part for a batch handler: it calls h with
-// recs under the lease and commits the finished prefix (and a dead letter).
-// upTo is where the offset goes once every record is finished; full that
-// the batch was full (more may wait).
-func (b *EventBus) runBatchHandler(ctx context.Context, l *lease, h BatchHandler, recs []*record, upTo int64, full bool) (bool, error) {
-	if ctx.Err() != nil || !b.leaseUsable(l) {
-		return false, nil
-	}
-	n, err := b.callBatch(ctx, l, h, recs)
-	b.stats.handled.Add(int64(n))
-	if err != nil {
-		b.stats.failed.Add(1)
-	}
-	results := make([]result, n, n+1)
-	for i := range results {
-		results[i] = result{verdict: handled}
-	}
-	dead := err != nil && ddd.IsPermanent(err) && n < len(recs)
-	if dead {
-		res := result{verdict: failed, err: err, attempts: 1}
-		b.nextAttempt(ctx, recs[n].evt, &res) // permanent: logs the dead letter, no retry
-		results = append(results, res)
-	}
-	end := len(results)
-	if end > 0 {
-		newOffset := upTo
-		if end < len(recs) {
-			newOffset = recs[end].seq - 1
-		}
-		dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if cerr := b.commitBatch(dbCtx, l, newOffset, recs[:end], results); cerr != nil {
-			return false, b.dropLease(cerr)
-		}
-	}
-	switch {
-	case dead:
-		return true, nil
-	case err != nil:
-		return false, fmt.Errorf("batch handler (%d of %d events finished): %w", n, len(recs), err)
-	}
-	return n == len(recs) && full, nil
-}
-
-// callBatch calls h with recs while a heartbeat keeps the lease; the call's
-// context is cancelled when the stop's grace ends or the lease is lost.
-func (b *EventBus) callBatch(ctx context.Context, l *lease, h BatchHandler, recs []*record) (n int, err error) {
-	parent := b.handlerParent
-	if parent == nil { // not under Start (a test hook)
-		parent = context.WithoutCancel(ctx)
-	}
-	hctx, cancel := context.WithCancel(parent)
-	defer cancel()
-	var once sync.Once
-	halt := func() { once.Do(cancel) }
-	done := make(chan struct{})
-	var hb routines
-	others := b.otherLeases()
-	hb.Go(func() { b.heartbeat(context.WithoutCancel(ctx), l, others, done, halt) })
-	defer hb.Wait()
-	defer close(done)
-
-	evts := make([]*ddd.DomainEvent, len(recs))
-	for i, r := range recs {
-		evts[i] = r.evt
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			n, err = 0, fmt.Errorf("eventbus: batch handler panicked: %v", p)
-		}
-	}()
-	n, err = h(hctx, evts)
-	if n < 0 || n > len(evts) {
-		// Not wrapped: a Permanent err must not make evts[0] a dead letter.
-		err = fmt.Errorf("eventbus: batch handler returned %d finished of %d events (err: %v)", n, len(evts), err)
-		n = 0
-	}
-	return n, err
 }

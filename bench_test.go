@@ -144,7 +144,7 @@ func fillBacklog(b testing.TB, db *gorm.DB, n, senders int) {
 			b.Fatal(err)
 		}
 	}
-	// A short-lived consumer numbers the backlog (any running instance does).
+	// A short-lived consumer sequences the backlog (any running instance does).
 	if err := producer.RegisterEventHandler(func(context.Context, *ddd.DomainEvent) error { return nil }); err != nil {
 		b.Fatal(err)
 	}

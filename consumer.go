@@ -2,7 +2,6 @@ package eventbus
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
 )
 
@@ -12,7 +11,7 @@ import (
 // a registered handler the instance only produces: it runs those duties
 // but does not register or consume as a service.
 //
-// Each poll takes or renews the service's lease, numbers newly committed
+// Each poll takes or renews the service's lease, sequences newly committed
 // events (the sequencer), reads up to LimitPerRun events after the
 // service's offset and hands them to the workers, then runs due retries.
 // Polls come every RunInterval, at once while full batches come, and when
@@ -88,15 +87,6 @@ func (b *EventBus) stopGrace(ctx context.Context) (parent context.Context, end f
 	}
 }
 
-// What started a poll.
-type pollKind int8
-
-const (
-	pollTimer pollKind = iota // RunInterval passed: a full poll
-	pollWoken                 // a wake-up: events were committed here, or numbered
-	pollQuick                 // the previous poll handled a full batch
-)
-
 // consume polls every RunInterval (counted from the start of the previous
 // poll), at once while full batches come, and when woken.
 func (b *EventBus) consume(ctx context.Context, consumer bool) {
@@ -149,13 +139,6 @@ func (b *EventBus) consume(ctx context.Context, consumer bool) {
 	}
 }
 
-// nextBackoff doubles from base up to 10s, with ±20% jitter so that many
-// instances do not reconnect in step.
-func nextBackoff(prev, base time.Duration) time.Duration {
-	next := min(max(prev*2, base), 10*time.Second)
-	return time.Duration(float64(next) * (0.8 + 0.4*rand.Float64()))
-}
-
 // takeWake consumes a pending wake-up, if any.
 func (b *EventBus) takeWake() bool {
 	select {
@@ -168,10 +151,10 @@ func (b *EventBus) takeWake() bool {
 
 // pollOnce does one round of work and reports whether more is waiting.
 //
-// A timer poll reads the events numbered already while the sequencer runs
-// (on another connection), so that an event numbered by another instance
+// A timer poll reads the events sequenced already while the sequencer runs
+// (on another connection), so that an event sequenced by another instance
 // is handled one round trip after the poll starts; the sequencer's step
-// only reads when nothing waits, and what it numbers comes after that
+// only reads when nothing waits, and what it sequences comes after that
 // read-ahead in the log, so the poll then asks for another at once. Due
 // retries run after the new events. A woken poll (something was committed
 // here) and a quick one (it follows a full batch) run the retry phase only
@@ -219,8 +202,8 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 		b.startPrefetch(ctx, l.offset)
 	}
 	readAhead := b.prefetched != nil
-	numbered := false // this poll numbered events
-	if !b.numberBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
+	sequenced := false // this poll sequenced events
+	if !b.sequenceBusy.Load() && (!quick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
 		b.lastSequenced = now
 		if now.Sub(b.lastTidied) >= tidyEvery {
 			b.lastTidied = now
@@ -228,40 +211,25 @@ func (b *EventBus) pollOnce(ctx context.Context, kind pollKind, consumer bool) (
 				b.log.Warn("eventbus: sequencer upkeep", "err", err)
 			}
 		}
-		n, err := b.number(ctx)
+		n, err := b.sequence(ctx)
 		if err != nil {
 			return false, err
 		}
-		numbered = n > 0
+		sequenced = n > 0
 	}
 	if l == nil {
-		return false, nil // a producer, or another instance consumes: this one only numbers
+		return false, nil // a producer, or another instance consumes: this one only sequences
 	}
 	moreEvents, err := b.batchPhase(ctx, l)
 	if err != nil {
 		return false, err
 	}
-	if numbered && readAhead {
-		moreEvents = true // the batch was read before they were numbered
+	if sequenced && readAhead {
+		moreEvents = true // the batch was read before they were sequenced
 	}
 	moreRetries, err := b.retryIfDue(ctx, l, kind, now)
 	if err != nil {
 		return false, err
 	}
 	return moreRetries || moreEvents, nil
-}
-
-// retryIfDue runs the retry phase under lease l if it is due: at a timer
-// poll, while the last one found more, or RunInterval after it last ran.
-// It reports whether more retries wait.
-func (b *EventBus) retryIfDue(ctx context.Context, l *lease, kind pollKind, now time.Time) (bool, error) {
-	if b.lease != l || (kind != pollTimer && !b.retryMore && now.Sub(b.lastRetried) < b.opts.RunInterval) {
-		return false, nil
-	}
-	more, err := b.retryPhase(ctx, l)
-	if err != nil {
-		return false, err
-	}
-	b.lastRetried, b.retryMore = now, more
-	return more, nil
 }

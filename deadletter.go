@@ -55,3 +55,16 @@ func (b *EventBus) ReplayDeadLetters(ctx context.Context, eventIDs ...string) (i
 func (b *EventBus) DiscardDeadLetters(ctx context.Context, eventIDs ...string) (int, error) {
 	return b.st.DiscardDeadLetters(ctx, b.service, eventIDs)
 }
+
+// deadLetters reads a page of dead letters.
+func (b *EventBus) deadLetters(ctx context.Context, q store.DeadLetterQuery) ([]DeadLetter, error) {
+	rows, err := b.st.ListDeadLetters(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DeadLetter, len(rows))
+	for i, r := range rows {
+		out[i] = DeadLetter{Event: r.Event, Seq: r.Seq, Attempts: r.Attempts, LastError: r.LastError, FailedAt: time.UnixMilli(r.FailedAt).UTC()}
+	}
+	return out, nil
+}

@@ -50,19 +50,6 @@ func (b *EventBus) DeadLettersWhere(ctx context.Context, f DeadLetterFilter, aft
 	return b.deadLetters(ctx, store.DeadLetterQuery{Service: b.service, Filter: f.stored(), After: afterSeq, Limit: limit})
 }
 
-// deadLetters reads a page of dead letters.
-func (b *EventBus) deadLetters(ctx context.Context, q store.DeadLetterQuery) ([]DeadLetter, error) {
-	rows, err := b.st.ListDeadLetters(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]DeadLetter, len(rows))
-	for i, r := range rows {
-		out[i] = DeadLetter{Event: r.Event, Seq: r.Seq, Attempts: r.Attempts, LastError: r.LastError, FailedAt: time.UnixMilli(r.FailedAt).UTC()}
-	}
-	return out, nil
-}
-
 // ReplayDeadLettersWhere schedules every dead letter of this service that
 // matches f for another attempt at the next poll, with a fresh retry
 // budget (as ReplayDeadLetters does by ID), and returns how many it

@@ -18,77 +18,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dddbus/eventbus/ddd"
-	"github.com/dddbus/eventbus/internal/store"
 	"github.com/dddbus/eventbus/internal/store/sqlstore"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-)
-
-// EventBus stores and delivers the domain events of one consuming service.
-// Several instances (processes) may run the same service: one at a time
-// owns its consumption through a lease, the others stand by.
-type EventBus struct {
-	service string
-	st      store.Store // every database operation (internal/store)
-	opts    Config
-	log     *slog.Logger
-	owner   string // this instance's name in the lease
-
-	mu        sync.Mutex
-	handler   ddd.DomainEventHandler
-	batch     BatchHandler // set with handler: batches go to it (batchhandler.go)
-	txChecker ddd.DomainEventTxChecker
-	running   atomic.Bool
-	wake      chan struct{}
-	dsn       string    // PostgreSQL: the DSN the wake-up listener connects with ("": none known)
-	ann       announcer // coalesces NOTIFYs (wakeup.go)
-	stats     counters
-	obsPanic  atomic.Int64 // when a panicking observer was last logged (Unix ns)
-	holds     holds        // senders of calls the bus stopped waiting for
-	// handlerParent is the handler calls' parent context while Start runs
-	// (see stopGrace); setAsideAfter, if set, replaces the constant of
-	// that name (tests).
-	handlerParent context.Context
-	setAsideAfter time.Duration
-
-	// Owned by the consume loop.
-	lease         *lease
-	registered    atomic.Bool // the service's row exists
-	prefetched    *prefetch   // the next batch, read while this one ran
-	lastSequenced time.Time   // last time a poll ran the sequencer
-	lastTidied    time.Time   // last time a poll ran the sequencer's upkeep
-	lastRetried   time.Time   // last time a poll ran the retry phase
-	retryMore     bool        // the last retry phase had more to do
-	standbyAt     time.Time   // last time this instance reported in as a standby
-	removedLogged time.Time   // last time it said its service was removed
-	removed       atomic.Bool // its service was removed while it ran (see standBy)
-
-	// Partitions (partition.go), owned by the consume loop. While a
-	// partitioned service is consumed, lease, prefetched, lastRetried and
-	// retryMore above are those of cur, the partition being worked on.
-	cur         *part
-	parts       map[string]*part // by row name
-	view        store.PartitionView
-	viewAt      time.Time // when view was read (zero: never this Start)
-	switchAsked bool      // this Start looked at the count already (see steerCount)
-	turn        int       // rotates the order partitions are polled in
-
-	// Background sequencing of a backlog (see numberInBackground).
-	numberBusy atomic.Bool
-	bg         routines // goroutines Start waits for (see routines)
-}
-
-var (
-	_ ddd.EventBus   = (*EventBus)(nil)
-	_ ddd.TxEventBus = (*EventBus)(nil)
-	_ ddd.TXEventBus = (*EventBus)(nil)
 )
 
 // NewEventBus returns the bus of service serviceName on db (SQLite, MySQL or
@@ -173,25 +109,6 @@ func instanceName() string {
 	return name
 }
 
-// registerService creates the service's row, at the start position, unless
-// it exists: one server-side step (see register_service in migration 0007,
-// and the SQLite store). At the latest position its offset is the
-// last number given once every event committed before the call is
-// numbered, under the sequencer's lock: exactly the events committed after
-// it are delivered.
-func (b *EventBus) registerService(ctx context.Context) error {
-	pos := int64(store.StartLatest)
-	switch b.opts.StartPosition.kind {
-	case startEarliest:
-		pos = 0
-	case startAfter:
-		pos = b.opts.StartPosition.seq
-	}
-	ctx, cancel := b.bounded(ctx)
-	defer cancel()
-	return b.st.RegisterService(ctx, b.service, pos)
-}
-
 // Service returns the service name.
 func (b *EventBus) Service() string { return b.service }
 
@@ -230,27 +147,6 @@ func (b *EventBus) Options() []ddd.Option {
 	return []ddd.Option{
 		ddd.WithEventBus(b),
 		ddd.WithPostCommitHook(func(context.Context) { b.Notify() }),
-	}
-}
-
-// Notify wakes the poller of every started bus of this process on the
-// same database and table prefix (any service), and of b. On PostgreSQL it
-// also sends the wake-up notification for other processes that a
-// coalesced Dispatch left owing (see wakeup.go). Call it after committing
-// a transaction in which you dispatched events yourself; the engine does
-// it for you.
-func (b *EventBus) Notify() {
-	b.wakeProcess()
-	b.announceOwed()
-}
-
-// committed is Notify after a transaction of the bus's own wrote or
-// published events: it owes other processes a notification.
-func (b *EventBus) committed() {
-	b.wakeProcess()
-	if b.announces() {
-		b.ann.notified.Store(time.Now().UnixNano()) // a check pending in its stead must cover it too
-		b.announceLater()
 	}
 }
 

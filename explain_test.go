@@ -35,7 +35,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 					break
 				}
 			}
-			dispatchBacklog(t, bus, fresh, 50) // committed, not yet numbered
+			dispatchBacklog(t, bus, fresh, 50) // committed, not yet sequenced
 			sqlDB, err := db.DB()
 			if err != nil {
 				t.Fatal(err)

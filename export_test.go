@@ -12,11 +12,11 @@ import (
 // imports this package, so they cannot live inside it.
 
 // SequenceNow runs the sequencer, as polls would, until nothing waits,
-// and returns how many events it numbered.
+// and returns how many events it sequenced.
 func SequenceNow(ctx context.Context, b *EventBus) (int, error) {
 	total := 0
 	for {
-		n, more, err := b.numberStep(ctx)
+		n, more, err := b.sequenceStep(ctx)
 		total += n
 		if err != nil || !more {
 			return total, err
@@ -25,7 +25,7 @@ func SequenceNow(ctx context.Context, b *EventBus) (int, error) {
 }
 
 // SequenceStep runs one sequencer step, as a poll does.
-func SequenceStep(ctx context.Context, b *EventBus) (int, bool, error) { return b.numberStep(ctx) }
+func SequenceStep(ctx context.Context, b *EventBus) (int, bool, error) { return b.sequenceStep(ctx) }
 
 // TidyRuns runs the sequencer's upkeep with the given margins (a negative
 // sweep skips the sweep) and reports whether it changed the runs.
@@ -34,7 +34,7 @@ func TidyRuns(ctx context.Context, b *EventBus, settle, expire, sweep time.Durat
 }
 
 // ProbeStatement is a statement that runs the sequencer's check for
-// committed, unnumbered events without numbering them (PostgreSQL).
+// committed, unsequenced events without sequencing them (PostgreSQL).
 func ProbeStatement(b *EventBus) string { return "SELECT " + b.opts.TablePrefix + "sequence_pending()" }
 
 // IndexedQueries are the statements that run on every poll or clean and

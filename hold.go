@@ -1,6 +1,12 @@
 package eventbus
 
-import "sync"
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/dddbus/eventbus/ddd"
+)
 
 // Sender holds.
 //
@@ -168,4 +174,25 @@ func (hs *holds) running() []*call {
 		}
 	}
 	return cs
+}
+
+// call is one handler call the bus may stop waiting for. Go cannot stop a
+// goroutine: a call that ignores its context keeps its worker goroutine,
+// and the bus goes on with a new one (see runBySender).
+type call struct {
+	ctx     context.Context // the handler's: its logs carry the user's values (trace ids)
+	evt     *ddd.DomainEvent
+	started time.Time
+	next    func(result) // if the bus stops waiting: hands on the event's result
+
+	// Guarded by holds.mu.
+	finished bool  // the handler returned
+	hold     *hold // set when the bus stopped waiting for the call
+}
+
+// callRow says where a call's event is stored, should the call be set aside.
+type callRow struct {
+	pk       int64
+	attempts int   // failed attempts before this call
+	epoch    int64 // lease the batch or retry phase runs under
 }

@@ -25,7 +25,7 @@ type ServiceLag struct {
 // its offset), and two for the oldest event not sequenced yet (the
 // sequencer's probe, then that row by its key).
 func (b *EventBus) Lags(ctx context.Context) ([]ServiceLag, error) {
-	unnumbered, unnumberedOK, err := b.st.OldestUnnumberedCreated(ctx)
+	unsequenced, unsequencedOK, err := b.st.OldestUnsequencedCreated(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lags: oldest unsequenced event: %w", err)
 	}
@@ -40,8 +40,8 @@ func (b *EventBus) Lags(ctx context.Context) ([]ServiceLag, error) {
 		if err != nil {
 			return nil, fmt.Errorf("lags: %s: %w", o.Service, err)
 		}
-		if unnumberedOK && (!ok || unnumbered < oldest) {
-			oldest, ok = unnumbered, true
+		if unsequencedOK && (!ok || unsequenced < oldest) {
+			oldest, ok = unsequenced, true
 		}
 		if ok {
 			l.Oldest = time.UnixMilli(oldest).UTC()

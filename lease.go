@@ -3,52 +3,10 @@ package eventbus
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/dddbus/eventbus/internal/store"
 )
-
-// lease is this instance's ownership of its service's consumption.
-//
-// Fencing: taking the lease increments the service's epoch, and every write
-// the owner makes (offset, retries) is conditional on owner and epoch being
-// unchanged. An instance that stalls past its lease and wakes up finds its
-// writes rejected (ErrLeaseLost) and cannot move the offset back or
-// overwrite the new owner's progress. Expiry is judged on the database clock.
-type lease struct {
-	row    string // the service's row, or a partition's
-	epoch  int64
-	offset int64 // consumed_seq: every event with seq <= offset is finished
-
-	mu        sync.Mutex
-	renewedAt time.Time // local monotonic time when the last successful renewal was sent
-	lost      bool      // a renewal found another owner
-}
-
-func (l *lease) renewed(at time.Time) {
-	l.mu.Lock()
-	l.renewedAt = at
-	l.mu.Unlock()
-}
-
-func (l *lease) markLost() {
-	l.mu.Lock()
-	l.lost = true
-	l.mu.Unlock()
-}
-
-func (l *lease) isLost() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lost
-}
-
-func (l *lease) age() time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return time.Since(l.renewedAt)
-}
 
 // ensureLease returns the lease if this instance holds it (renewing it when
 // a third of its duration has passed) or can take it; nil if another live
@@ -133,24 +91,6 @@ func (b *EventBus) renewLease(ctx context.Context, l *lease) error {
 	}
 	l.renewed(start)
 	return nil
-}
-
-// releaseLease hands the service over at once on a graceful stop. It goes by
-// owner alone: the lease may still name this instance after it stopped
-// trusting it (a renewal that timed out), and no other instance can hold a
-// lease that names this one.
-func (b *EventBus) releaseLease(ctx context.Context) {
-	held := b.lease
-	b.lease = nil
-	if !b.registered.Load() {
-		return
-	}
-	b.releaseParts(ctx)
-	if err := b.st.ReleaseLease(ctx, b.service, b.owner); err != nil {
-		b.log.Warn("eventbus: release lease", "err", err)
-	} else {
-		b.observeLease(ctx, LeaseReleased, held)
-	}
 }
 
 // heartbeat keeps l while a batch runs: it renews the lease once a third

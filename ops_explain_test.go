@@ -32,7 +32,7 @@ func TestOperationsQueriesUseIndexes(t *testing.T) {
 			if _, err := eventbus.SequenceNow(ctx, bus); err != nil {
 				t.Fatal(err)
 			}
-			dispatchBacklog(t, bus, 100, 50) // not numbered yet
+			dispatchBacklog(t, bus, 100, 50) // not sequenced yet
 			sqlDB, err := db.DB()
 			if err != nil {
 				t.Fatal(err)

@@ -32,7 +32,7 @@ var (
 	// StartFromLatest (the default) delivers exactly the events committed
 	// after the service registers, including those of a transaction that
 	// began before and committed after, and none committed before, whether
-	// or not they were numbered yet: the registration numbers them under
+	// or not they were sequenced yet: the registration sequences them under
 	// the sequencer's lock and starts after the last number.
 	StartFromLatest = StartPosition{kind: startLatest}
 	// StartFromEarliest delivers every event still retained in the log.
@@ -40,8 +40,8 @@ var (
 )
 
 // StartAt begins after log position seq (the Seq of a delivered event): it
-// delivers every event numbered above seq, including events committed
-// before the registration but numbered after it.
+// delivers every event sequenced above seq, including events committed
+// before the registration but sequenced after it.
 func StartAt(seq int64) StartPosition { return StartPosition{kind: startAfter, seq: seq} }
 
 // Config configures an EventBus. Every field has a default (see

@@ -3,7 +3,6 @@ package eventbus
 import (
 	"context"
 	"errors"
-	"math"
 	"slices"
 	"time"
 
@@ -43,7 +42,7 @@ import (
 //
 // Changing N (drain and switch): an instance configured with another count
 // than the stored one asks for the change once per Start; the request
-// records the sequence number numbered last (the switch point). Every
+// records the sequence number sequenced last (the switch point). Every
 // partition of the old count is then consumed up to the switch point and
 // no further, and released there. Once every old partition is at the
 // switch point and free, one instance replaces them by the new count's
@@ -52,43 +51,6 @@ import (
 // with their sender's slot, so they belong to the sender's new partition:
 // nothing is lost, and one sender's events keep their order. Delivery
 // pauses for the drain (the old partitions' backlog up to the switch point).
-
-// part is one partition this instance holds or means to take.
-type part struct {
-	index, count int
-	row          string
-
-	// What the consume loop keeps per lease (see EventBus), while the
-	// partition is not the one being worked on.
-	lease       *lease
-	prefetched  *prefetch
-	lastRetried time.Time
-	retryMore   bool
-}
-
-// owns reports whether sender's events belong to the partition being
-// consumed (all do with one partition).
-func (b *EventBus) owns(sender string) bool {
-	p := b.cur
-	return p == nil || p.count <= 1 || store.PartitionOf(sender, p.count) == p.index
-}
-
-// consumeCap is the last sequence number the current partition may
-// consume: the switch point while a count change drains.
-func (b *EventBus) consumeCap() int64 {
-	if b.cur != nil && b.view.SwitchTo != 0 {
-		return b.view.SwitchSeq
-	}
-	return math.MaxInt64
-}
-
-// curRow is the row of the lease being worked on.
-func (b *EventBus) curRow() string {
-	if b.cur != nil {
-		return b.cur.row
-	}
-	return b.service
-}
 
 // partitioned reports whether the consume loop must go partition by
 // partition: more than one partition is stored or wanted, or a change is
@@ -164,7 +126,7 @@ func (b *EventBus) steerCount(ctx context.Context, v store.PartitionView) (chang
 		}
 		ok, err := b.st.RequestSwitch(ctx, b.service, b.opts.Partitions)
 		if ok {
-			b.log.Info("eventbus: asked to change the partition count; the partitions drain to the last numbered event, then switch", "from", v.Partitions, "to", b.opts.Partitions)
+			b.log.Info("eventbus: asked to change the partition count; the partitions drain to the last sequenced event, then switch", "from", v.Partitions, "to", b.opts.Partitions)
 		}
 		return ok, err
 	}
@@ -332,18 +294,6 @@ func (b *EventBus) dropPart(ctx context.Context, p *part) {
 	}
 }
 
-// otherLeases returns the leases this instance holds on partitions other
-// than the one being worked on.
-func (b *EventBus) otherLeases() []*lease {
-	var out []*lease
-	for _, p := range b.parts {
-		if p != b.cur && p.lease != nil {
-			out = append(out, p.lease)
-		}
-	}
-	return out
-}
-
 // enter makes p the partition the consume loop works on; leave puts it back.
 func (b *EventBus) enter(p *part) {
 	b.cur = p
@@ -392,7 +342,7 @@ func (b *EventBus) pollParts(ctx context.Context, kind pollKind) (bool, error) {
 		b.parts = map[string]*part{}
 	}
 	now := time.Now()
-	if !b.numberBusy.Load() && (kind != pollQuick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
+	if !b.sequenceBusy.Load() && (kind != pollQuick || now.Sub(b.lastSequenced) >= b.opts.RunInterval) {
 		b.lastSequenced = now
 		if now.Sub(b.lastTidied) >= tidyEvery {
 			b.lastTidied = now
@@ -400,7 +350,7 @@ func (b *EventBus) pollParts(ctx context.Context, kind pollKind) (bool, error) {
 				b.log.Warn("eventbus: sequencer upkeep", "err", err)
 			}
 		}
-		if _, err := b.number(ctx); err != nil {
+		if _, err := b.sequence(ctx); err != nil {
 			return false, err
 		}
 	}
@@ -457,5 +407,23 @@ func (b *EventBus) releaseParts(ctx context.Context) {
 		if err := b.st.LeaveMember(ctx, b.service, b.owner); err != nil && !errors.Is(err, context.Canceled) {
 			b.log.Warn("eventbus: leave members", "err", err)
 		}
+	}
+}
+
+// releaseLease hands the service over at once on a graceful stop. It goes by
+// owner alone: the lease may still name this instance after it stopped
+// trusting it (a renewal that timed out), and no other instance can hold a
+// lease that names this one.
+func (b *EventBus) releaseLease(ctx context.Context) {
+	held := b.lease
+	b.lease = nil
+	if !b.registered.Load() {
+		return
+	}
+	b.releaseParts(ctx)
+	if err := b.st.ReleaseLease(ctx, b.service, b.owner); err != nil {
+		b.log.Warn("eventbus: release lease", "err", err)
+	} else {
+		b.observeLease(ctx, LeaseReleased, held)
 	}
 }

@@ -3,7 +3,7 @@ package eventbus
 import "sync"
 
 // routines tracks the goroutines the bus starts for one Start: the
-// sequencer's background numbering, the read-ahead of the next batch, the
+// sequencer's background sequencing, the read-ahead of the next batch, the
 // lease renewals of the batch heartbeat and the Tx checker's loop. Start
 // waits for them all before it returns. The others are joined where they
 // are started: the heartbeat by its batch (runLeased), the workers by

@@ -11,7 +11,7 @@ import (
 
 // TestSequencerBatchCostIsFlat (PostgreSQL): after 300 batches behind a
 // REPEATABLE READ snapshot (vacuum can then remove none of the runs' old
-// versions), a batch that numbers one event must read about as few entries
+// versions), a batch that sequences one event must read about as few entries
 // of the runs' primary key as the first. Migration 0007 deleted the old
 // runs as every version up to the current one, a range that read the
 // entry of each version deleted before (counted by
@@ -56,7 +56,7 @@ func TestSequencerBatchCostIsFlat(t *testing.T) {
 				_, err = conn.ExecContext(ctx, "COMMIT")
 				must(t, err)
 				if n != 1 {
-					t.Fatalf("numbered %d of 1", n)
+					t.Fatalf("sequenced %d of 1", n)
 				}
 				return read
 			}
@@ -69,7 +69,7 @@ func TestSequencerBatchCostIsFlat(t *testing.T) {
 			for range batches {
 				one()
 				if n, err := eventbus.SequenceNow(ctx, bus); err != nil || n != 1 {
-					t.Fatalf("numbered %d of 1: %v", n, err)
+					t.Fatalf("sequenced %d of 1: %v", n, err)
 				}
 			}
 			after := entries()

@@ -17,7 +17,7 @@ import (
 // that the upkeep keeps while its transaction is open; a rolled-back
 // transaction's hole is given up; a straggler whose hole was given up
 // (expired) is still found, by the sweep. No committed event is ever left
-// unnumbered.
+// unsequenced.
 func TestSequencerRunsKeepEveryStraggler(t *testing.T) {
 	for _, target := range dbtest.Targets {
 		if target.Name == "sqlite" {
@@ -50,10 +50,10 @@ func TestSequencerRunsKeepEveryStraggler(t *testing.T) {
 				}
 				return id
 			}
-			number := func(want int) {
+			sequence := func(want int) {
 				t.Helper()
 				if n, err := eventbus.SequenceNow(ctx, bus); err != nil || n != want {
-					t.Fatalf("numbered %d, want %d: %v", n, want, err)
+					t.Fatalf("sequenced %d, want %d: %v", n, want, err)
 				}
 			}
 			tidy := func(settle, expire, sweep time.Duration) {
@@ -74,12 +74,12 @@ func TestSequencerRunsKeepEveryStraggler(t *testing.T) {
 			never, now := time.Hour, time.Duration(0)
 
 			dispatch(nil)
-			number(1)
+			sequence(1)
 			straggler := db.Begin()
 			t.Cleanup(func() { straggler.Rollback() })
 			stragglerID := dispatch(straggler)
 			dispatch(nil)
-			number(1)
+			sequence(1)
 			if !holeOf(stragglerID) {
 				t.Fatalf("the straggler's id %d is in no hole", stragglerID)
 			}
@@ -91,15 +91,15 @@ func TestSequencerRunsKeepEveryStraggler(t *testing.T) {
 			rolledBack := db.Begin()
 			rolledBackID := dispatch(rolledBack)
 			dispatch(nil)
-			number(1)
+			sequence(1)
 			must(t, rolledBack.Rollback().Error)
 			if !holeOf(rolledBackID) {
 				t.Fatalf("the rolled-back id %d is in no hole", rolledBackID)
 			}
 			must(t, straggler.Commit().Error)
-			number(1)
+			sequence(1)
 			if holeOf(stragglerID) {
-				t.Fatalf("the straggler's hole outlived its numbering")
+				t.Fatalf("the straggler's hole outlived its sequencing")
 			}
 			// Other tests' transactions on the server may hold back
 			// PostgreSQL's settle test for a while.
@@ -115,27 +115,27 @@ func TestSequencerRunsKeepEveryStraggler(t *testing.T) {
 			t.Cleanup(func() { late.Rollback() })
 			lateID := dispatch(late)
 			dispatch(nil)
-			number(1)
+			sequence(1)
 			tidy(never, now, -1) // expired: no committed row in it yet
 			if holeOf(lateID) {
 				t.Fatalf("an expired hole was kept")
 			}
 			must(t, late.Commit().Error)
-			number(0) // no run holds it any more...
+			sequence(0) // no run holds it any more...
 			tidy(never, never, 0)
-			number(1) // ...but the sweep found it
+			sequence(1) // ...but the sweep found it
 			var left, distinct, total int64
 			must(t, db.Raw("SELECT COUNT(*) FROM ddd_events WHERE seq IS NULL").Scan(&left).Error)
 			must(t, db.Raw("SELECT COUNT(DISTINCT seq), COUNT(*) FROM ddd_events").Row().Scan(&distinct, &total))
 			if left != 0 || distinct != total {
-				t.Fatalf("%d events unnumbered, %d distinct numbers for %d events", left, distinct, total)
+				t.Fatalf("%d events unsequenced, %d distinct numbers for %d events", left, distinct, total)
 			}
 		})
 	}
 }
 
-// TestSequencerProbeCostIsFlat: a sequencer step with nothing to number
-// must cost the same after 20,000 events were numbered while a REPEATABLE
+// TestSequencerProbeCostIsFlat: a sequencer step with nothing to sequence
+// must cost the same after 20,000 events were sequenced while a REPEATABLE
 // READ snapshot stayed open (vacuum and purge can then remove nothing) as
 // before. Medians of 200 steps; on PostgreSQL, also the buffers the probe
 // touches, which do not depend on the machine's load.
@@ -159,7 +159,7 @@ func TestSequencerProbeCostIsFlat(t *testing.T) {
 				for range 200 {
 					start := time.Now()
 					if n, _, err := eventbus.SequenceStep(ctx, bus); err != nil || n != 0 {
-						t.Fatalf("idle step numbered %d: %v", n, err)
+						t.Fatalf("idle step sequenced %d: %v", n, err)
 					}
 					ds = append(ds, time.Since(start))
 				}
@@ -178,10 +178,10 @@ func TestSequencerProbeCostIsFlat(t *testing.T) {
 				}
 			}
 			after, bufAfter := idle()
-			t.Logf("idle step: %s before, %s after 20,000 events numbered behind the snapshot; probe buffers %.0f, %.0f",
+			t.Logf("idle step: %s before, %s after 20,000 events sequenced behind the snapshot; probe buffers %.0f, %.0f",
 				before, after, bufBefore, bufAfter)
 			if after > 2*before+500*time.Microsecond {
-				t.Errorf("the idle step went from %s to %s: its cost grows with what was numbered behind a snapshot", before, after)
+				t.Errorf("the idle step went from %s to %s: its cost grows with what was sequenced behind a snapshot", before, after)
 			}
 			if bufAfter > bufBefore+20 {
 				t.Errorf("the probe touched %.0f buffers, %.0f before", bufAfter, bufBefore)

@@ -13,9 +13,9 @@ import (
 // BenchmarkSequencerProbeBehindSnapshot measures a sequencer step as a poll
 // runs it, while another connection holds a REPEATABLE READ snapshot open
 // (a long report, mysqldump --single-transaction) from before any event was
-// numbered, so that vacuum or purge can remove nothing numbered since:
-// with nothing to number (idle), and numbering one new event (one-event),
-// after 0, 20,000 and 40,000 events were numbered, in batches of 100.
+// sequenced, so that vacuum or purge can remove nothing sequenced since:
+// with nothing to sequence (idle), and sequencing one new event (one-event),
+// after 0, 20,000 and 40,000 events were sequenced, in batches of 100.
 //
 //	go test -run '^$' -bench SequencerProbeBehindSnapshot -benchtime 2000x .
 func BenchmarkSequencerProbeBehindSnapshot(b *testing.B) {
@@ -28,22 +28,22 @@ func BenchmarkSequencerProbeBehindSnapshot(b *testing.B) {
 				b.Fatal(err)
 			}
 			holdSnapshot(b, tdb)
-			numbered := 0
+			sequenced := 0
 			for _, upTo := range []int{0, 20000, 40000} {
-				for ; numbered < upTo; numbered += 100 {
+				for ; sequenced < upTo; sequenced += 100 {
 					dispatchBacklog(b, bus, 100, 50)
 					if _, err := eventbus.SequenceNow(ctx, bus); err != nil {
 						b.Fatal(err)
 					}
 				}
-				b.Run(fmt.Sprintf("numbered=%d/idle", upTo), func(b *testing.B) {
+				b.Run(fmt.Sprintf("sequenced=%d/idle", upTo), func(b *testing.B) {
 					for range b.N {
 						if n, _, err := eventbus.SequenceStep(ctx, bus); err != nil || n != 0 {
-							b.Fatalf("idle step numbered %d: %v", n, err)
+							b.Fatalf("idle step sequenced %d: %v", n, err)
 						}
 					}
 				})
-				b.Run(fmt.Sprintf("numbered=%d/one-event", upTo), func(b *testing.B) {
+				b.Run(fmt.Sprintf("sequenced=%d/one-event", upTo), func(b *testing.B) {
 					for i := range b.N {
 						b.StopTimer()
 						evt, err := ddd.NewDomainEvent("one", benchPlaced{OrderID: int64(i)})
@@ -55,10 +55,10 @@ func BenchmarkSequencerProbeBehindSnapshot(b *testing.B) {
 						}
 						b.StartTimer()
 						if n, _, err := eventbus.SequenceStep(ctx, bus); err != nil || n != 1 {
-							b.Fatalf("step numbered %d of 1: %v", n, err)
+							b.Fatalf("step sequenced %d of 1: %v", n, err)
 						}
 					}
-					numbered += b.N
+					sequenced += b.N
 				})
 			}
 		})
@@ -66,8 +66,8 @@ func BenchmarkSequencerProbeBehindSnapshot(b *testing.B) {
 }
 
 // BenchmarkSequencerBacklog: b.N committed events, then the sequencer
-// numbers them all, batch after batch, as the first poll after an outage
-// does (events numbered per second).
+// sequences them all, batch after batch, as the first poll after an outage
+// does (events sequenced per second).
 //
 //	go test -run '^$' -bench SequencerBacklog -benchtime 50000x .
 func BenchmarkSequencerBacklog(b *testing.B) {
@@ -80,7 +80,7 @@ func BenchmarkSequencerBacklog(b *testing.B) {
 			dispatchBacklog(b, bus, b.N, 100)
 			b.ResetTimer()
 			if n, err := eventbus.SequenceNow(context.Background(), bus); err != nil || n != b.N {
-				b.Fatalf("numbered %d of %d: %v", n, b.N, err)
+				b.Fatalf("sequenced %d of %d: %v", n, b.N, err)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		})

@@ -11,11 +11,11 @@ import (
 	"github.com/dddbus/eventbus/internal/dbtest"
 )
 
-// TestSequencerWideHoleIsCheap (MySQL): a log numbered before the runs
+// TestSequencerWideHoleIsCheap (MySQL): a log sequenced before the runs
 // existed (an upgrade; rows written with their seq) leaves, below the first
-// batch, one hole that spans every numbered row. A batch must not read
+// batch, one hole that spans every sequenced row. A batch must not read
 // those rows: it counts the index reads (Handler_read_*) of one call that
-// numbers one event, on a connection of its own. Migration 0007 read the
+// sequences one event, on a connection of its own. Migration 0007 read the
 // hole through the primary key, one read per row in it.
 func TestSequencerWideHoleIsCheap(t *testing.T) {
 	const old = 20000
@@ -31,7 +31,7 @@ func TestSequencerWideHoleIsCheap(t *testing.T) {
 				t.Fatal(err)
 			}
 			dispatchBacklog(t, bus, old, 50)
-			// Numbered as the sequencer before migration 0007 did, which
+			// Sequenced as the sequencer before migration 0007 did, which
 			// leaves the runs as the migration made them.
 			must(t, db.Exec("UPDATE ddd_events SET seq = id").Error)
 			must(t, db.Exec("UPDATE ddd_sequencer SET last_seq = (SELECT MAX(id) FROM ddd_events) WHERE id = 1").Error)
@@ -45,7 +45,7 @@ func TestSequencerWideHoleIsCheap(t *testing.T) {
 			}
 			one()
 			if n, err := eventbus.SequenceNow(ctx, bus); err != nil || n != 1 {
-				t.Fatalf("numbered %d of 1: %v", n, err)
+				t.Fatalf("sequenced %d of 1: %v", n, err)
 			}
 			var wide int64
 			must(t, db.Raw("SELECT COALESCE(MAX(hi - lo + 1), 0) FROM ddd_sequencer_runs"+
@@ -73,10 +73,10 @@ func TestSequencerWideHoleIsCheap(t *testing.T) {
 			reads := handlerReads(t, conn) - before
 			t.Logf("one batch of %d event(s) behind a hole of %d ids: %d index reads", n, wide, reads)
 			if n != 1 {
-				t.Fatalf("numbered %d of 1", n)
+				t.Fatalf("sequenced %d of 1", n)
 			}
 			if reads > old/10 {
-				t.Errorf("one batch made %d index reads behind a hole of %d numbered rows: it reads the hole row by row", reads, wide)
+				t.Errorf("one batch made %d index reads behind a hole of %d sequenced rows: it reads the hole row by row", reads, wide)
 			}
 		})
 	}

@@ -10,10 +10,10 @@ import (
 )
 
 // TestSequencerWorkFollowsTheBatch checks that one PostgreSQL sequencer
-// batch touches a bounded number of buffers per event it numbers, when the
-// planner's statistics say nothing is unnumbered (gathered while the log
-// was fully numbered) and a large backlog then arrives: the case that once
-// made each batch rescan its picked rows for every unnumbered row, so that
+// batch touches a bounded number of buffers per event it sequences, when the
+// planner's statistics say nothing is unsequenced (gathered while the log
+// was fully sequenced) and a large backlog then arrives: the case that once
+// made each batch rescan its picked rows for every unsequenced row, so that
 // its cost grew with the backlog squared. Buffers, not time, so the check
 // holds on a busy machine. The batch runs as the sequencer runs it: in a
 // transaction at READ COMMITTED.
@@ -64,7 +64,7 @@ func TestSequencerWorkFollowsTheBatch(t *testing.T) {
 				top := explainJSON(t, raw)
 				buffers := top["Shared Hit Blocks"].(float64) + top["Shared Read Blocks"].(float64)
 				perEvent := buffers / batch
-				t.Logf("call %d: %.0f buffers, %.1f per numbered event", call, buffers, perEvent)
+				t.Logf("call %d: %.0f buffers, %.1f per sequenced event", call, buffers, perEvent)
 				if perEvent > 30 {
 					t.Errorf("call %d touched %.0f buffers to number %d events (%.1f each): the batch's work grows with the backlog", call, buffers, batch, perEvent)
 				}

@@ -35,7 +35,7 @@ type ServiceStatus struct {
 	Parent     string
 }
 
-// Lag is how many numbered events lie after the offset (of every
+// Lag is how many sequenced events lie after the offset (of every
 // partition, for a partition's row).
 func (s ServiceStatus) Lag() int64 { return max(s.HeadSeq-s.ConsumedSeq, 0) }
 
@@ -131,4 +131,23 @@ func (b *EventBus) logRemoved() {
 	}
 	b.removedLogged = time.Now()
 	b.log.Error("eventbus: this service was removed (RemoveService) while this instance ran it; it consumes nothing more. Restart it to register the service again, or stop it")
+}
+
+// registerService creates the service's row, at the start position, unless
+// it exists: one server-side step (see register_service in migration 0007,
+// and the SQLite store). At the latest position its offset is the
+// last number given once every event committed before the call is
+// sequenced, under the sequencer's lock: exactly the events committed after
+// it are delivered.
+func (b *EventBus) registerService(ctx context.Context) error {
+	pos := int64(store.StartLatest)
+	switch b.opts.StartPosition.kind {
+	case startEarliest:
+		pos = 0
+	case startAfter:
+		pos = b.opts.StartPosition.seq
+	}
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
+	return b.st.RegisterService(ctx, b.service, pos)
 }

@@ -1,7 +1,5 @@
 package eventbus
 
-import "sync/atomic"
-
 // Stats counts what this bus instance has done since it was created.
 type Stats struct {
 	Handled     int64 // handler returned nil
@@ -9,7 +7,7 @@ type Stats struct {
 	Failed      int64 // handler failed, panicked or was abandoned (each attempt counts)
 	Parked      int64 // events stored to run later: FIFO events behind a failed one of their sender, or events whose sender has a call that has not returned
 	DeadLetters int64 // events that became dead letters here
-	Sequenced   int64 // events this instance numbered
+	Sequenced   int64 // events this instance sequenced
 	// Abandoned counts handler calls the bus stopped waiting for: still
 	// running HandlerTimeout plus its grace after they started (each is
 	// also a Failed attempt), or when a stop's ShutdownGrace ran out (their
@@ -21,11 +19,6 @@ type Stats struct {
 	// Unreturned is how many abandoned or set-aside calls have not
 	// returned yet: a gauge, not a count of past events.
 	Unreturned int64
-}
-
-type counters struct {
-	handled, skipped, failed, parked, dead, sequenced atomic.Int64
-	abandoned, setAside, unreturned                   atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dddbus/eventbus/internal/store"
@@ -47,7 +46,7 @@ import (
 //     watcher reads the change probe every ChangeProbeInterval, one
 //     index-only read of the highest event id and of last_seq, and wakes
 //     the buses when it changes. A transaction that commits after one with
-//     a higher id changes neither until some bus numbers its events (its
+//     a higher id changes neither until some bus sequences its events (its
 //     own process's, woken by Notify, or any poll): at worst one poll.
 
 // announceEvery is the least time between two NOTIFYs of one bus.
@@ -214,15 +213,6 @@ func (b *EventBus) probe(ctx context.Context, key string) {
 	}
 }
 
-// announcer coalesces a bus's NOTIFYs (PostgreSQL).
-type announcer struct {
-	issued   atomic.Int64 // when a transaction last carried a NOTIFY (Unix ns)
-	lastSkip atomic.Int64 // when a transaction last skipped its NOTIFY
-	notified atomic.Int64 // when Notify was last called
-	sent     atomic.Int64 // when the last NOTIFY of its own was sent
-	pending  atomic.Bool  // a check (checkOwed) is scheduled
-}
-
 // owedHorizon: after a transaction skipped its NOTIFY, each Notify (after
 // a commit) makes sure that a NOTIFY follows, for this long; a
 // transaction that commits later than this after its Dispatch may wait
@@ -327,4 +317,25 @@ func (b *EventBus) ListenerName() string {
 		return ""
 	}
 	return "eventbus listener " + c.Channel()
+}
+
+// Notify wakes the poller of every started bus of this process on the
+// same database and table prefix (any service), and of b. On PostgreSQL it
+// also sends the wake-up notification for other processes that a
+// coalesced Dispatch left owing (see wakeup.go). Call it after committing
+// a transaction in which you dispatched events yourself; the engine does
+// it for you.
+func (b *EventBus) Notify() {
+	b.wakeProcess()
+	b.announceOwed()
+}
+
+// committed is Notify after a transaction of the bus's own wrote or
+// published events: it owes other processes a notification.
+func (b *EventBus) committed() {
+	b.wakeProcess()
+	if b.announces() {
+		b.ann.notified.Store(time.Now().UnixNano()) // a check pending in its stead must cover it too
+		b.announceLater()
+	}
 }

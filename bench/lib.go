@@ -115,7 +115,7 @@ func libBacklog(ctx context.Context, bus *libBus, led *ledger, producers int) er
 
 // drainGrace and drainTimeout bound the wait of a drain (see settle): it
 // ends drainGrace after the last new event (or the start), at most
-// drainTimeout after the start. The grace covers numbering a cold backlog
+// drainTimeout after the start. The grace covers sequencing a cold backlog
 // before the first delivery.
 const (
 	drainGrace   = 30 * time.Second

@@ -13,8 +13,8 @@ import (
 //
 // eventbus's backlog is stored with its own Dispatch and left unsequenced,
 // as a running deployment leaves what it stored while its consumers were
-// down: the first service's drain includes numbering it (the sequencer).
-// A second service then drains the same, now numbered, backlog: that figure
+// down: the first service's drain includes sequencing it (the sequencer).
+// A second service then drains the same, now sequenced, backlog: that figure
 // is the consumer alone. The raw baseline reads the same rows in id order,
 // drainRawBatch per query, with plain SQL.
 
@@ -142,7 +142,7 @@ func drainLibOne(ctx context.Context, t *target, cfg *config, dl *deliveries, ce
 		return fmt.Errorf("eventbus drain incl. sequencing: %w", err)
 	}
 	r1 := drainRate(begin1, t1...)
-	progress.Printf("drain eventbus: numbering the backlog took %s", seqDone())
+	progress.Printf("drain eventbus: sequencing the backlog took %s", seqDone())
 	begin2, t2, err := libDrain(ctx, []*libBus{s2}, led, 0)
 	if err != nil {
 		return fmt.Errorf("eventbus drain, sequenced: %w", err)

@@ -14,7 +14,7 @@ import (
 // should follow the work, not the size of the table.
 //
 // The older rows are written with one INSERT ... SELECT per chunk straight
-// into each contestant's table, already numbered and behind every
+// into each contestant's table, already sequenced and behind every
 // consumer's offset, as history a long-running deployment keeps (the
 // retention window); the tables are then analyzed. The new backlog is
 // stored and drained as in the drain scenario.
@@ -120,7 +120,7 @@ func scaleLib(ctx context.Context, t *target, cfg *config, dl *deliveries, ce *c
 	if err := insertOldLib(ctx, t, db, old); err != nil {
 		return 0, 0, 0, fmt.Errorf("older rows: %w", err)
 	}
-	// Both services start after the older rows (numbered 1..old).
+	// Both services start after the older rows (sequenced 1..old).
 	latest := eventbus.WithStartPosition(eventbus.StartAt(int64(old)))
 	s1, err := newLibBus(t, "scale-1", latest)
 	if err != nil {

@@ -171,7 +171,7 @@ func produce(t testing.TB, db *gorm.DB, bus *eventbus.EventBus, senders, perSend
 	return p
 }
 
-// produceFrom commits perSender events for each of the senders numbered
+// produceFrom commits perSender events for each of the senders sequenced
 // first to first+senders-1, on 4 goroutines (each owns a quarter of the
 // senders), 1 to 3 events of one sender per transaction, through bus;
 // after each commit it calls notify.
@@ -231,7 +231,7 @@ func (p *produced) add(evts []*ddd.DomainEvent) {
 	}
 }
 
-// newEvents returns k events of sender numbered from n, with trace
+// newEvents returns k events of sender sequenced from n, with trace
 // context and a metadata entry that cannot be a header of its own.
 func newEvents(sender string, n, k int) ([]*ddd.DomainEvent, error) {
 	var evts []*ddd.DomainEvent

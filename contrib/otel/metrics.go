@@ -19,7 +19,7 @@ const (
 	MetricRetries         = "eventbus.consumer.retries"           // gauge: events waiting for a retry (or parked)
 	MetricDeadLetters     = "eventbus.consumer.dead_letters"      // gauge: dead letters
 	MetricTransactions    = "eventbus.transactions"               // gauge: pending and unresolved transactional messages
-	MetricSequencerSize   = "eventbus.sequencer.batch.size"       // histogram: events numbered per batch
+	MetricSequencerSize   = "eventbus.sequencer.batch.size"       // histogram: events sequenced per batch
 	MetricSequencerTime   = "eventbus.sequencer.batch.duration"   // histogram, s
 	MetricLeaseChanges    = "eventbus.lease.changes"              // counter: acquired, lost, released
 	MetricStoreReadErrors = "eventbus.store.read.errors"          // counter: failed periodic reads of the gauges
@@ -48,7 +48,7 @@ func (m *instruments) init(meter metric.Meter) error {
 	m.retries, errs[5] = meter.Int64ObservableGauge(MetricRetries, metric.WithUnit("{event}"), metric.WithDescription("Events in a service's retry store: waiting for a retry, or parked."))
 	m.deadLetters, errs[6] = meter.Int64ObservableGauge(MetricDeadLetters, metric.WithUnit("{event}"), metric.WithDescription("A service's dead letters."))
 	m.txs, errs[7] = meter.Int64ObservableGauge(MetricTransactions, metric.WithUnit("{transaction}"), metric.WithDescription("Transactional messages waiting for a resolution, by state."))
-	m.seqSize, errs[8] = meter.Int64Histogram(MetricSequencerSize, metric.WithUnit("{event}"), metric.WithDescription("Events numbered by one sequencer batch."),
+	m.seqSize, errs[8] = meter.Int64Histogram(MetricSequencerSize, metric.WithUnit("{event}"), metric.WithDescription("Events sequenced by one sequencer batch."),
 		metric.WithExplicitBucketBoundaries(1, 10, 50, 100, 500, 1000, 2500, 5000))
 	m.seqTime, errs[9] = meter.Float64Histogram(MetricSequencerTime, metric.WithUnit("s"), metric.WithDescription("Duration of one sequencer batch."),
 		metric.WithExplicitBucketBoundaries(secondsBuckets...))

@@ -93,7 +93,8 @@ type Instrumentation struct {
 	meter    metric.Meter
 	m        instruments
 	sets     sync.Map // attrKey -> metric.MeasurementOption, the metrics' attribute sets
-	names    sync.Map // event type -> consumer span name
+	fields   []string // the propagator's metadata keys
+	starts   sync.Map // startKey -> *spanStart
 }
 
 // New returns the instrumentation; add it to a bus with eventbus.WithObserver.
@@ -119,6 +120,7 @@ func New(opts ...Option) (*Instrumentation, error) {
 		tracer:   c.tp.Tracer(ScopeName),
 		noTrace:  noTrace,
 		prop:     c.prop,
+		fields:   c.prop.Fields(),
 		linkOnly: c.linkOnly,
 		meter:    c.mp.Meter(ScopeName),
 	}

@@ -215,7 +215,7 @@ func dispatchRate(b *testing.B, db *gorm.DB, obs eventbus.Observer, round int) s
 	})
 }
 
-// backlog stores n events, numbered, for the drain rounds, after the
+// backlog stores n events, sequenced, for the drain rounds, after the
 // dispatch rounds' events (which the drain services skip).
 func backlog(b *testing.B, db *gorm.DB, n int) {
 	ctx := context.Background()
@@ -235,8 +235,8 @@ func backlog(b *testing.B, db *gorm.DB, n int) {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = bus.Start(runCtx) }) // a producer: it only numbers
-	waitFor(b, "the backlog numbered", func() bool {
+	wg.Go(func() { _ = bus.Start(runCtx) }) // a producer: it only sequences
+	waitFor(b, "the backlog sequenced", func() bool {
 		var left int64
 		must(b, db.Raw("SELECT COUNT(*) FROM ddd_events WHERE seq IS NULL").Scan(&left).Error)
 		return left == 0

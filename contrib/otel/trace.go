@@ -14,10 +14,9 @@ import (
 
 var (
 	systemAttr = semconv.MessagingSystemKey.String(System)
-	// The consumer span's fixed options, built once: each option is an
-	// allocation per span otherwise.
+	// Fixed span options, built once: each option is an allocation per
+	// span otherwise.
 	consumerKind = trace.WithSpanKind(trace.SpanKindConsumer)
-	processAttrs = trace.WithAttributes(systemAttr, semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess)
 	newRoot      = trace.WithNewRoot()
 	producerKind = trace.WithSpanKind(trace.SpanKindProducer)
 )
@@ -43,29 +42,39 @@ func operation(transactional bool) (string, attribute.KeyValue) {
 
 // DispatchStart starts the producer span ("send TYPE", or "create TYPE"
 // for DispatchBegin) and writes its context into every event's metadata.
+// The attributes a sampler may look at (system, operation, destination,
+// service) are given at the start; the message's own (id, sender, batch
+// size) only to a span that records.
 func (i *Instrumentation) DispatchStart(ctx context.Context, e eventbus.DispatchStart) context.Context {
 	if i.noTrace {
 		return ctx
 	}
-	op, opType := operation(e.Transactional)
-	dest := destination(e)
-	attrs := []attribute.KeyValue{systemAttr, semconv.MessagingOperationName(op), opType, ServiceKey.String(e.Service)}
-	name := op
-	if dest != "" {
-		name += " " + dest
-		attrs = append(attrs, semconv.MessagingDestinationName(dest))
+	start := i.producerStart(e.Service, destination(e), e.Transactional)
+	ctx, span := i.tracer.Start(ctx, start.name, producerKind, start.attrs)
+	if span.IsRecording() {
+		if len(e.Events) == 1 {
+			span.SetAttributes(semconv.MessagingMessageID(e.Events[0].ID), SenderKey.String(e.Events[0].Sender))
+		} else {
+			span.SetAttributes(semconv.MessagingBatchMessageCount(len(e.Events)))
+		}
 	}
-	if len(e.Events) == 1 {
-		attrs = append(attrs, semconv.MessagingMessageID(e.Events[0].ID), SenderKey.String(e.Events[0].Sender))
-	} else {
-		attrs = append(attrs, semconv.MessagingBatchMessageCount(len(e.Events)))
+	// Every event carries the same context: written once, copied.
+	first := e.Events[0]
+	if first.Metadata == nil {
+		first.Metadata = make(map[string]string, 2)
 	}
-	ctx, _ = i.tracer.Start(ctx, name, producerKind, trace.WithAttributes(attrs...))
-	for _, evt := range e.Events {
+	i.prop.Inject(ctx, propagation.MapCarrier(first.Metadata))
+	for _, evt := range e.Events[1:] {
 		if evt.Metadata == nil {
 			evt.Metadata = make(map[string]string, 2)
 		}
-		i.prop.Inject(ctx, propagation.MapCarrier(evt.Metadata))
+		for _, f := range i.fields {
+			if v, ok := first.Metadata[f]; ok {
+				evt.Metadata[f] = v
+			} else {
+				delete(evt.Metadata, f)
+			}
+		}
 	}
 	return ctx
 }
@@ -88,18 +97,19 @@ func (i *Instrumentation) DispatchEnd(ctx context.Context, e eventbus.DispatchEn
 
 // HandlerStart starts the consumer span ("process TYPE") of one handler
 // call: a child of the producer's span (or, with WithLinkOnly, a new trace
-// linked to it), carried by the handler's context.
+// linked to it), carried by the handler's context. As for the producer,
+// the attributes a sampler may look at are given at the start (built once
+// per service and type) and the call's own only to a span that records, so
+// an unsampled call costs little more than the span's context.
 func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerStart) context.Context {
 	if i.noTrace {
 		return ctx
 	}
 	evt := e.Event
-	var buf [5]trace.SpanStartOption
-	opts := append(buf[:0], consumerKind, processAttrs,
-		trace.WithAttributes(semconv.MessagingDestinationName(evt.Type), semconv.MessagingMessageID(evt.ID),
-			semconv.MessagingConsumerGroupName(e.Service), SenderKey.String(evt.Sender),
-			SeqKey.Int64(e.Seq), AttemptKey.Int(e.Attempt)))
-	producer := trace.SpanContextFromContext(i.prop.Extract(context.Background(), propagation.MapCarrier(evt.Metadata)))
+	start := i.consumerStart(e.Service, evt.Type)
+	var buf [4]trace.SpanStartOption
+	opts := append(buf[:0], consumerKind, start.attrs)
+	producer := i.producerOf(evt.Metadata)
 	switch {
 	case !producer.IsValid():
 		// No producer context: a root span, not a child of whatever the
@@ -110,8 +120,23 @@ func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerSt
 	default:
 		ctx = trace.ContextWithRemoteSpanContext(ctx, producer)
 	}
-	ctx, _ = i.tracer.Start(ctx, i.processName(evt.Type), opts...)
+	ctx, span := i.tracer.Start(ctx, start.name, opts...)
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageID(evt.ID), SenderKey.String(evt.Sender),
+			SeqKey.Int64(e.Seq), AttemptKey.Int(e.Attempt))
+	}
 	return ctx
+}
+
+// producerOf reads the producer's span context from an event's metadata;
+// without any of the propagator's fields there is nothing to parse.
+func (i *Instrumentation) producerOf(md map[string]string) trace.SpanContext {
+	for _, f := range i.fields {
+		if _, ok := md[f]; ok {
+			return trace.SpanContextFromContext(i.prop.Extract(context.Background(), propagation.MapCarrier(md)))
+		}
+	}
+	return trace.SpanContext{}
 }
 
 // HandlerEnd records the outcome on the consumer span and ends it: a
@@ -123,6 +148,11 @@ func (i *Instrumentation) HandlerEnd(ctx context.Context, e eventbus.HandlerEnd)
 		return
 	}
 	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		span.End()
+		i.recordHandler(ctx, e)
+		return
+	}
 	span.SetAttributes(OutcomeKey.String(e.Outcome.String()))
 	if e.Err != nil {
 		span.RecordError(e.Err)
@@ -151,14 +181,49 @@ func (i *Instrumentation) LeaseChange(ctx context.Context, e eventbus.LeaseChang
 	i.recordLease(ctx, e)
 }
 
-// processName is "process TYPE", built once per type.
-func (i *Instrumentation) processName(typ string) string {
-	if n, ok := i.names.Load(typ); ok {
-		return n.(string)
+// spanStart is a span's name and its start attributes, built once per
+// (kind, service, type) and kept: each option is otherwise an allocation
+// per span.
+type spanStart struct {
+	name  string
+	attrs trace.SpanStartOption
+}
+
+type startKey struct {
+	kind          int8 // 0 process, 1 send, 2 create
+	service, dest string
+}
+
+func (i *Instrumentation) consumerStart(service, typ string) *spanStart {
+	return i.spanStart(startKey{0, service, typ}, func() *spanStart {
+		return &spanStart{"process " + typ, trace.WithAttributes(systemAttr, semconv.MessagingOperationName("process"),
+			semconv.MessagingOperationTypeProcess, semconv.MessagingDestinationName(typ), semconv.MessagingConsumerGroupName(service))}
+	})
+}
+
+func (i *Instrumentation) producerStart(service, dest string, transactional bool) *spanStart {
+	k := startKey{1, service, dest}
+	if transactional {
+		k.kind = 2
 	}
-	n := "process " + typ
-	i.names.Store(typ, n)
-	return n
+	return i.spanStart(k, func() *spanStart {
+		op, opType := operation(transactional)
+		attrs := []attribute.KeyValue{systemAttr, semconv.MessagingOperationName(op), opType, ServiceKey.String(service)}
+		name := op
+		if dest != "" {
+			name += " " + dest
+			attrs = append(attrs, semconv.MessagingDestinationName(dest))
+		}
+		return &spanStart{name, trace.WithAttributes(attrs...)}
+	})
+}
+
+func (i *Instrumentation) spanStart(k startKey, build func() *spanStart) *spanStart {
+	if v, ok := i.starts.Load(k); ok {
+		return v.(*spanStart)
+	}
+	v, _ := i.starts.LoadOrStore(k, build())
+	return v.(*spanStart)
 }
 
 func firstLine(err error) string {

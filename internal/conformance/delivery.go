@@ -242,7 +242,7 @@ func testStartPositions(t *testing.T, tdb *dbtest.Database) {
 	db := tdb.Open(t)
 	producer := newBus(t, db, "producer")
 	dispatchN(t, producer, "old", 0, 5)
-	// An instance without a handler only produces: it numbers the events but
+	// An instance without a handler only produces: it sequences the events but
 	// does not register as a service, so it holds nothing back.
 	stop := start(t, producer)
 	waitFor(t, 10*time.Second, "old events sequenced", func() bool {

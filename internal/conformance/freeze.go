@@ -133,7 +133,7 @@ func testFrozenSequencer(t *testing.T, tdb *dbtest.Database) {
 		deadline := time.Now().Add(within)
 		for !rec.count1(evt.ID) {
 			if time.Now().After(deadline) {
-				t.Fatalf("freeze %d (%s): an event committed while the child was frozen was not delivered within %s: the frozen process stopped numbering for every service",
+				t.Fatalf("freeze %d (%s): an event committed while the child was frozen was not delivered within %s: the frozen process stopped sequencing for every service",
 					i+1, how, within)
 			}
 			time.Sleep(2 * time.Millisecond)

@@ -126,7 +126,7 @@ func testIsolationTxClaim(t *testing.T, tdb *dbtest.Database) {
 // testIsolationReadUncommitted: a consumer whose connections default to
 // READ UNCOMMITTED reads only committed events. An open transaction holds
 // an event row that already has the next sequence number (as a sequencer
-// batch that may still roll back would); a committed event numbered the
+// batch that may still roll back would); a committed event sequenced the
 // same is delivered, the uncommitted one never is.
 func testIsolationReadUncommitted(t *testing.T, tdb *dbtest.Database) {
 	if tdb.Dialect == "postgres" {

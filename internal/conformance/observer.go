@@ -245,12 +245,12 @@ func testObserver(t *testing.T, tdb *dbtest.Database) {
 		!obs.dispatches[1].Transactional || obs.dispatches[1].Err != nil || obs.dispatches[2].Err == nil {
 		t.Errorf("dispatches %+v: want 4 events, 1 transactional, 1 refused", obs.dispatches)
 	}
-	numbered := 0
+	sequenced := 0
 	for _, b := range obs.batches {
-		numbered += b.Events
+		sequenced += b.Events
 	}
-	if numbered != 5 {
-		t.Errorf("sequencer batches numbered %d events, want 5", numbered)
+	if sequenced != 5 {
+		t.Errorf("sequencer batches sequenced %d events, want 5", sequenced)
 	}
 	if len(obs.leases) != 2 || obs.leases[0].Kind != eventbus.LeaseAcquired || obs.leases[1].Kind != eventbus.LeaseReleased ||
 		obs.leases[0].Epoch != obs.leases[1].Epoch || obs.leases[0].Service != "observed" {

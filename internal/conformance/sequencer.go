@@ -19,7 +19,7 @@ func init() {
 }
 
 // A transaction that took its id long before others commits after they were
-// numbered: the sequencer must number it later, never skip it.
+// sequenced: the sequencer must number it later, never skip it.
 func testSequencerStraggler(t *testing.T, tdb *dbtest.Database) {
 	if tdb.Dialect == "sqlite" {
 		t.Skip("SQLite has one writer at a time: no transaction can stay open while others commit")
@@ -47,7 +47,7 @@ func testSequencerStraggler(t *testing.T, tdb *dbtest.Database) {
 	start(t, bus)
 	waitFor(t, 30*time.Second, "the backlog", func() bool { return rec.deliveries() >= len(ids) })
 	if n := count(t, db, "SELECT COUNT(*) FROM ddd_events WHERE seq IS NULL"); n != 0 {
-		t.Fatalf("%d committed events left unnumbered", n)
+		t.Fatalf("%d committed events left unsequenced", n)
 	}
 
 	must(t, tx.Commit().Error)
@@ -56,13 +56,13 @@ func testSequencerStraggler(t *testing.T, tdb *dbtest.Database) {
 	ids = append(ids, straggler.ID)
 	waitFor(t, 30*time.Second, "the straggler", func() bool { return rec.deliveries() >= len(ids) })
 	rec.checkExactlyOnce(t, ids)
-	checkNumbering(t, tdb, len(ids))
+	checkSequencing(t, tdb, len(ids))
 }
 
 // Writers hold their transactions open for random times, some roll back,
 // some store big batches, while three services (each running the
 // sequencer) consume: every committed event reaches every service exactly
-// once, in per-sender order, and is numbered once.
+// once, in per-sender order, and is sequenced once.
 func testSequencerConcurrent(t *testing.T, tdb *dbtest.Database) {
 	const (
 		writers  = 6
@@ -134,12 +134,12 @@ func testSequencerConcurrent(t *testing.T, tdb *dbtest.Database) {
 	for _, rec := range recs {
 		rec.checkExactlyOnce(t, committed)
 	}
-	checkNumbering(t, tdb, len(committed))
+	checkSequencing(t, tdb, len(committed))
 }
 
-// checkNumbering verifies that the want stored events all have distinct
+// checkSequencing verifies that the want stored events all have distinct
 // sequence numbers and that the sequencer's counter is at the highest.
-func checkNumbering(t *testing.T, tdb *dbtest.Database, want int) {
+func checkSequencing(t *testing.T, tdb *dbtest.Database, want int) {
 	t.Helper()
 	db := tdb.Open(t)
 	if n := count(t, db, "SELECT COUNT(*) FROM ddd_events"); n != int64(want) {
@@ -149,7 +149,7 @@ func checkNumbering(t *testing.T, tdb *dbtest.Database, want int) {
 		t.Errorf("%d distinct sequence numbers, want %d", n, want)
 	}
 	if n := count(t, db, "SELECT COUNT(*) FROM ddd_events e, ddd_sequencer q WHERE q.id = 1 AND e.seq > q.last_seq"); n != 0 {
-		t.Errorf("%d events numbered above the sequencer's last_seq", n)
+		t.Errorf("%d events sequenced above the sequencer's last_seq", n)
 	}
 	if n := count(t, db, "SELECT COUNT(*) FROM ddd_sequencer q WHERE q.id = 1 AND q.last_seq = (SELECT MAX(seq) FROM ddd_events)"); n != 1 {
 		t.Errorf("the sequencer's last_seq is not the highest sequence number")

@@ -16,21 +16,21 @@ func init() {
 
 // testStartFromLatestIsRegistrationTime: a service that starts from the
 // latest position receives exactly the events committed after it
-// registered, whether or not those committed before were numbered yet,
+// registered, whether or not those committed before were sequenced yet,
 // including a straggler whose transaction began before the registration
 // and committed after it.
 func testStartFromLatestIsRegistrationTime(t *testing.T, tdb *dbtest.Database) {
 	db := tdb.Open(t)
 	producer := newBus(t, db, "producer")
-	dispatchN(t, producer, "numbered-before", 0, 3)
-	// A producer-only instance numbers them, then stops.
+	dispatchN(t, producer, "sequenced-before", 0, 3)
+	// A producer-only instance sequences them, then stops.
 	stop := start(t, producer)
-	waitFor(t, 10*time.Second, "the first events to be numbered", func() bool {
+	waitFor(t, 10*time.Second, "the first events to be sequenced", func() bool {
 		return count(t, db, "SELECT COUNT(*) FROM ddd_events WHERE seq IS NULL") == 0
 	})
 	stop()
-	// Committed before the registration, and not numbered: no instance runs.
-	dispatchN(t, producer, "unnumbered-before", 0, 3)
+	// Committed before the registration, and not sequenced: no instance runs.
+	dispatchN(t, producer, "unsequenced-before", 0, 3)
 
 	var straggler *ddd.DomainEvent
 	var held *gorm.DB

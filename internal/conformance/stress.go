@@ -131,7 +131,7 @@ func testStress(t *testing.T, tdb *dbtest.Database) {
 		return
 	}
 	t.Logf("%s: %d events committed, %d rolled back (%d transactions)", tdb.Dialect, len(committed), len(rolled), nRolled.Load())
-	// Done when every event is numbered and every offset is at the head:
+	// Done when every event is sequenced and every offset is at the head:
 	// nothing more can arrive after that.
 	for i := range recs {
 		waitFor(t, 60*time.Second, fmt.Sprintf("service %d to reach the head", i), func() bool { return atHead(t, db, fmt.Sprintf("stress-%d", i)) })

@@ -196,7 +196,7 @@ func testTxLateCommit(t *testing.T, tdb *dbtest.Database) {
 	txEvents := []*ddd.DomainEvent{mustEvent(t, "late", 0), mustEvent(t, "late", 1)}
 	tctx, err := producer.DispatchBegin(ctx, txEvents...)
 	must(t, err)
-	// Many events are stored, numbered and consumed meanwhile: the consumer's
+	// Many events are stored, sequenced and consumed meanwhile: the consumer's
 	// offset passes every id and seq given out so far.
 	var normal []string
 	for i := range 5 {

@@ -62,7 +62,7 @@ type Store interface {
 
 // Wakes is how buses learn of events committed by other processes sooner
 // than their poll: PostgreSQL's LISTEN/NOTIFY (Announce, Listen), or a
-// cheap read that changes when events are committed or numbered
+// cheap read that changes when events are committed or sequenced
 // (ChangeMark) where there is none.
 type Wakes interface {
 	// Identity names the database and the table prefix: stores with the
@@ -82,7 +82,7 @@ type Wakes interface {
 	// and p.Wake for each announcement not from p.Self.
 	Listen(ctx context.Context, p ListenParams) error
 	// ChangeMark returns a value that changes when events are committed
-	// or numbered: the highest event id and the last number given. One
+	// or sequenced: the highest event id and the last number given. One
 	// index-only read.
 	ChangeMark(ctx context.Context) (ChangeMark, error)
 }
@@ -99,7 +99,7 @@ type Events interface {
 	// InsertEvents appends events to the log, on on (nil: in a transaction
 	// of its own).
 	InsertEvents(ctx context.Context, on Conn, events []EncodedEvent) error
-	// FetchEvents reads up to limit numbered events after offset, in seq order.
+	// FetchEvents reads up to limit sequenced events after offset, in seq order.
 	FetchEvents(ctx context.Context, after int64, limit int) ([]Record, error)
 }
 
@@ -107,11 +107,11 @@ type Events interface {
 type Sequencer interface {
 	// RegisterService creates a service's row unless it exists, its offset
 	// at start (StartLatest: the last number once every event committed
-	// before the call is numbered).
+	// before the call is sequenced).
 	RegisterService(ctx context.Context, service string, start int64) error
-	// Number runs one sequencer step: numbers up to a batch of committed,
-	// unnumbered events; more reports whether others wait.
-	Number(ctx context.Context) (n int, more bool, err error)
+	// Sequence runs one sequencer step: sequences up to a batch of committed,
+	// unsequenced events; more reports whether others wait.
+	Sequence(ctx context.Context) (n int, more bool, err error)
 	// TidyRuns is the sequencer's upkeep (where it keeps runs); changed
 	// reports whether it changed them.
 	TidyRuns(ctx context.Context, p TidyParams) (changed bool, err error)
@@ -163,8 +163,8 @@ type Services interface {
 	Offsets(ctx context.Context) (offsets []Offset, now int64, err error)
 	// FirstCreatedAfter returns when the first event after seq was stored.
 	FirstCreatedAfter(ctx context.Context, seq int64) (at int64, ok bool, err error)
-	// OldestUnnumberedCreated returns when the oldest unnumbered event was stored.
-	OldestUnnumberedCreated(ctx context.Context) (at int64, ok bool, err error)
+	// OldestUnsequencedCreated returns when the oldest unsequenced event was stored.
+	OldestUnsequencedCreated(ctx context.Context) (at int64, ok bool, err error)
 }
 
 // DeadLetters lists, counts, replays and discards dead letters.
@@ -224,7 +224,7 @@ type Partitions interface {
 	// LeaveMember removes an instance from the live ones at once.
 	LeaveMember(ctx context.Context, service, instance string) error
 	// RequestSwitch asks for a new partition count, effective once every
-	// partition has consumed what is numbered now; false if one is pending
+	// partition has consumed what is sequenced now; false if one is pending
 	// or the count is already to.
 	RequestSwitch(ctx context.Context, service string, to int) (bool, error)
 	// RaiseSwitch moves a pending change's switch point up to seq (a

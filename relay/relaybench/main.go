@@ -2,7 +2,7 @@
 // consumer, in one run, on the same backlog size:
 //
 //   - drain: a backlog of -n events of -senders senders, committed and
-//     numbered before either starts; the no-op database consumer's rate
+//     sequenced before either starts; the no-op database consumer's rate
 //     (events/s until its handler saw the last one) and the relay's (until
 //     JetStream acknowledged the last one), alternating which goes first
 //     round by round;

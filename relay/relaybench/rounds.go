@@ -112,7 +112,7 @@ func start(ctx context.Context, run func(context.Context) error) (stop func()) {
 }
 
 // backlog commits n events, 500 per transaction, event i sent by sender
-// i mod senders, then numbers them with a producer-only bus.
+// i mod senders, then sequences them with a producer-only bus.
 func (f *fixture) backlog(ctx context.Context, n, senders int) error {
 	db, err := f.pool()
 	if err != nil {
@@ -138,7 +138,7 @@ func (f *fixture) backlog(ctx context.Context, n, senders int) error {
 	}
 	stop := start(ctx, producer.Start)
 	defer stop()
-	return waitUntil(5*time.Minute, "the backlog to be numbered", func() bool {
+	return waitUntil(5*time.Minute, "the backlog to be sequenced", func() bool {
 		ss, err := producer.Services(ctx)
 		return err == nil && len(ss) > 0 && ss[0].HeadSeq >= int64(n)
 	})

@@ -26,7 +26,7 @@ import (
 // transaction's connection resolves it (schema, search_path, prefix). It
 // reads no user table, so it takes no lock and cannot fail in a way that
 // aborts a PostgreSQL transaction.
-func (s *Store) CallerTx(ctx context.Context) (_ store.Conn, inCaller bool, err error) {
+func (s *base) CallerTx(ctx context.Context) (_ store.Conn, inCaller bool, err error) {
 	var conn gorm.ConnPool
 	carried, ok := ddd.CarriedTx(ctx)
 	if !ok {
@@ -61,8 +61,8 @@ func (s *Store) CallerTx(ctx context.Context) (_ store.Conn, inCaller bool, err 
 	}
 	// Another kind of database is told apart without a query, which would
 	// be a syntax error there (and abort a PostgreSQL transaction).
-	if kind != "" && kind != s.d.name() {
-		return nil, true, fmt.Errorf("%w: the transaction is on a %s database; the bus is on %s", ddd.ErrForeignTransaction, kind, s.d.name())
+	if kind != "" && kind != s.name {
+		return nil, true, fmt.Errorf("%w: the transaction is on a %s database; the bus is on %s", ddd.ErrForeignTransaction, kind, s.name)
 	}
 	if err := s.sameDatabase(ctx, conn); err != nil {
 		return nil, true, err
@@ -116,8 +116,8 @@ type dbIdentity struct {
 }
 
 // sameDatabase returns nil if conn's database is the bus's.
-func (s *Store) sameDatabase(ctx context.Context, conn gorm.ConnPool) error {
-	theirs, err := s.identify(ctx, conn)
+func (s *base) sameDatabase(ctx context.Context, conn gorm.ConnPool) error {
+	theirs, err := s.eng.identify(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("identify the transaction's database: %w", err)
 	}
@@ -126,7 +126,7 @@ func (s *Store) sameDatabase(ctx context.Context, conn gorm.ConnPool) error {
 	if theirs == s.ident.id && theirs != "" {
 		return nil
 	}
-	ours, err := s.identify(ctx, s.db)
+	ours, err := s.eng.identify(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("identify the bus's database: %w", err)
 	}
@@ -146,18 +146,6 @@ func describe(id string) string {
 
 type rowQuerier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// identify describes the database that q's connection writes the bus's
-// tables to, or returns "" when it cannot be told apart from others.
-//
-//   - PostgreSQL: the server's start time (microseconds), the database, and
-//     the oid of <prefix>events as the connection's search_path resolves it.
-//   - MySQL/MariaDB: the server's host name, port, data directory, id and
-//     start time (from UUID_SHORT), and the current database.
-//   - SQLite: the path of the main database file ("" for in-memory ones).
-func (s *Store) identify(ctx context.Context, q rowQuerier) (string, error) {
-	return s.d.identify(ctx, q, s.q.events)
 }
 
 func orNone(s sql.NullString) string {

@@ -26,7 +26,7 @@ const cleanBatch = 500
 // the position was read no retry row can appear: one is only ever written
 // for an event above its service's stored offset, in the transaction that
 // moves that offset forward.
-func (s *Store) CleanEvents(ctx context.Context, retention int64) (int64, error) {
+func (s *base) CleanEvents(ctx context.Context, retention int64) (int64, error) {
 	var total int64
 	for {
 		var services, consumed int64
@@ -54,7 +54,7 @@ func (s *Store) CleanEvents(ctx context.Context, retention int64) (int64, error)
 var errCleanRaced = errors.New("a service or a retry appeared during the clean")
 
 // deleteEvents deletes ids at or below position consumed; see CleanEvents.
-func (s *Store) deleteEvents(ctx context.Context, ids []int64, consumed int64) (int64, error) {
+func (s *base) deleteEvents(ctx context.Context, ids []int64, consumed int64) (int64, error) {
 	args := make([]any, 0, len(ids)+1)
 	args = append(args, consumed)
 	for _, id := range ids {
@@ -89,7 +89,7 @@ func (s *Store) deleteEvents(ctx context.Context, ids []int64, consumed int64) (
 // same database transaction as each delete: a later Commit or Rollback of
 // an id it cannot find then knows the transaction may have existed, and
 // answers ErrTxCleaned rather than claim it never did.
-func (s *Store) CleanTxs(ctx context.Context, retention int64) (int64, error) {
+func (s *base) CleanTxs(ctx context.Context, retention int64) (int64, error) {
 	var total int64
 	for {
 		ids, err := queryAll[int64](ctx, s, nil, s.q.oldResolvedTxs, retention, cleanBatch)
@@ -124,7 +124,7 @@ func (s *Store) CleanTxs(ctx context.Context, retention int64) (int64, error) {
 }
 
 // CleanDeadLetters deletes dead letters older than age ms, service by service.
-func (s *Store) CleanDeadLetters(ctx context.Context, age int64) (int64, error) {
+func (s *base) CleanDeadLetters(ctx context.Context, age int64) (int64, error) {
 	services, err := queryAll[string](ctx, s, nil, s.q.oldDeadServices, age)
 	if err != nil {
 		return 0, err
@@ -143,7 +143,7 @@ func (s *Store) CleanDeadLetters(ctx context.Context, age int64) (int64, error) 
 // deleteInBatches selects up to cleanBatch ids with pick(pickArgs...,
 // limit) and deletes them with del(delArgs..., ids...), until a page comes
 // back short. The DELETEs read no other table.
-func (s *Store) deleteInBatches(ctx context.Context, pick string, pickArgs []any, del func(n int) string, delArgs []any) (int64, error) {
+func (s *base) deleteInBatches(ctx context.Context, pick string, pickArgs []any, del func(n int) string, delArgs []any) (int64, error) {
 	var total int64
 	for {
 		ids, err := queryAll[int64](ctx, s, nil, pick, append(pickArgs, cleanBatch)...)

@@ -10,7 +10,7 @@ import (
 )
 
 // ListDeadLetters pages a service's dead letters matching a filter.
-func (s *Store) ListDeadLetters(ctx context.Context, p store.DeadLetterQuery) ([]store.DeadLetter, error) {
+func (s *base) ListDeadLetters(ctx context.Context, p store.DeadLetterQuery) ([]store.DeadLetter, error) {
 	query, fargs := s.deadLettersQuery(deadCols, p.Filter)
 	var out []store.DeadLetter
 	err := s.query(ctx, nil, query, append(append([]any{p.Service, p.After}, fargs...), p.Limit), func(rows *sql.Rows) error {
@@ -29,23 +29,23 @@ func (s *Store) ListDeadLetters(ctx context.Context, p store.DeadLetterQuery) ([
 }
 
 // CountDeadLetters counts a service's dead letters.
-func (s *Store) CountDeadLetters(ctx context.Context, service string) (int64, error) {
+func (s *base) CountDeadLetters(ctx context.Context, service string) (int64, error) {
 	var n int64
 	err := s.queryRow(ctx, nil, s.q.countDead, []any{service}, &n)
 	return n, err
 }
 
 // ReplayDeadLetters replays dead letters by exact event ID, in one transaction.
-func (s *Store) ReplayDeadLetters(ctx context.Context, service string, ids []string) (int, error) {
+func (s *base) ReplayDeadLetters(ctx context.Context, service string, ids []string) (int, error) {
 	return s.eachDeadLetter(ctx, s.q.replayDead, service, ids)
 }
 
 // DiscardDeadLetters deletes dead letters by exact event ID, in one transaction.
-func (s *Store) DiscardDeadLetters(ctx context.Context, service string, ids []string) (int, error) {
+func (s *base) DiscardDeadLetters(ctx context.Context, service string, ids []string) (int, error) {
 	return s.eachDeadLetter(ctx, s.q.discardDead, service, ids)
 }
 
-func (s *Store) eachDeadLetter(ctx context.Context, stmt, service string, ids []string) (int, error) {
+func (s *base) eachDeadLetter(ctx context.Context, stmt, service string, ids []string) (int, error) {
 	total := 0
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for _, id := range ids {
@@ -68,19 +68,19 @@ func (s *Store) eachDeadLetter(ctx context.Context, stmt, service string, ids []
 }
 
 // ReplayDeadLettersWhere replays every match of f, batch by batch.
-func (s *Store) ReplayDeadLettersWhere(ctx context.Context, service string, f store.DeadLetterFilter) (int, error) {
+func (s *base) ReplayDeadLettersWhere(ctx context.Context, service string, f store.DeadLetterFilter) (int, error) {
 	return s.eachDeadLetterWhere(ctx, service, f, "UPDATE "+s.q.retries+" SET state = {retry}, attempts = 0, next_at = "+s.q.now+", updated_at = "+s.q.now)
 }
 
 // DiscardDeadLettersWhere deletes every match of f, batch by batch.
-func (s *Store) DiscardDeadLettersWhere(ctx context.Context, service string, f store.DeadLetterFilter) (int, error) {
+func (s *base) DiscardDeadLettersWhere(ctx context.Context, service string, f store.DeadLetterFilter) (int, error) {
 	return s.eachDeadLetterWhere(ctx, service, f, "DELETE FROM "+s.q.retries)
 }
 
 // eachDeadLetterWhere applies change (an UPDATE or DELETE of retries,
 // without its WHERE) to the matching dead letters, batch by batch, after a
 // cursor on seq, each batch its own transaction.
-func (s *Store) eachDeadLetterWhere(ctx context.Context, service string, f store.DeadLetterFilter, change string) (int, error) {
+func (s *base) eachDeadLetterWhere(ctx context.Context, service string, f store.DeadLetterFilter, change string) (int, error) {
 	pick, fargs := s.deadLettersQuery("r.event_pk, r.seq", f)
 	total := 0
 	after := int64(-1)
@@ -126,7 +126,7 @@ func (s *Store) eachDeadLetterWhere(ctx context.Context, service string, f store
 // returned ones, and the limit. The retry store's primary key (service,
 // event_pk) and retries_due (service, state, next_at) find the service's
 // dead letters; each one's event is read by its primary key.
-func (s *Store) deadLettersQuery(cols string, f store.DeadLetterFilter) (string, []any) {
+func (s *base) deadLettersQuery(cols string, f store.DeadLetterFilter) (string, []any) {
 	cond, args := filterWhere(f, s.q.now)
 	return s.q.sql("SELECT " + cols + " FROM " + s.q.retries + " r JOIN " + s.q.events + " e ON e.id = r.event_pk" +
 		" WHERE r.service = ? AND r.state = {dead} AND r.seq > ?" + cond + " ORDER BY r.seq LIMIT ?"), args

@@ -15,14 +15,14 @@ const insertChunk = 500
 
 // InsertEvents writes events on on (nil: in a transaction of the store's
 // own), in as few statements as the placeholder and packet limits allow.
-func (s *Store) InsertEvents(ctx context.Context, on store.Conn, events []store.EncodedEvent) error {
+func (s *base) InsertEvents(ctx context.Context, on store.Conn, events []store.EncodedEvent) error {
 	if on == nil {
 		return s.inTx(ctx, func(tx *sql.Tx) error { return s.insertEvents(ctx, tx, events) })
 	}
 	return s.insertEvents(ctx, on, events)
 }
 
-func (s *Store) insertEvents(ctx context.Context, on txConn, events []store.EncodedEvent) error {
+func (s *base) insertEvents(ctx context.Context, on txConn, events []store.EncodedEvent) error {
 	sizes := make([]int, len(events))
 	args := make([]any, 0, len(events)*7)
 	for i, e := range events {
@@ -38,8 +38,8 @@ func (s *Store) insertEvents(ctx context.Context, on txConn, events []store.Enco
 	return nil
 }
 
-// FetchEvents reads up to limit numbered events after offset after.
-func (s *Store) FetchEvents(ctx context.Context, after int64, limit int) ([]store.Record, error) {
+// FetchEvents reads up to limit sequenced events after offset after.
+func (s *base) FetchEvents(ctx context.Context, after int64, limit int) ([]store.Record, error) {
 	recs := make([]store.Record, 0, min(limit, 1024))
 	err := s.query(ctx, nil, s.q.fetchEvents, []any{after, limit}, func(rows *sql.Rows) error {
 		var r store.Record

@@ -15,12 +15,13 @@ import (
 //     caller's transaction), it runs on that transaction's connection and
 //     never waits for another connection of the pool.
 //   - Otherwise (on is nil) it is a statement of its own, at READ COMMITTED:
-//     alone (autocommit) where the dialect has shown that this is the same
-//     whatever the session's default level (MySQL, SQLite), else in a READ
-//     COMMITTED transaction of its own (PostgreSQL, where a single UPDATE at
-//     REPEATABLE READ or SERIALIZABLE fails with SQLSTATE 40001 when another
-//     transaction updated its row, and a SERIALIZABLE read can fail or make
-//     the application's transactions fail). See dialect.ownTx.
+//     alone (autocommit) where the database's store has shown that this is
+//     the same whatever the session's default level (MySQL, SQLite), else in
+//     a READ COMMITTED transaction of its own (PostgreSQL, where a single
+//     UPDATE at REPEATABLE READ or SERIALIZABLE fails with SQLSTATE 40001
+//     when another transaction updated its row, and a SERIALIZABLE read can
+//     fail or make the application's transactions fail). See base.ownTx,
+//     set by each database's open function.
 //   - It is prepared if it is one of the hot statements (queries.hot) and
 //     the pool's stmtCache has it ready; otherwise it runs unprepared.
 //
@@ -31,7 +32,7 @@ import (
 type txConn = store.Conn
 
 // exec runs a statement on on (nil: on its own; see above).
-func (s *Store) exec(ctx context.Context, on txConn, query string, args ...any) (sql.Result, error) {
+func (s *base) exec(ctx context.Context, on txConn, query string, args ...any) (sql.Result, error) {
 	if on == nil && s.ownTx {
 		var res sql.Result
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -52,7 +53,7 @@ func (s *Store) exec(ctx context.Context, on txConn, query string, args ...any) 
 
 // query runs a query on on (nil: on its own; see above) and calls row for
 // each row of the result. The rows are closed when it returns.
-func (s *Store) query(ctx context.Context, on txConn, query string, args []any, row func(*sql.Rows) error) error {
+func (s *base) query(ctx context.Context, on txConn, query string, args []any, row func(*sql.Rows) error) error {
 	if on == nil && s.ownTx {
 		return s.inTx(ctx, func(tx *sql.Tx) error { return s.query(ctx, tx, query, args, row) })
 	}
@@ -80,7 +81,7 @@ func (s *Store) query(ctx context.Context, on txConn, query string, args []any, 
 
 // queryRow scans the first row of a query into dest; sql.ErrNoRows if
 // there is none.
-func (s *Store) queryRow(ctx context.Context, on txConn, query string, args []any, dest ...any) error {
+func (s *base) queryRow(ctx context.Context, on txConn, query string, args []any, dest ...any) error {
 	found := false
 	err := s.query(ctx, on, query, args, func(rows *sql.Rows) error {
 		if found {
@@ -96,7 +97,7 @@ func (s *Store) queryRow(ctx context.Context, on txConn, query string, args []an
 }
 
 // queryAll returns the single column of every row of a query.
-func queryAll[T any](ctx context.Context, s *Store, on txConn, query string, args ...any) ([]T, error) {
+func queryAll[T any](ctx context.Context, s *base, on txConn, query string, args ...any) ([]T, error) {
 	var out []T
 	err := s.query(ctx, on, query, args, func(rows *sql.Rows) error {
 		var v T
@@ -110,7 +111,7 @@ func queryAll[T any](ctx context.Context, s *Store, on txConn, query string, arg
 }
 
 // prepared returns query prepared for on, or nil to run it unprepared.
-func (s *Store) prepared(ctx context.Context, on txConn, query string) *sql.Stmt {
+func (s *base) prepared(ctx context.Context, on txConn, query string) *sql.Stmt {
 	if !s.q.hot[query] {
 		return nil
 	}
@@ -134,8 +135,8 @@ func (s *Store) prepared(ctx context.Context, on txConn, query string) *sql.Stmt
 // inTx runs fn in one of the bus's own transactions (READ COMMITTED where
 // the database has levels). On SQLite fn's first statement must be a write,
 // so that it takes the write lock at once whatever the DSN's _txlock is.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, s.d.txOptions())
+func (s *base) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, s.txOpts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

@@ -16,7 +16,7 @@ import (
 
 // BeginTx stores a pending transaction and its events on on (nil: in a
 // transaction of the store's own).
-func (s *Store) BeginTx(ctx context.Context, on store.Conn, p store.BeginTxParams) (int64, error) {
+func (s *base) BeginTx(ctx context.Context, on store.Conn, p store.BeginTxParams) (int64, error) {
 	if on != nil {
 		return s.beginTx(ctx, on, p)
 	}
@@ -29,8 +29,8 @@ func (s *Store) BeginTx(ctx context.Context, on store.Conn, p store.BeginTxParam
 	return id, err
 }
 
-func (s *Store) beginTx(ctx context.Context, on txConn, p store.BeginTxParams) (int64, error) {
-	id, err := s.insertTxRow(ctx, on, p)
+func (s *base) beginTx(ctx context.Context, on txConn, p store.BeginTxParams) (int64, error) {
+	id, err := s.eng.insertTxRow(ctx, on, []any{p.Service, p.Token, p.DueMillis})
 	if err != nil {
 		return 0, fmt.Errorf("insert transaction: %w", err)
 	}
@@ -51,25 +51,11 @@ func (s *Store) beginTx(ctx context.Context, on txConn, p store.BeginTxParams) (
 	return id, nil
 }
 
-func (s *Store) insertTxRow(ctx context.Context, on txConn, p store.BeginTxParams) (int64, error) {
-	args := []any{p.Service, p.Token, p.DueMillis}
-	if s.d.returningID() != "" {
-		var id int64
-		err := s.queryRow(ctx, on, s.q.insertTx, args, &id)
-		return id, err
-	}
-	res, err := on.ExecContext(ctx, s.q.insertTx, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.LastInsertId()
-}
-
 // ResolveTx resolves a transaction in one database transaction: the state
 // change is the guard (only one resolution succeeds), then the events are
 // published (on commit) and removed. When nothing changed it reads what is
 // stored, so the bus can say why.
-func (s *Store) ResolveTx(ctx context.Context, p store.ResolveTxParams) (store.ResolveOutcome, error) {
+func (s *base) ResolveTx(ctx context.Context, p store.ResolveTxParams) (store.ResolveOutcome, error) {
 	var out store.ResolveOutcome
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var res sql.Result
@@ -108,7 +94,7 @@ func (s *Store) ResolveTx(ctx context.Context, p store.ResolveTxParams) (store.R
 }
 
 // readTxState fills out with what is stored of id, or the cleaner's mark.
-func (s *Store) readTxState(ctx context.Context, tx *sql.Tx, id int64, out *store.ResolveOutcome) error {
+func (s *base) readTxState(ctx context.Context, tx *sql.Tx, id int64, out *store.ResolveOutcome) error {
 	var state int
 	err := tx.QueryRowContext(ctx, s.q.txState, id).Scan(&state, &out.Service, &out.Token)
 	switch {
@@ -123,9 +109,9 @@ func (s *Store) readTxState(ctx context.Context, tx *sql.Tx, id int64, out *stor
 }
 
 // TxWatermark is the highest transaction id the cleaner removed.
-func (s *Store) TxWatermark(ctx context.Context) (int64, error) { return s.txWatermark(ctx, nil) }
+func (s *base) TxWatermark(ctx context.Context) (int64, error) { return s.txWatermark(ctx, nil) }
 
-func (s *Store) txWatermark(ctx context.Context, on txConn) (int64, error) {
+func (s *base) txWatermark(ctx context.Context, on txConn) (int64, error) {
 	var mark int64
 	if err := s.queryRow(ctx, on, s.q.txWatermark, nil, &mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
@@ -134,7 +120,7 @@ func (s *Store) txWatermark(ctx context.Context, on txConn) (int64, error) {
 }
 
 // DueTxs lists the service's pending transactions due for a check.
-func (s *Store) DueTxs(ctx context.Context, service string, limit int) ([]store.DueTx, error) {
+func (s *base) DueTxs(ctx context.Context, service string, limit int) ([]store.DueTx, error) {
 	var out []store.DueTx
 	err := s.query(ctx, nil, s.q.dueTxs, []any{service, limit}, func(rows *sql.Rows) error {
 		var t store.DueTx
@@ -149,7 +135,7 @@ func (s *Store) DueTxs(ctx context.Context, service string, limit int) ([]store.
 
 // ClaimTx is a compare-and-set on check_count, read with the due list:
 // the claimant knows which check is its own.
-func (s *Store) ClaimTx(ctx context.Context, id int64, checks int, claimMillis int64) (bool, error) {
+func (s *base) ClaimTx(ctx context.Context, id int64, checks int, claimMillis int64) (bool, error) {
 	res, err := s.exec(ctx, nil, s.q.claimTx, claimMillis, id, checks)
 	if err != nil {
 		return false, err
@@ -159,7 +145,7 @@ func (s *Store) ClaimTx(ctx context.Context, id int64, checks int, claimMillis i
 }
 
 // RescheduleTx records a check that resolved nothing while its claim holds.
-func (s *Store) RescheduleTx(ctx context.Context, p store.RescheduleTxParams) (bool, error) {
+func (s *base) RescheduleTx(ctx context.Context, p store.RescheduleTxParams) (bool, error) {
 	res, err := s.exec(ctx, nil, s.q.rescheduleTx, txCode(p.State), p.DelayMillis, p.Reason, p.ID, p.Claim)
 	if err != nil {
 		return false, err
@@ -169,7 +155,7 @@ func (s *Store) RescheduleTx(ctx context.Context, p store.RescheduleTxParams) (b
 }
 
 // TxEvents reads a pending transaction's events in order.
-func (s *Store) TxEvents(ctx context.Context, id int64) ([]*ddd.DomainEvent, error) {
+func (s *base) TxEvents(ctx context.Context, id int64) ([]*ddd.DomainEvent, error) {
 	var out []*ddd.DomainEvent
 	err := s.query(ctx, nil, s.q.txEventsOf, []any{id}, func(rows *sql.Rows) error {
 		evt, err := scanEvent(rows)
@@ -181,26 +167,17 @@ func (s *Store) TxEvents(ctx context.Context, id int64) ([]*ddd.DomainEvent, err
 
 // ListTxs pages a service's transactions in some states, through
 // transactions_due (service, state, due_at).
-func (s *Store) ListTxs(ctx context.Context, p store.TxListParams) ([]store.TxRow, error) {
+func (s *base) ListTxs(ctx context.Context, p store.TxListParams) ([]store.TxRow, error) {
 	args := make([]any, 0, len(p.States)+3)
 	args = append(args, p.Service)
 	for _, st := range p.States {
 		args = append(args, int(st))
 	}
-	return s.txRows(ctx, s.listTxsQuery(len(p.States)), append(args, p.After, p.Limit))
-}
-
-// listTxsQuery lists a service's transactions in n states. MySQL and
-// SQLite are told to use transactions_due: their planners walk the primary
-// key in id order instead, through every resolved transaction kept for
-// RetentionTime.
-func (s *Store) listTxsQuery(n int) string {
-	from := s.d.useIndex(s.q.txs, s.prefix+"transactions_due")
-	return s.d.rebind("SELECT " + txInfoCols + " FROM " + from + " WHERE service = ? AND state IN " + in(n) + " AND id > ? ORDER BY id LIMIT ?")
+	return s.txRows(ctx, s.eng.listTxs(len(p.States)), append(args, p.After, p.Limit))
 }
 
 // Tx reads one transaction by id.
-func (s *Store) Tx(ctx context.Context, id int64) (store.TxRow, bool, error) {
+func (s *base) Tx(ctx context.Context, id int64) (store.TxRow, bool, error) {
 	out, err := s.txRows(ctx, s.q.txByID, []any{id})
 	if err != nil || len(out) == 0 {
 		return store.TxRow{}, false, err
@@ -209,7 +186,7 @@ func (s *Store) Tx(ctx context.Context, id int64) (store.TxRow, bool, error) {
 }
 
 // txRows runs a query of txInfoCols.
-func (s *Store) txRows(ctx context.Context, query string, args []any) ([]store.TxRow, error) {
+func (s *base) txRows(ctx context.Context, query string, args []any) ([]store.TxRow, error) {
 	var out []store.TxRow
 	err := s.query(ctx, nil, query, args, func(rows *sql.Rows) error {
 		var t store.TxRow
@@ -225,7 +202,7 @@ func (s *Store) txRows(ctx context.Context, query string, args []any) ([]store.T
 }
 
 // CountUnresolvedTxs counts a service's unresolved transactions.
-func (s *Store) CountUnresolvedTxs(ctx context.Context, service string) (int64, error) {
+func (s *base) CountUnresolvedTxs(ctx context.Context, service string) (int64, error) {
 	var n int64
 	err := s.queryRow(ctx, nil, s.q.countUnresolved, []any{service}, &n)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -235,14 +212,14 @@ func (s *Store) CountUnresolvedTxs(ctx context.Context, service string) (int64, 
 }
 
 // NextTxService returns the lowest service name above after with transactions.
-func (s *Store) NextTxService(ctx context.Context, after string) (string, bool, error) {
+func (s *base) NextTxService(ctx context.Context, after string) (string, bool, error) {
 	var svc sql.NullString
 	err := s.queryRow(ctx, nil, s.q.nextTxService, []any{after}, &svc)
 	return svc.String, svc.Valid, err
 }
 
 // TxCounts counts a service's pending and unresolved transactions.
-func (s *Store) TxCounts(ctx context.Context, service string) (pending, unresolved int64, err error) {
+func (s *base) TxCounts(ctx context.Context, service string) (pending, unresolved int64, err error) {
 	err = s.queryRow(ctx, nil, s.q.txCounts, []any{service, service}, &pending, &unresolved)
 	return pending, unresolved, err
 }

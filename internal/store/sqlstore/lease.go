@@ -10,7 +10,7 @@ import (
 
 // AcquireLease takes the lease in one transaction: the conditional UPDATE
 // (which raises the epoch), then the row it wrote.
-func (s *Store) AcquireLease(ctx context.Context, p store.LeaseParams) (store.Lease, bool, error) {
+func (s *base) AcquireLease(ctx context.Context, p store.LeaseParams) (store.Lease, bool, error) {
 	var l store.Lease
 	ok := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -39,7 +39,7 @@ func (s *Store) AcquireLease(ctx context.Context, p store.LeaseParams) (store.Le
 
 // RenewLease extends the lease; it is also the fence of the retry phase
 // (see RecordRetries): one statement for both.
-func (s *Store) RenewLease(ctx context.Context, p store.LeaseParams) error {
+func (s *base) RenewLease(ctx context.Context, p store.LeaseParams) error {
 	if err := s.renewLease(ctx, nil, p); err != nil {
 		return fmt.Errorf("renew lease: %w", err)
 	}
@@ -49,7 +49,7 @@ func (s *Store) RenewLease(ctx context.Context, p store.LeaseParams) error {
 // renewLease checks and extends the lease on on (nil: on its own);
 // ErrLeaseLost if it changed hands. version changes on every fenced
 // write, so the affected-row count is exact on MySQL too.
-func (s *Store) renewLease(ctx context.Context, on txConn, p store.LeaseParams) error {
+func (s *base) renewLease(ctx context.Context, on txConn, p store.LeaseParams) error {
 	res, err := s.exec(ctx, on, s.q.renewLease, p.LeaseMillis, p.LeaseRow(), p.Owner, p.Epoch)
 	if err != nil {
 		return err
@@ -68,14 +68,14 @@ func lostIfNone(res sql.Result) error {
 }
 
 // ReleaseLease clears the owner, by owner alone.
-func (s *Store) ReleaseLease(ctx context.Context, service, owner string) error {
+func (s *base) ReleaseLease(ctx context.Context, service, owner string) error {
 	_, err := s.exec(ctx, nil, s.q.releaseLease, service, owner)
 	return err
 }
 
 // CommitOffset moves the offset (never back) under the fence; with retry
 // rows, in one transaction with their INSERT, else as one statement.
-func (s *Store) CommitOffset(ctx context.Context, p store.CommitOffsetParams) error {
+func (s *base) CommitOffset(ctx context.Context, p store.CommitOffsetParams) error {
 	if len(p.Retries) == 0 {
 		return s.commitOffset(ctx, nil, p)
 	}
@@ -87,7 +87,7 @@ func (s *Store) CommitOffset(ctx context.Context, p store.CommitOffsetParams) er
 	})
 }
 
-func (s *Store) commitOffset(ctx context.Context, on txConn, p store.CommitOffsetParams) error {
+func (s *base) commitOffset(ctx context.Context, on txConn, p store.CommitOffsetParams) error {
 	res, err := s.exec(ctx, on, s.q.commitOffset, p.Offset, p.LeaseMillis, p.LeaseRow(), p.Owner, p.Epoch, p.Offset)
 	if err != nil {
 		return fmt.Errorf("commit offset: %w", err)
@@ -96,7 +96,7 @@ func (s *Store) commitOffset(ctx context.Context, on txConn, p store.CommitOffse
 }
 
 // ReportStandby raises the service's standby presence.
-func (s *Store) ReportStandby(ctx context.Context, service string, leaseMillis int64) (bool, error) {
+func (s *base) ReportStandby(ctx context.Context, service string, leaseMillis int64) (bool, error) {
 	res, err := s.exec(ctx, nil, s.q.renewStandby, leaseMillis, service)
 	if err != nil {
 		return false, err

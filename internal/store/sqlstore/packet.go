@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/dddbus/eventbus/internal/store"
@@ -24,15 +23,11 @@ const (
 	maxFixedBytes = 64 + 255 + 255
 )
 
-// readPacketLimit sets packetBytes and packetBudget where the dialect has
-// a packet limit (MySQL) and checks maxPayload against them; other
-// databases take 1 GB parameters and need no limit below MaxPayloadBytes'
-// 64 MiB.
-func (s *Store) readPacketLimit(ctx context.Context, maxPayload int) error {
-	var err error
-	if s.packetBytes, err = s.d.packetLimit(ctx, s.db); err != nil || s.packetBytes == 0 {
-		return err
-	}
+// setPacketLimit sets packetBytes and packetBudget from the server's limit
+// (MySQL's Init) and checks maxPayload against them; other databases take
+// 1 GB parameters and need no limit below MaxPayloadBytes' 64 MiB.
+func (s *base) setPacketLimit(limit, maxPayload int) error {
+	s.packetBytes = limit
 	s.packetBudget = s.packetBytes - packetHeadroom
 	if need := maxPayload + maxFixedBytes + rowOverhead; need > s.packetBudget {
 		return fmt.Errorf("%w: MaxPayloadBytes %d cannot fit the server's max_allowed_packet of %d bytes: "+
@@ -47,7 +42,7 @@ func (s *Store) readPacketLimit(ctx context.Context, maxPayload int) error {
 // if every byte were escaped in the text protocol (interpolateParams=true).
 // A row too large for that goes alone (eventRows checked that its values
 // fit the packet as they are).
-func (s *Store) chunkEnd(sizes []int, start int) int {
+func (s *base) chunkEnd(sizes []int, start int) int {
 	end := min(start+insertChunk, len(sizes))
 	if s.packetBudget <= 0 {
 		return end

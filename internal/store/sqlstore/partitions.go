@@ -9,20 +9,19 @@ import (
 )
 
 // partitionQueries are the statements of partitions and members (see
-// migration 0009).
+// migration 0009); the insert of a member is each database's (engine.addMember).
 type partitionQueries struct {
-	memberAdd, memberSeen, memberLeave, membersLive, membersPrune, membersDrop string
-	baseRow, partRows, requestSwitch, raiseSwitch                              string
-	lockBase, lockOldParts, maxEpoch, unslotted, slotRetries                   string
-	dropParts, addPart, setBase                                                string
-	seekFenceParts, seekReadParts, seekMoveParts                               string
+	memberSeen, memberLeave, membersLive, membersPrune, membersDrop string
+	baseRow, partRows, requestSwitch, raiseSwitch                   string
+	lockBase, lockOldParts, maxEpoch, unslotted, slotRetries        string
+	dropParts, addPart, setBase                                     string
+	seekFenceParts, seekReadParts, seekMoveParts                    string
 }
 
 func newPartitionQueries(q *queries, prefix string) partitionQueries {
 	r := q.r
 	members := prefix + "members"
 	return partitionQueries{
-		memberAdd:    r(q.d.insertIgnore("INSERT INTO "+members+" (service, instance, seen_until) SELECT ?, ?, {now} + ?", "service, instance")),
 		memberSeen:   r("UPDATE " + members + " SET seen_until = {now} + ? WHERE service = ? AND instance = ?"),
 		memberLeave:  r("DELETE FROM " + members + " WHERE service = ? AND instance = ?"),
 		membersLive:  r("SELECT instance FROM " + members + " WHERE service = ? AND seen_until >= {now} ORDER BY instance"),
@@ -61,7 +60,7 @@ func newPartitionQueries(q *queries, prefix string) partitionQueries {
 // also its standby presence on the service's row, so RemoveService refuses
 // while it runs), and reads what sharing the partitions needs, in one
 // transaction.
-func (s *Store) ReportMember(ctx context.Context, p store.MemberParams) (store.PartitionView, error) {
+func (s *base) ReportMember(ctx context.Context, p store.MemberParams) (store.PartitionView, error) {
 	var v store.PartitionView
 	pq := &s.pq
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -87,7 +86,7 @@ func (s *Store) ReportMember(ctx context.Context, p store.MemberParams) (store.P
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 { // new (or, on MySQL, seen twice in one millisecond)
-			if _, err := tx.ExecContext(ctx, pq.memberAdd, p.Service, p.Instance, p.LeaseMillis); err != nil {
+			if _, err := tx.ExecContext(ctx, s.eng.addMember(), p.Service, p.Instance, p.LeaseMillis); err != nil {
 				return err
 			}
 		}
@@ -123,7 +122,7 @@ func (s *Store) ReportMember(ctx context.Context, p store.MemberParams) (store.P
 
 // LeaveMember removes an instance from its service's members at once (a
 // graceful stop).
-func (s *Store) LeaveMember(ctx context.Context, service, instance string) error {
+func (s *base) LeaveMember(ctx context.Context, service, instance string) error {
 	if _, err := s.exec(ctx, nil, s.pq.memberLeave, service, instance); err != nil {
 		return fmt.Errorf("leave members: %w", err)
 	}
@@ -131,9 +130,9 @@ func (s *Store) LeaveMember(ctx context.Context, service, instance string) error
 }
 
 // RequestSwitch asks for service's partition count to become to, once
-// every partition of the current count has consumed what is numbered now;
+// every partition of the current count has consumed what is sequenced now;
 // false if a change is pending already or the count is to.
-func (s *Store) RequestSwitch(ctx context.Context, service string, to int) (bool, error) {
+func (s *base) RequestSwitch(ctx context.Context, service string, to int) (bool, error) {
 	res, err := s.exec(ctx, nil, s.pq.requestSwitch, to, service, to)
 	if err != nil {
 		return false, fmt.Errorf("request partition switch: %w", err)
@@ -143,7 +142,7 @@ func (s *Store) RequestSwitch(ctx context.Context, service string, to int) (bool
 }
 
 // RaiseSwitch moves a pending change's switch point up to seq.
-func (s *Store) RaiseSwitch(ctx context.Context, service string, to int, seq int64) error {
+func (s *base) RaiseSwitch(ctx context.Context, service string, to int, seq int64) error {
 	if _, err := s.exec(ctx, nil, s.pq.raiseSwitch, seq, service, to, seq); err != nil {
 		return fmt.Errorf("raise partition switch: %w", err)
 	}
@@ -153,7 +152,7 @@ func (s *Store) RaiseSwitch(ctx context.Context, service string, to int, seq int
 // SwitchPartitions replaces the rows of p.From partitions, all at p.At and
 // none leased, by p.To rows at p.At, in one transaction; false (nothing
 // done) otherwise. Retry rows stored before migration 0009 get their slot.
-func (s *Store) SwitchPartitions(ctx context.Context, p store.SwitchParams) (bool, error) {
+func (s *base) SwitchPartitions(ctx context.Context, p store.SwitchParams) (bool, error) {
 	pq := &s.pq
 	done := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {

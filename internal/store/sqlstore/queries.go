@@ -7,23 +7,17 @@ import (
 	"github.com/dddbus/eventbus/internal/store"
 )
 
-// queries holds every statement the bus runs, built once per bus from the
-// validated table prefix and the dialect. "?" placeholders are rebound for
+// queries holds the portable statements, the same SQL on every database,
+// built once per store from the validated table prefix and the database's
+// clock and placeholders (sqlText). "?" placeholders are rebound for
 // the driver; statements whose length varies (IN lists, multi-row inserts)
 // are built by the helpers at the bottom.
 type queries struct {
-	d                                                   dialect
+	text                                                sqlText
 	now                                                 string
 	events, sequencer, services, retries, txs, txEvents string
 
-	// sequencer (see sequencer.go): one server-side step each
-	seqStep          string                                   // a procedure call returning (numbered, more); on SQLite an UPDATE
-	seqIsUpdate      bool                                     // SQLite: seqStep's row count is the events numbered
-	seqProbe         string                                   // a read that returns a row if seqStep may have work ("": seqStep looks itself)
-	seqRegister      string                                   // registers a service (see RegisterService)
-	seqTidy          func(settle, expire, sweep int64) string // PostgreSQL, MySQL: upkeep of the runs
-	oldestUnnumbered string                                   // the lowest unnumbered id, for Lags (walks the index, dead entries too)
-	changeMark       string                                   // the highest id and last_seq (see ChangeMark)
+	changeMark string // the highest id and last_seq (see ChangeMark)
 
 	// consumer
 	fetchEvents, fetchRetries string
@@ -66,10 +60,10 @@ const (
 	deadCols = "r.event_pk, r.attempts, r.last_error, r.updated_at, e.seq, e.event_id, e.event_type, e.sender, e.send_type, e.payload, e.metadata, e.occurred_at"
 )
 
-func newQueries(d dialect, prefix string) *queries {
+func newQueries(text sqlText, prefix string) *queries {
 	q := &queries{
-		d:         d,
-		now:       d.nowMillis(),
+		text:      text,
+		now:       text.now,
 		events:    prefix + "events",
 		sequencer: prefix + "sequencer",
 		services:  prefix + "services",
@@ -79,12 +73,6 @@ func newQueries(d dialect, prefix string) *queries {
 	}
 	r := q.r
 	q.changeMark = "SELECT COALESCE((SELECT MAX(id) FROM " + q.events + "), 0), COALESCE((SELECT last_seq FROM " + q.sequencer + " WHERE id = 1), 0)"
-
-	// Sequencer (sequencer.go): each dialect's own statements.
-	// Lags only (not on a poll's path): the runs keep the probe flat,
-	// oldestUnnumbered may walk dead index entries behind a long snapshot.
-	q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE seq IS NULL ORDER BY id LIMIT 1"
-	d.numbering(q, prefix)
 
 	// Consumer.
 	q.fetchEvents = r("SELECT id, seq, " + eventCols + " FROM " + q.events +
@@ -97,7 +85,7 @@ func newQueries(d dialect, prefix string) *queries {
 		" AND (r.fifo = 0 OR NOT EXISTS (SELECT 1 FROM "+q.retries+" h WHERE h.service = r.service"+
 		" AND h.sender = r.sender AND h.fifo = 1 AND h.state = {retry} AND h.seq < r.seq))", "{now}", q.now)
 	q.dueRetries = stateCodes.Replace(q.dueRetries)
-	q.fetchRetries = d.rebind(q.dueRetries + " ORDER BY e.seq LIMIT ?")
+	q.fetchRetries = text.bind(q.dueRetries + " ORDER BY e.seq LIMIT ?")
 
 	// Services and leases. version changes on every fenced write, so the
 	// affected-row count is exact on MySQL too (it counts changed rows).
@@ -137,7 +125,7 @@ func newQueries(d dialect, prefix string) *queries {
 	// the check_count it set is unchanged (no other instance claimed since)
 	// and the claim has not lapsed.
 	q.insertTx = r("INSERT INTO " + q.txs + " (service, token, state, check_count, due_at, last_error, created_at, updated_at)" +
-		" VALUES (?, ?, {pending}, 0, {now} + ?, '', {now}, {now})" + d.returningID())
+		" VALUES (?, ?, {pending}, 0, {now} + ?, '', {now}, {now})")
 	q.txState = r("SELECT state, service, token FROM " + q.txs + " WHERE id = ?")
 	resolve := "UPDATE " + q.txs + " SET state = ?, updated_at = {now} WHERE id = ? AND service = ?"
 	q.resolveTx = r(resolve + " AND state IN ({pending}, {unresolved})")
@@ -238,114 +226,8 @@ var stateCodes = strings.NewReplacer(
 func (q *queries) r(s string) string { return q.sql(strings.ReplaceAll(s, "{now}", q.now)) }
 
 // sql writes the state codes into a statement and rebinds it for the driver.
-func (q *queries) sql(s string) string { return q.d.rebind(stateCodes.Replace(s)) }
+func (q *queries) sql(s string) string { return q.text.bind(stateCodes.Replace(s)) }
 
 // smallInsert is the largest event count whose INSERT is built once and
 // kept prepared.
 const smallInsert = 16
-
-// insertEvents returns a multi-row INSERT of n events into table.
-func (q *queries) insertEvents(n int) string {
-	if n >= 1 && n <= smallInsert && q.smallInserts[n] != "" {
-		return q.smallInserts[n]
-	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + q.events + " (" + eventCols + ", created_at) VALUES ")
-	row := "(?, ?, ?, ?, ?, ?, ?, " + q.now + ")"
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(row)
-	}
-	return q.sql(b.String())
-}
-
-// insertTxEvents returns a multi-row INSERT of n events of a pending transaction.
-func (q *queries) insertTxEvents(n int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + q.txEvents + " (tx_id, ordinal, " + eventCols + ") VALUES ")
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	return q.sql(b.String())
-}
-
-// insertRetries returns a multi-row INSERT of n retry rows.
-func (q *queries) insertRetries(n int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + q.retries +
-		" (service, event_pk, seq, event_id, sender, fifo, state, attempts, next_at, last_error, created_at, updated_at, slot) VALUES ")
-	row := "(?, ?, ?, ?, ?, ?, ?, ?, " + q.now + " + ?, ?, " + q.now + ", " + q.now + ", ?)"
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(row)
-	}
-	// A row that exists already (a batch redone after a commit whose
-	// outcome was unknown) is kept as it is.
-	return q.sql(q.d.insertIgnore(b.String(), "service, event_pk"))
-}
-
-// in returns "(?, ?, ...)" with n placeholders (not rebound).
-func in(n int) string {
-	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
-}
-
-// deleteEventsByID returns the cleaner's DELETE of n event ids at or below
-// a consumed position. It reads no other table: on MySQL a subquery of a
-// DELETE is a locking read, which would wait for (and hold up) consumers'
-// offset commits and lease renewals. See CleanEvents.
-func (q *queries) deleteEventsByID(n int) string {
-	return q.sql("DELETE FROM " + q.events + " WHERE seq <= ? AND id IN " + in(n))
-}
-
-// cleanRecheck returns the cleaner's plain read, after its DELETE of n
-// event ids: the number of services, their lowest consumed position, and
-// how many retry rows reference those ids.
-func (q *queries) cleanRecheck(n int) string {
-	return q.sql("SELECT COUNT(*), COALESCE(MIN(consumed_seq), 0), (SELECT COUNT(*) FROM " + q.retries +
-		" WHERE event_pk IN " + in(n) + ") FROM " + q.services + " WHERE partitions <= 1")
-}
-
-// deleteDeadByPK returns the cleaner's DELETE of n dead letters of one
-// service; the age is checked again in case one was replayed and failed anew.
-func (q *queries) deleteDeadByPK(n int) string {
-	return q.sql("DELETE FROM " + q.retries + " WHERE service = ? AND state = {dead} AND updated_at < " + q.now + " - ?" +
-		" AND event_pk IN " + in(n))
-}
-
-// deleteTxsByID returns the cleaner's DELETE of n resolved transactions.
-func (q *queries) deleteTxsByID(n int) string {
-	return q.sql("DELETE FROM " + q.txs + " WHERE id IN " + in(n))
-}
-
-// deleteRetriesByPK returns a DELETE of n retry rows of one service.
-func (q *queries) deleteRetriesByPK(n int) string {
-	return q.sql("DELETE FROM " + q.retries + " WHERE service = ? AND state = {retry} AND event_pk IN " + in(n))
-}
-
-// fetchRetriesExcept returns fetchRetries leaving out the rows of n senders
-// (held ones: see holds), and with part those of other partitions (the
-// partition of a row is its slot modulo the count).
-func (q *queries) fetchRetriesExcept(n int, part bool) string {
-	s := q.dueRetries
-	if part {
-		s += " AND r.slot >= 0 AND r.slot % ? = ?"
-	}
-	if n > 0 {
-		s += " AND r.sender NOT IN " + in(n)
-	}
-	return q.sql(s + " ORDER BY e.seq LIMIT ?")
-}
-
-// blockedSenders returns the senders among n that have a FIFO event waiting
-// in the retry store: their later FIFO events must park behind it.
-func (q *queries) blockedSenders(n int) string {
-	return q.sql("SELECT DISTINCT sender FROM " + q.retries +
-		" WHERE service = ? AND fifo = 1 AND state = {retry} AND sender IN " + in(n))
-}

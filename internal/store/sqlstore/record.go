@@ -12,7 +12,7 @@ import (
 
 // EncodeEvent returns evt's values of eventCols, in order, and their
 // bytes; an event whose row cannot fit the server's packet is refused.
-func (s *Store) EncodeEvent(evt *ddd.DomainEvent) (store.EncodedEvent, error) {
+func (s *base) EncodeEvent(evt *ddd.DomainEvent) (store.EncodedEvent, error) {
 	var meta any // NULL when there is none
 	if len(evt.Metadata) > 0 {
 		b, err := json.Marshal(evt.Metadata)

@@ -13,7 +13,7 @@ import (
 const retryCols = 11
 
 // insertRetries stores new retry rows of service on tx.
-func (s *Store) insertRetries(ctx context.Context, tx *sql.Tx, service string, rows []store.NewRetry) error {
+func (s *base) insertRetries(ctx context.Context, tx *sql.Tx, service string, rows []store.NewRetry) error {
 	args := make([]any, 0, len(rows)*retryCols)
 	for _, r := range rows {
 		fifo, state := 0, stateRetry
@@ -27,7 +27,7 @@ func (s *Store) insertRetries(ctx context.Context, tx *sql.Tx, service string, r
 	}
 	for start := 0; start < len(rows); start += insertChunk {
 		end := min(start+insertChunk, len(rows))
-		if _, err := tx.ExecContext(ctx, s.q.insertRetries(end-start), args[start*retryCols:end*retryCols]...); err != nil {
+		if _, err := tx.ExecContext(ctx, s.eng.insertRetries(end-start), args[start*retryCols:end*retryCols]...); err != nil {
 			return fmt.Errorf("store retries: %w", err)
 		}
 	}
@@ -36,7 +36,7 @@ func (s *Store) insertRetries(ctx context.Context, tx *sql.Tx, service string, r
 
 // BlockedSenders returns those of senders that have a FIFO event waiting
 // in the retry store.
-func (s *Store) BlockedSenders(ctx context.Context, service string, senders []string) ([]string, error) {
+func (s *base) BlockedSenders(ctx context.Context, service string, senders []string) ([]string, error) {
 	args := make([]any, 0, len(senders)+1)
 	args = append(args, service)
 	for _, x := range senders {
@@ -46,7 +46,7 @@ func (s *Store) BlockedSenders(ctx context.Context, service string, senders []st
 }
 
 // DueRetries reads a page of due retries.
-func (s *Store) DueRetries(ctx context.Context, p store.DueRetriesParams) ([]store.Retry, error) {
+func (s *base) DueRetries(ctx context.Context, p store.DueRetriesParams) ([]store.Retry, error) {
 	query, args := s.q.fetchRetries, []any{p.Service, p.Limit}
 	if len(p.Exclude) > 0 || p.Partitions > 1 {
 		query = s.q.fetchRetriesExcept(len(p.Exclude), p.Partitions > 1)
@@ -76,7 +76,7 @@ func (s *Store) DueRetries(ctx context.Context, p store.DueRetriesParams) ([]sto
 
 // RecordRetries applies a retry phase's outcomes in one transaction that
 // first passes the fence.
-func (s *Store) RecordRetries(ctx context.Context, p store.RecordRetriesParams) error {
+func (s *base) RecordRetries(ctx context.Context, p store.RecordRetriesParams) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := s.renewLease(ctx, tx, p.LeaseParams); err != nil {
 			return err

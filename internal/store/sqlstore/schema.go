@@ -6,13 +6,14 @@ import (
 	"fmt"
 )
 
-// What the bus's migrations (migrate.go) need of a dialect, by its name.
-// The migrations themselves are embedded .sql files (migrations/).
+// What the bus's migrations (migrate.go) need of a database, by its name
+// (see database). The migrations themselves are embedded .sql files
+// (migrations/).
 
 // LockMigrations takes the lock that serialises migrations across
 // processes on conn, and returns its release.
 func LockMigrations(ctx context.Context, conn *sql.Conn, dialect, prefix string) (func(), error) {
-	d, err := dialectNamed(dialect)
+	d, err := databaseNamed(dialect)
 	if err != nil {
 		return nil, err
 	}
@@ -23,17 +24,17 @@ func LockMigrations(ctx context.Context, conn *sql.Conn, dialect, prefix string)
 // a raw connection, holding the write lock from its first statement where
 // the database needs it (SQLite).
 func BeginWrite(dialect string) []string {
-	d, err := dialectNamed(dialect)
+	d, err := databaseNamed(dialect)
 	if err != nil {
 		return nil
 	}
-	return d.beginWrite()
+	return d.beginWrite
 }
 
 // TableExists reports whether table exists where db's connections resolve
 // unqualified names; false also when it cannot tell.
 func TableExists(ctx context.Context, db *sql.DB, dialect, table string) bool {
-	d, err := dialectNamed(dialect)
+	d, err := databaseNamed(dialect)
 	return err == nil && d.tableExists(ctx, db, table)
 }
 
@@ -48,13 +49,13 @@ func CreateVersions(ctx context.Context, conn *sql.Conn, versions string) error 
 // statements and the record share one transaction. MySQL commits DDL
 // implicitly, so its files use IF NOT EXISTS and re-run safely after a crash.
 func ApplyMigration(ctx context.Context, conn *sql.Conn, dialect, versions string, version int, statements []string) error {
-	d, err := dialectNamed(dialect)
+	d, err := databaseNamed(dialect)
 	if err != nil {
 		return err
 	}
 	// A raw BEGIN on the pinned connection, so SQLite can take the write
 	// lock up front (BEGIN IMMEDIATE) whatever the DSN says.
-	for _, stmt := range d.beginWrite() {
+	for _, stmt := range d.beginWrite {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return err
 		}
@@ -66,7 +67,7 @@ func ApplyMigration(ctx context.Context, conn *sql.Conn, dialect, versions strin
 		}
 	}()
 	var n int
-	if err := conn.QueryRowContext(ctx, d.rebind("SELECT COUNT(*) FROM "+versions+" WHERE version = ?"), version).Scan(&n); err != nil {
+	if err := conn.QueryRowContext(ctx, d.text.bind("SELECT COUNT(*) FROM "+versions+" WHERE version = ?"), version).Scan(&n); err != nil {
 		return err
 	}
 	if n > 0 {
@@ -77,7 +78,7 @@ func ApplyMigration(ctx context.Context, conn *sql.Conn, dialect, versions strin
 			return fmt.Errorf("%w\n%s", err, stmt)
 		}
 	}
-	if _, err := conn.ExecContext(ctx, d.rebind("INSERT INTO "+versions+" (version, applied_at) VALUES (?, "+d.nowMillis()+")"), version); err != nil {
+	if _, err := conn.ExecContext(ctx, d.text.bind("INSERT INTO "+versions+" (version, applied_at) VALUES (?, "+d.text.now+")"), version); err != nil {
 		return err
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {

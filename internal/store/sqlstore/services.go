@@ -10,7 +10,7 @@ import (
 )
 
 // ServiceStatuses reads every service with its backlog counts.
-func (s *Store) ServiceStatuses(ctx context.Context) ([]store.ServiceRow, error) {
+func (s *base) ServiceStatuses(ctx context.Context) ([]store.ServiceRow, error) {
 	var out []store.ServiceRow
 	err := s.query(ctx, nil, s.q.serviceStatus, nil, func(rows *sql.Rows) error {
 		var r store.ServiceRow
@@ -25,7 +25,7 @@ func (s *Store) ServiceStatuses(ctx context.Context) ([]store.ServiceRow, error)
 
 // RemoveService deletes an idle service and its retries in one
 // transaction; if it is not idle, it reports who runs it.
-func (s *Store) RemoveService(ctx context.Context, name string) (store.RemoveOutcome, error) {
+func (s *base) RemoveService(ctx context.Context, name string) (store.RemoveOutcome, error) {
 	var out store.RemoveOutcome
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, s.q.removeService, name)
@@ -58,7 +58,7 @@ func (s *Store) RemoveService(ctx context.Context, name string) (store.RemoveOut
 }
 
 // FirstSeqFrom finds the first event, in log order, stored at or after at.
-func (s *Store) FirstSeqFrom(ctx context.Context, at int64) (int64, bool, error) {
+func (s *base) FirstSeqFrom(ctx context.Context, at int64) (int64, bool, error) {
 	var first sql.NullInt64
 	err := s.queryRow(ctx, nil, s.q.firstSeqFrom, []any{at}, &first)
 	return first.Int64, first.Valid, err
@@ -68,7 +68,7 @@ func (s *Store) FirstSeqFrom(ctx context.Context, at int64) (int64, bool, error)
 var errNoService = errors.New("no such service")
 
 // Seek moves a service's offset in one transaction.
-func (s *Store) Seek(ctx context.Context, p store.SeekParams) (store.SeekOutcome, bool, error) {
+func (s *base) Seek(ctx context.Context, p store.SeekParams) (store.SeekOutcome, bool, error) {
 	var out store.SeekOutcome
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		fenced, err := s.exec(ctx, tx, s.q.seekFence, p.Service)
@@ -117,7 +117,7 @@ func (s *Store) Seek(ctx context.Context, p store.SeekParams) (store.SeekOutcome
 }
 
 // Offsets reads every service's offset and the database clock.
-func (s *Store) Offsets(ctx context.Context) ([]store.Offset, int64, error) {
+func (s *base) Offsets(ctx context.Context) ([]store.Offset, int64, error) {
 	var out []store.Offset
 	var now int64
 	err := s.query(ctx, nil, s.q.lagServices, nil, func(rows *sql.Rows) error {
@@ -132,7 +132,7 @@ func (s *Store) Offsets(ctx context.Context) ([]store.Offset, int64, error) {
 }
 
 // FirstCreatedAfter reads the first event after seq through the seq index.
-func (s *Store) FirstCreatedAfter(ctx context.Context, seq int64) (int64, bool, error) {
+func (s *base) FirstCreatedAfter(ctx context.Context, seq int64) (int64, bool, error) {
 	var first sql.NullInt64
 	err := s.queryRow(ctx, nil, s.q.firstAfter, []any{seq}, &first)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -141,13 +141,13 @@ func (s *Store) FirstCreatedAfter(ctx context.Context, seq int64) (int64, bool, 
 	return first.Int64, first.Valid, err
 }
 
-// OldestUnnumberedCreated: the sequencer's probe finds the oldest
-// unnumbered id, then its row is read by key (a query selecting more than
+// OldestUnsequencedCreated: the sequencer's probe finds the oldest
+// unsequenced id, then its row is read by key (a query selecting more than
 // the id could leave the probe's index).
-func (s *Store) OldestUnnumberedCreated(ctx context.Context) (int64, bool, error) {
+func (s *base) OldestUnsequencedCreated(ctx context.Context) (int64, bool, error) {
 	var id int64
 	var at sql.NullInt64
-	err := s.queryRow(ctx, nil, s.q.oldestUnnumbered, nil, &id)
+	err := s.queryRow(ctx, nil, s.eng.oldestUnsequenced(), nil, &id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -155,7 +155,7 @@ func (s *Store) OldestUnnumberedCreated(ctx context.Context) (int64, bool, error
 		return 0, false, err
 	}
 	err = s.queryRow(ctx, nil, s.q.eventCreated, []any{id}, &at)
-	if errors.Is(err, sql.ErrNoRows) { // numbered (or cleaned) meanwhile
+	if errors.Is(err, sql.ErrNoRows) { // sequenced (or cleaned) meanwhile
 		return 0, false, nil
 	}
 	return at.Int64, at.Valid, err

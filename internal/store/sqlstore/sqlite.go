@@ -4,56 +4,64 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/dddbus/eventbus/internal/store"
 )
 
-// sqliteDialect: one writer at a time. The guarantees need WAL (readers do
-// not block the writer) and a busy timeout (writers wait instead of failing
-// with "database is locked"); see package eventbus/sqlite.
-type sqliteDialect struct{}
+// sqliteStore is the store on SQLite: one writer at a time. The guarantees
+// need WAL (readers do not block the writer) and a busy timeout (writers
+// wait instead of failing with "database is locked"); see package
+// eventbus/sqlite. Its sequencer is one UPDATE (sqlite_sequencer.go), its
+// change probe looks at the files first (sqlite_probe.go). No
+// notifications: buses poll ChangeMark.
+type sqliteStore struct {
+	base
+	polled
 
-func (sqliteDialect) returningID() string { return "" }
+	seqProbe, seqStep, seqRegister, seqOldest string // the sequencer's (sqlite_sequencer.go)
 
-func (sqliteDialect) name() string { return "sqlite" }
-
-func (sqliteDialect) nowMillis() string {
-	return "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+	// The database file and its WAL, whose stamps spare the change probe
+	// its read while nothing is written (sqlite_probe.go).
+	probeFiles []string
+	probe      probeCache
 }
 
-func (sqliteDialect) beginWrite() []string { return []string{"BEGIN IMMEDIATE"} }
+var _ impl = (*sqliteStore)(nil)
 
-func (sqliteDialect) insertIgnore(q, key string) string {
-	return q + " ON CONFLICT (" + key + ") DO NOTHING"
+var sqliteText = sqlText{now: "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)", bind: questionMarks}
+
+var sqliteDatabase = database{
+	open:           openSQLite,
+	text:           sqliteText,
+	beginWrite:     []string{"BEGIN IMMEDIATE"},
+	lockMigrations: sqliteLockMigrations,
+	tableExists:    sqliteTableExists,
 }
 
-// mattn/go-sqlite3 accepts only the default isolation level; with
-// _txlock=immediate every transaction takes the write lock at BEGIN.
-func (sqliteDialect) txOptions() *sql.TxOptions { return nil }
+// SQLiteDSNParams are the DSN parameters the store needs on SQLite, named
+// in openSQLite's error; eventbus.SQLiteDSNParams is the same (a test checks).
+const SQLiteDSNParams = "_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_synchronous=NORMAL&_foreign_keys=1"
 
-func (sqliteDialect) rebind(q string) string { return q }
-
-// Each migration runs in a BEGIN IMMEDIATE transaction (beginWrite), which
-// SQLite serialises; no further lock is needed.
-func (sqliteDialect) lockMigrations(context.Context, *sql.Conn, string) (func(), error) {
-	return func() {}, nil
+// openSQLite checks WAL and the busy timeout. Transactions take the default
+// options: mattn/go-sqlite3 accepts only the default isolation level, and
+// with _txlock=immediate every transaction takes the write lock at BEGIN.
+// A statement of its own needs no transaction: SQLite has no isolation
+// levels to choose, one writer at a time, and every read sees the
+// committed state as of its start. Preparing saves compiling the
+// statement at every call.
+func openSQLite(ctx context.Context, db *sql.DB, prefix string) (impl, error) {
+	if err := sqliteCheckConn(ctx, db); err != nil {
+		return nil, err
+	}
+	s := &sqliteStore{polled: polled{dialect: "sqlite"}}
+	s.base = newBase(db, "sqlite", prefix, sqliteText, s)
+	s.stmts = stmtCacheFor(db)
+	s.sequencing()
+	return s, nil
 }
 
-// sqliteUnnumbered is a condition selecting the events of table t that have
-// no seq yet. One writer at a time: an id is taken inside the write lock
-// and its transaction commits before the next writer takes one, and the
-// sequencer numbers rows in id order under the same lock. So the
-// unnumbered rows are exactly those above the id of the highest-numbered
-// row still stored, and the table needs no index of unnumbered rows:
-// rowids find them. (seq IS NULL is checked too, so a row is never
-// numbered twice whatever happens.)
-func sqliteUnnumbered(t string) string {
-	return "id > COALESCE((SELECT id FROM " + t + " WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1), 0) AND seq IS NULL"
-}
-
-func (sqliteDialect) checkConn(ctx context.Context, db *sql.DB) error {
+func sqliteCheckConn(ctx context.Context, db *sql.DB) error {
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return fmt.Errorf("%w: read journal_mode: %v", store.ErrInvalidDB, err)
@@ -69,52 +77,71 @@ func (sqliteDialect) checkConn(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// SQLite has no isolation levels to choose: one writer at a time, and
-// every read sees the committed state as of its start.
-func (sqliteDialect) ownTx(context.Context, *sql.DB) (bool, error) { return false, nil }
+// Init reads the database file, which identifies it and whose stamps the
+// change probe compares; an in-memory database has none.
+func (s *sqliteStore) Init(ctx context.Context, _ int) error {
+	file, err := sqliteFile(ctx, s.db)
+	id := sqliteIdentity(file)
+	if err == nil {
+		s.ident.id = id
+	}
+	s.setIdentity(id)
+	if file != "" {
+		s.probeFiles = []string{file, file + "-wal"}
+	}
+	return nil
+}
 
-// Preparing saves compiling the statement at every call.
-func (sqliteDialect) prepares() bool { return true }
+// identify: the path of the main database file ("" for in-memory ones).
+func (s *sqliteStore) identify(ctx context.Context, q rowQuerier) (string, error) {
+	file, err := sqliteFile(ctx, q)
+	return sqliteIdentity(file), err
+}
 
-// No limit below the bus's MaxPayloadBytes.
-func (sqliteDialect) packetLimit(context.Context, *sql.DB) (int, error) { return 0, nil }
-
-// The path of the main database file ("" for in-memory ones).
-func (sqliteDialect) identify(ctx context.Context, q rowQuerier, _ string) (string, error) {
+// sqliteFile is the path of q's main database file ("" for in-memory
+// ones, and on error).
+func sqliteFile(ctx context.Context, q rowQuerier) (string, error) {
 	var a sql.NullString
-	err := q.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&a)
-	if err != nil || a.String == "" {
+	if err := q.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&a); err != nil {
 		return "", err
 	}
-	return "SQLite file " + a.String, nil
+	return a.String, nil
 }
 
-func (sqliteDialect) tableExists(ctx context.Context, db *sql.DB, table string) bool {
+func sqliteIdentity(file string) string {
+	if file == "" {
+		return ""
+	}
+	return "SQLite file " + file
+}
+
+func (s *sqliteStore) insertTxRow(ctx context.Context, on txConn, args []any) (int64, error) {
+	return s.insertTxLastID(ctx, on, args)
+}
+
+func (s *sqliteStore) insertRetries(n int) string {
+	return s.q.sql("INSERT INTO " + s.q.retries + s.q.retryValues(n) + " ON CONFLICT (service, event_pk) DO NOTHING")
+}
+
+func (s *sqliteStore) addMember() string {
+	return s.q.r("INSERT INTO " + s.prefix + "members (service, instance, seen_until) SELECT ?, ?, {now} + ?" +
+		" ON CONFLICT (service, instance) DO NOTHING")
+}
+
+// Told to use transactions_due: the planner walks the primary key in id
+// order instead, through every resolved transaction kept for RetentionTime.
+func (s *sqliteStore) listTxs(n int) string {
+	return s.q.sql("SELECT " + txInfoCols + " FROM " + s.q.txs + " INDEXED BY " + s.prefix + "transactions_due" +
+		" WHERE service = ? AND state IN " + in(n) + " AND id > ? ORDER BY id LIMIT ?")
+}
+
+// Each migration runs in a BEGIN IMMEDIATE transaction (beginWrite), which
+// SQLite serialises; no further lock is needed.
+func sqliteLockMigrations(context.Context, *sql.Conn, string) (func(), error) {
+	return func() {}, nil
+}
+
+func sqliteTableExists(ctx context.Context, db *sql.DB, table string) bool {
 	var n int
 	return db.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&n) == nil && n > 0
-}
-
-// SQLiteDSNParams are the DSN parameters the store needs on SQLite, named
-// in checkConn's error; eventbus.SQLiteDSNParams is the same (a test checks).
-const SQLiteDSNParams = "_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_synchronous=NORMAL&_foreign_keys=1"
-
-func (sqliteDialect) useIndex(table, index string) string { return table + " INDEXED BY " + index }
-
-// One UPDATE numbers the next rows from last_seq + 1 (the trigger of
-// migration 0007 raises last_seq in the same statement), so the offset of
-// a service starting at the latest position is last_seq plus the rows
-// waiting, all numbered after it.
-func (d sqliteDialect) numbering(q *queries, _ string) {
-	unnumbered := sqliteUnnumbered(q.events)
-	q.seqProbe = "SELECT 1 FROM " + q.events + " WHERE " + unnumbered + " LIMIT 1"
-	q.seqIsUpdate = true
-	q.seqStep = "UPDATE " + q.events + " SET seq = n.seq FROM (" +
-		"SELECT id, (SELECT last_seq FROM " + q.sequencer + " WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY id) AS seq" +
-		" FROM (SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT " + strconv.Itoa(numberBatch) + ")) AS n" +
-		" WHERE " + q.events + ".id = n.id AND " + q.events + ".seq IS NULL"
-	q.seqRegister = q.r(d.insertIgnore("INSERT INTO "+q.services+
-		" (name, consumed_seq, owner, epoch, version, lease_until, created_at, updated_at)"+
-		" SELECT ?1, CASE WHEN ?2 < 0 THEN last_seq + (SELECT COUNT(*) FROM "+q.events+" WHERE "+unnumbered+") ELSE ?2 END,"+
-		" '', 0, 0, 0, {now}, {now} FROM "+q.sequencer+" WHERE id = 1", "name"))
-	q.oldestUnnumbered = "SELECT id FROM " + q.events + " WHERE " + unnumbered + " ORDER BY id LIMIT 1"
 }

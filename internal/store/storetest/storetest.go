@@ -27,7 +27,7 @@ func Run(t *testing.T, open Open) {
 		name string
 		test func(*testing.T, store.Store)
 	}{
-		{"NumberGapFreeInOrder", testNumber},
+		{"SequenceGapFreeInOrder", testSequence},
 		{"RegisterStartPositions", testRegister},
 		{"CommitOffsetFenced", testCommitOffsetFenced},
 		{"LeaseTakeRenewRelease", testLease},
@@ -94,12 +94,12 @@ func insert(t *testing.T, st store.Store, prefix string, n int) []*ddd.DomainEve
 	return evts
 }
 
-// numberAll runs sequencer steps until nothing waits.
-func numberAll(t *testing.T, st store.Store) int {
+// sequenceAll runs sequencer steps until nothing waits.
+func sequenceAll(t *testing.T, st store.Store) int {
 	t.Helper()
 	total := 0
 	for {
-		n, more, err := st.Number(bg)
+		n, more, err := st.Sequence(bg)
 		must(t, err)
 		total += n
 		if !more {
@@ -121,14 +121,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func testNumber(t *testing.T, st store.Store) {
+func testSequence(t *testing.T, st store.Store) {
 	const n = 120
 	evts := insert(t, st, "e", n)
-	if got := numberAll(t, st); got != n {
-		t.Fatalf("numbered %d, want %d", got, n)
+	if got := sequenceAll(t, st); got != n {
+		t.Fatalf("sequenced %d, want %d", got, n)
 	}
-	if got, _, err := st.Number(bg); err != nil || got != 0 {
-		t.Fatalf("a step with nothing waiting numbered %d (%v)", got, err)
+	if got, _, err := st.Sequence(bg); err != nil || got != 0 {
+		t.Fatalf("a step with nothing waiting sequenced %d (%v)", got, err)
 	}
 	recs, err := st.FetchEvents(bg, 0, n+10)
 	must(t, err)
@@ -159,8 +159,8 @@ func testNumber(t *testing.T, st store.Store) {
 
 func testRegister(t *testing.T, st store.Store) {
 	insert(t, st, "e", 5)
-	numberAll(t, st)
-	insert(t, st, "f", 3) // committed, not numbered yet
+	sequenceAll(t, st)
+	insert(t, st, "f", 3) // committed, not sequenced yet
 	must(t, st.RegisterService(bg, "earliest", 0))
 	must(t, st.RegisterService(bg, "latest", store.StartLatest))
 	must(t, st.RegisterService(bg, "at", 2))
@@ -171,7 +171,7 @@ func testRegister(t *testing.T, st store.Store) {
 	for _, o := range offsets {
 		got[o.Service] = o.Seq
 	}
-	// latest: after every event committed before the call, numbered or not.
+	// latest: after every event committed before the call, sequenced or not.
 	if got["earliest"] != 0 || got["at"] != 2 || got["latest"] != 8 {
 		t.Fatalf("offsets %v, want earliest 0, at 2, latest 8", got)
 	}
@@ -183,7 +183,7 @@ func lease(svc, owner string, epoch int64) store.LeaseParams {
 
 func testCommitOffsetFenced(t *testing.T, st store.Store) {
 	insert(t, st, "e", 10)
-	numberAll(t, st)
+	sequenceAll(t, st)
 	must(t, st.RegisterService(bg, "svc", 0))
 	short := store.LeaseParams{Service: "svc", Owner: "a", LeaseMillis: 1}
 	la, ok, err := st.AcquireLease(bg, short)
@@ -263,11 +263,11 @@ func testLease(t *testing.T, st store.Store) {
 	}
 }
 
-// leased registers svc at offset 0 over n numbered events and takes its lease.
+// leased registers svc at offset 0 over n sequenced events and takes its lease.
 func leased(t *testing.T, st store.Store, n int) (store.LeaseParams, []store.Record) {
 	t.Helper()
 	insert(t, st, "e", n)
-	numberAll(t, st)
+	sequenceAll(t, st)
 	must(t, st.RegisterService(bg, "svc", 0))
 	l, ok, err := st.AcquireLease(bg, lease("svc", "a", 0))
 	must(t, err)
@@ -416,8 +416,8 @@ func testHalfMessage(t *testing.T, st store.Store) {
 	if out.Resolved || out.State != store.TxCommitted {
 		t.Fatalf("second resolution: %+v", out)
 	}
-	// Published: in the log, in order, once numbered.
-	numberAll(t, st)
+	// Published: in the log, in order, once sequenced.
+	sequenceAll(t, st)
 	recs, err := st.FetchEvents(bg, 0, 10)
 	must(t, err)
 	if len(recs) != 2 || recs[0].Event.ID != "h1" || recs[1].Event.ID != "h2" {
@@ -435,7 +435,7 @@ func testHalfMessage(t *testing.T, st store.Store) {
 	if out, err := st.ResolveTx(bg, store.ResolveTxParams{ID: id2, Service: "svc", State: store.TxRolledBack}); err != nil || !out.Resolved {
 		t.Fatalf("rollback by id: %+v (%v)", out, err)
 	}
-	if n := numberAll(t, st); n != 0 {
+	if n := sequenceAll(t, st); n != 0 {
 		t.Fatalf("a rollback published %d events", n)
 	}
 }
@@ -610,8 +610,8 @@ func testCallerTx(t *testing.T, st store.Store, db *sql.DB) {
 	}
 	rolledBack := write(false, "gone")
 	kept := write(true, "kept")
-	if n := numberAll(t, st); n != 1 {
-		t.Fatalf("numbered %d events, want the committed one", n)
+	if n := sequenceAll(t, st); n != 1 {
+		t.Fatalf("sequenced %d events, want the committed one", n)
 	}
 	recs, err := st.FetchEvents(bg, 0, 10)
 	must(t, err)
@@ -629,7 +629,7 @@ func testCallerTx(t *testing.T, st store.Store, db *sql.DB) {
 }
 
 // The change probe moves when events are committed and when they are
-// numbered, and not otherwise.
+// sequenced, and not otherwise.
 func testChangeMark(t *testing.T, st store.Store) {
 	if st.Identity() == "" {
 		t.Fatal("empty Identity")
@@ -645,11 +645,11 @@ func testChangeMark(t *testing.T, st store.Store) {
 	if m1.MaxID <= m0.MaxID || m1.LastSeq != m0.LastSeq {
 		t.Fatalf("after an insert the mark went from %+v to %+v, want a higher MaxID only", m0, m1)
 	}
-	numberAll(t, st)
+	sequenceAll(t, st)
 	m2, err := st.ChangeMark(bg)
 	must(t, err)
 	if m2.LastSeq != m1.LastSeq+3 || m2.MaxID != m1.MaxID {
-		t.Fatalf("after numbering the mark went from %+v to %+v, want LastSeq +3", m1, m2)
+		t.Fatalf("after sequencing the mark went from %+v to %+v, want LastSeq +3", m1, m2)
 	}
 }
 
@@ -663,7 +663,7 @@ func testAnnounce(t *testing.T, st store.Store, db *sql.DB) {
 	must(t, st.InsertEvents(bg, tx, encodeAll(t, st, event(t, "a1", "s", false))))
 	must(t, tx.Commit())
 	must(t, st.Announce(bg, nil, "test"))
-	if numberAll(t, st) != 1 {
+	if sequenceAll(t, st) != 1 {
 		t.Fatal("the event written after Announce in the transaction was not stored")
 	}
 }
