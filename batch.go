@@ -44,6 +44,9 @@ func (b *EventBus) batchPhase(ctx context.Context, l *lease) (bool, error) {
 		}
 		return full && upTo == all[len(all)-1].seq, nil
 	}
+	if h := b.batchHandlerSet(); h != nil {
+		return b.runBatchHandler(ctx, l, h, recs, upTo, full && upTo == all[len(all)-1].seq)
+	}
 	blocked, err := b.blockedFIFOSenders(qctx, recs)
 	if err != nil {
 		return false, err
@@ -258,4 +261,48 @@ func (b *EventBus) commitBatch(ctx context.Context, l *lease, newOffset int64, r
 	l.renewed(start)
 	b.stats.dead.Add(int64(nDead))
 	return nil
+}
+
+// runBatchHandler is batchPhase's part for a batch handler: it calls h with
+// recs under the lease and commits the finished prefix (and a dead letter).
+// upTo is where the offset goes once every record is finished; full that
+// the batch was full (more may wait).
+func (b *EventBus) runBatchHandler(ctx context.Context, l *lease, h func(context.Context, []*ddd.DomainEvent) (int, error), recs []*record, upTo int64, full bool) (bool, error) {
+	if ctx.Err() != nil || !b.leaseUsable(l) {
+		return false, nil
+	}
+	n, err := b.callBatch(ctx, l, h, recs)
+	b.stats.handled.Add(int64(n))
+	if err != nil {
+		b.stats.failed.Add(1)
+	}
+	results := make([]result, n, n+1)
+	for i := range results {
+		results[i] = result{verdict: handled}
+	}
+	dead := err != nil && ddd.IsPermanent(err) && n < len(recs)
+	if dead {
+		res := result{verdict: failed, err: err, attempts: 1}
+		b.nextAttempt(ctx, recs[n].evt, &res) // permanent: logs the dead letter, no retry
+		results = append(results, res)
+	}
+	end := len(results)
+	if end > 0 {
+		newOffset := upTo
+		if end < len(recs) {
+			newOffset = recs[end].seq - 1
+		}
+		dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if cerr := b.commitBatch(dbCtx, l, newOffset, recs[:end], results); cerr != nil {
+			return false, b.dropLease(cerr)
+		}
+	}
+	switch {
+	case dead:
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("batch handler (%d of %d events finished): %w", n, len(recs), err)
+	}
+	return n == len(recs) && full, nil
 }

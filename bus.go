@@ -28,6 +28,7 @@ type EventBus struct {
 
 	mu        sync.Mutex
 	handler   ddd.DomainEventHandler
+	batch     func(context.Context, []*ddd.DomainEvent) (int, error) // set with handler: batches go to it (batchhandler.go)
 	txChecker ddd.DomainEventTxChecker
 	running   atomic.Bool
 	wake      chan struct{}

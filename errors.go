@@ -18,8 +18,8 @@ var (
 	// ErrInvalidArgument: an argument of a call is out of range (a list limit,
 	// a nil context).
 	ErrInvalidArgument = errors.New("eventbus: invalid argument")
-	// ErrInvalidHandler: RegisterEventHandler or RegisterEventTxChecker got
-	// nil. It is ddd.ErrInvalidHandler.
+	// ErrInvalidHandler: RegisterEventHandler, RegisterBatchHandler or
+	// RegisterEventTxChecker got nil. It is ddd.ErrInvalidHandler.
 	ErrInvalidHandler = ddd.ErrInvalidHandler
 	// ErrInvalidTransaction: ctx carries a transaction the bus cannot write
 	// with: a nil or zero *gorm.DB, a *gorm.DB that is not in a transaction,
@@ -34,7 +34,8 @@ var (
 	// ErrInvalidEvent: an event failed validation; nothing was written. It is
 	// ddd.ErrInvalidEvent, so errors.Is works with either name.
 	ErrInvalidEvent = ddd.ErrInvalidEvent
-	// ErrHandlerRegistered: RegisterEventHandler or RegisterEventTxChecker was called twice.
+	// ErrHandlerRegistered: RegisterEventHandler or RegisterEventTxChecker was
+	// called twice, or a bus got both an event and a batch handler.
 	ErrHandlerRegistered = errors.New("eventbus: handler already registered")
 	// ErrAlreadyStarted: Start was called on a bus that is running.
 	ErrAlreadyStarted = errors.New("eventbus: already started")

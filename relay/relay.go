@@ -2,15 +2,12 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"gorm.io/gorm"
 )
@@ -22,26 +19,33 @@ import (
 // registered (or from eventbus.WithStartPosition, through WithBusOptions).
 //
 // Each event is published to the subject its SubjectFunc names, with its
-// id as Nats-Msg-Id, and the handler returns only when JetStream has
-// acknowledged it: the service's offset moves past an event only after
-// its ack, so nothing committed is lost, whatever fails.
+// id as Nats-Msg-Id. The relay is the bus's batch handler
+// (eventbus.EventBus.RegisterBatchHandler): it publishes each batch
+// pipelined (PublishMsgAsync), every sender of the batch in flight at once
+// but at most one unacknowledged publish per sender, and reports the
+// prefix of the batch, in log order, that JetStream acknowledged: the
+// service's offset moves past an event only after its ack, so nothing
+// committed is lost, whatever fails.
 //
 // While NATS fails (down, restarting, cut off, no stream for the subject)
-// the publish is retried in place with a backoff, and later events of that
-// sender wait behind it: the bus handles one sender's events one at a
-// time, so one sender's events reach the subject in log order. Failures
-// never reach the bus's retry store, where a later event of the sender
-// could overtake the failed one. Only an event that can never be
-// published (no valid subject, larger than the server's max payload or
-// the stream's max message size) fails: it becomes a dead letter of the
-// relay's service at once (Bus().DeadLetters, ReplayDeadLetters).
+// the batch returns what was acknowledged before the first failure, and
+// the bus delivers the rest again after a backoff (its RunInterval,
+// doubling up to 10s). A sender's next event is sent only after the
+// previous one's ack, so one sender's events reach the subject in log
+// order, even across failures and reconnects. Failures never reach the
+// bus's retry store, where a later event of the sender could overtake the
+// failed one. Only an event that can never be published (no valid
+// subject, larger than the server's max payload or the stream's max
+// message size) fails for good: it becomes a dead letter of the relay's
+// service at once (Bus().DeadLetters, ReplayDeadLetters), and its sender's
+// later events go on.
 //
-// Duplicates: after a crash or a lease takeover the batch in flight is
-// published again; JetStream drops each event whose id it saw within the
-// stream's duplicate window (Duplicates, 2 minutes by default). A
-// duplicate reaches the stream only if it is published again after that
-// window: a relay that crashed mid-batch and restarts later than the
-// window, a stream whose window is shorter than that, or an event
+// Duplicates: after a failure, a crash or a lease takeover the unfinished
+// rest of a batch is published again; JetStream drops each event whose id
+// it saw within the stream's duplicate window (Duplicates, 2 minutes by
+// default). A duplicate reaches the stream only if it is published again
+// after that window: a relay that crashed mid-batch and restarts later
+// than the window, a stream whose window is shorter than that, or an event
 // routed to two streams.
 type Relay struct {
 	bus *eventbus.EventBus
@@ -63,6 +67,7 @@ func New(db *gorm.DB, js jetstream.JetStream, opts ...Option) (*Relay, error) {
 		subject:        SubjectFromType(DefaultSubjectPrefix),
 		publishTimeout: DefaultPublishTimeout,
 		maxBackoff:     DefaultMaxBackoff,
+		maxInFlight:    DefaultMaxInFlight,
 		log:            slog.Default(),
 	}
 	if err := apply(&cfg, opts); err != nil {
@@ -80,20 +85,20 @@ func New(db *gorm.DB, js jetstream.JetStream, opts ...Option) (*Relay, error) {
 	}
 	r := &Relay{bus: bus, js: js, cfg: cfg}
 	r.cfg.log = cfg.log.With("relay", cfg.service)
-	if err := bus.RegisterEventHandler(r.publish); err != nil {
+	if err := bus.RegisterBatchHandler(r.publishBatch); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
 // Run relays until ctx is cancelled, then returns nil (see
-// eventbus.EventBus.Start). Publishes in flight get the bus's
-// ShutdownGrace (default 15s) to be acknowledged; one still retrying
-// then (a NATS outage) is cancelled and its event left unpublished in the
-// log, so the next run, here or on another instance, publishes it again.
-// Ending the process instead is as safe: the batch in flight is published
-// again at the next start, and JetStream drops what it already holds
-// (the message ID is the event ID) within its duplicate window.
+// eventbus.EventBus.Start). The batch in flight gets the bus's
+// ShutdownGrace (default 15s) for its acks; then its call is cancelled and
+// what was not acknowledged stays in the log, so the next run, here or on
+// another instance, publishes it again. Ending the process instead is as
+// safe: the batch in flight is published again at the next start, and
+// JetStream drops what it already holds (the message ID is the event ID)
+// within its duplicate window.
 func (r *Relay) Run(ctx context.Context) error { return r.bus.Start(ctx) }
 
 // Bus returns the relay's bus: its service status (Services), dead letters
@@ -117,59 +122,6 @@ func (r *Relay) Stats() RelayStats {
 	return RelayStats{Published: r.published.Load(), Duplicates: r.duplicates.Load(), Failures: r.failures.Load()}
 }
 
-// publish is the relay's event handler: it returns nil once JetStream
-// acknowledged evt, retrying until then or until ctx ends (the bus
-// cancels it when a stop's grace runs out: the event then stays for the
-// next owner); a permanent failure is returned as ddd.Permanent (a dead
-// letter at once).
-func (r *Relay) publish(ctx context.Context, evt *ddd.DomainEvent) error {
-	subject, err := r.subjectOf(evt)
-	if err == nil {
-		err = ValidateSubject(subject)
-	}
-	if err != nil {
-		return ddd.Permanent(fmt.Errorf("subject of %s %s: %w", evt.Type, evt.ID, err))
-	}
-	msg, err := Encode(subject, evt)
-	if err != nil {
-		return ddd.Permanent(err)
-	}
-	var backoff time.Duration
-	for attempt := 1; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, r.cfg.publishTimeout)
-		ack, err := r.js.PublishMsg(pctx, msg)
-		cancel()
-		if err == nil {
-			if ack.Duplicate {
-				r.duplicates.Add(1)
-			} else {
-				r.published.Add(1)
-			}
-			if attempt > 1 {
-				r.cfg.log.Info("relay: published after retrying", "event_id", evt.ID, "subject", subject, "attempts", attempt)
-			}
-			return nil
-		}
-		r.failures.Add(1)
-		if permanentPublishError(err) {
-			return ddd.Permanent(fmt.Errorf("publish %s to %s: %w", evt.ID, subject, err))
-		}
-		backoff = min(max(backoff*2, 50*time.Millisecond), r.cfg.maxBackoff)
-		if attempt == 1 || attempt%20 == 0 {
-			r.cfg.log.Warn("relay: publish failed; retrying (later events of this sender wait)",
-				"event_id", evt.ID, "subject", subject, "attempt", attempt, "backoff", backoff, "err", err)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("publish %s to %s: stopped after %d attempts: %w", evt.ID, subject, attempt, err)
-		}
-		select { // a backoff between attempts, cut short by a stop
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return fmt.Errorf("publish %s to %s: stopped after %d attempts: %w", evt.ID, subject, attempt, ctx.Err())
-		}
-	}
-}
-
 // subjectOf calls the SubjectFunc; a panic in it is an error, so that the
 // event becomes a dead letter like one whose subject is invalid.
 func (r *Relay) subjectOf(evt *ddd.DomainEvent) (subject string, err error) {
@@ -179,13 +131,4 @@ func (r *Relay) subjectOf(evt *ddd.DomainEvent) (subject string, err error) {
 		}
 	}()
 	return r.cfg.subject(evt)
-}
-
-// permanentPublishError reports errors that retrying cannot fix.
-func permanentPublishError(err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum {
-		return true
-	}
-	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
 }

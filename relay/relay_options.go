@@ -17,11 +17,17 @@ const (
 	DefaultPublishTimeout = 5 * time.Second
 	DefaultMaxBackoff     = 5 * time.Second
 	// DefaultRelayConcurrency is the bus's ConsumeConcurrent for a relay:
-	// one publish waits for its ack per sender at a time, so throughput
-	// comes from many senders in flight.
+	// it applies to the retry phase only (replayed dead letters, published
+	// one at a time); batches are pipelined (see WithMaxInFlight).
 	DefaultRelayConcurrency = 64
-	// DefaultRelayBatch is the bus's LimitPerRun for a relay.
-	DefaultRelayBatch = 1000
+	// DefaultRelayBatch is the bus's LimitPerRun for a relay: the events
+	// one pipelined call publishes. Larger batches mean fewer pauses of
+	// the pipeline while the offset is committed (4,000 drained 10-15%
+	// faster than 1,000 in relaybench).
+	DefaultRelayBatch = 4000
+	// DefaultMaxInFlight bounds the publishes of a batch waiting for their
+	// ack at once (one per sender at most).
+	DefaultMaxInFlight = 1000
 )
 
 type relayConfig struct {
@@ -29,6 +35,7 @@ type relayConfig struct {
 	subject        SubjectFunc
 	publishTimeout time.Duration
 	maxBackoff     time.Duration
+	maxInFlight    int
 	busOpts        []eventbus.Option
 	log            *slog.Logger
 }
@@ -50,14 +57,22 @@ func WithSubjectFunc(f SubjectFunc) Option { return func(c *relayConfig) { c.sub
 // ack). Default DefaultPublishTimeout.
 func WithPublishTimeout(d time.Duration) Option { return func(c *relayConfig) { c.publishTimeout = d } }
 
-// WithMaxBackoff caps the wait between publish attempts while NATS fails;
-// it starts at 50ms and doubles. Default DefaultMaxBackoff.
+// WithMaxBackoff is kept for compatibility and has no effect: while NATS
+// fails, the bus backs off between batches (its RunInterval, doubling up
+// to 10s; see eventbus.EventBus.RegisterBatchHandler).
+//
+// Deprecated: the relay no longer retries a publish in place.
 func WithMaxBackoff(d time.Duration) Option { return func(c *relayConfig) { c.maxBackoff = d } }
+
+// WithMaxInFlight bounds how many publishes of a batch wait for their ack
+// at once (each of another sender). Default DefaultMaxInFlight.
+func WithMaxInFlight(n int) Option { return func(c *relayConfig) { c.maxInFlight = n } }
 
 // WithBusOptions passes options to the relay's eventbus.EventBus, after the
 // relay's own defaults (ConsumeConcurrent DefaultRelayConcurrency,
-// LimitPerRun DefaultRelayBatch, the logger). HandlerTimeout is always 0:
-// a publish is retried until it is acknowledged (see Relay).
+// LimitPerRun DefaultRelayBatch, the logger). HandlerTimeout is always 0
+// (it does not apply to batches; the retry phase's one-event calls are
+// never abandoned).
 func WithBusOptions(opts ...eventbus.Option) Option {
 	return func(c *relayConfig) { c.busOpts = append(c.busOpts, opts...) }
 }
@@ -74,6 +89,8 @@ func (c *relayConfig) validate() error {
 		return fmt.Errorf("%w: publish timeout must be positive, got %s", eventbus.ErrInvalidOption, c.publishTimeout)
 	case c.maxBackoff <= 0:
 		return fmt.Errorf("%w: max backoff must be positive, got %s", eventbus.ErrInvalidOption, c.maxBackoff)
+	case c.maxInFlight < 1:
+		return fmt.Errorf("%w: max in flight must be at least 1, got %d", eventbus.ErrInvalidOption, c.maxInFlight)
 	case c.log == nil:
 		return fmt.Errorf("%w: nil logger", eventbus.ErrInvalidOption)
 	}

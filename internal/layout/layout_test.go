@@ -99,6 +99,7 @@ func TestNoSQLCheckFindsSamples(t *testing.T) {
 // A new root file must be added where it belongs.
 var layers = []string{
 	// The public front: the constructor, Start and the poll loop.
+	"batchhandler.go",
 	"eventbus.go",
 	"consumer.go",
 	"sqlite_params.go",
@@ -107,6 +108,7 @@ var layers = []string{
 	"poll.go",
 	"redelivery.go",
 	"batch.go",
+	"batchcall.go",
 	"workers.go",
 	"call.go",
 	"attempt.go",
