@@ -30,14 +30,20 @@ import (
 // a transaction open), and the file locks on its database (by every
 // process) as it reports them.
 func sqliteConnState(c *sqlite3.SQLiteConn) string {
-	db := (*C.sqlite3)(unsafe.Pointer(reflect.ValueOf(c).Elem().FieldByName("db").Pointer()))
 	var b strings.Builder
+	fmt.Fprintf(&b, "pid %d; file locks:\n%s", os.Getpid(), fileLocks(c.GetFilename("")))
+	// The driver does not export its handle: read its field "db", if the
+	// driver still has one.
+	f := reflect.ValueOf(c).Elem().FieldByName("db")
+	if !f.IsValid() || f.Kind() != reflect.Pointer {
+		return b.String() + "(no handle field in mattn/go-sqlite3's SQLiteConn)\n"
+	}
+	db := (*C.sqlite3)(unsafe.Pointer(f.Pointer()))
 	fmt.Fprintf(&b, "autocommit %d txn_state %d\n", C.sqlite3_get_autocommit(db), C.sqlite3_txn_state(db, nil))
 	for st := C.sqlite3_next_stmt(db, nil); st != nil; st = C.sqlite3_next_stmt(db, st) {
 		if C.sqlite3_stmt_busy(st) != 0 {
 			fmt.Fprintf(&b, "busy (readonly %d): %.200s\n", C.sqlite3_stmt_readonly(st), C.GoString(C.sqlite3_sql(st)))
 		}
 	}
-	fmt.Fprintf(&b, "pid %d; file locks:\n%s", os.Getpid(), fileLocks(c.GetFilename("")))
 	return b.String()
 }
