@@ -128,7 +128,9 @@ func testFrozenSequencer(t *testing.T, tdb *dbtest.Database) {
 		frozen := time.Now()
 
 		evt := mustEvent(t, "parent", i)
-		must(t, producer.Dispatch(context.Background(), evt))
+		if err := dispatchWatched(t, producer, evt, tdb.Dialect, c, pid); err != nil {
+			t.Fatalf("freeze %d (%s): dispatch: %v", i+1, how, err)
+		}
 		ids = append(ids, evt.ID)
 		deadline := time.Now().Add(within)
 		for !rec.count1(evt.ID) {
@@ -148,15 +150,25 @@ func testFrozenSequencer(t *testing.T, tdb *dbtest.Database) {
 	rec.checkExactlyOnce(t, ids)
 }
 
-// processStopped reports whether process pid is stopped (state T in
-// /proc/pid/stat).
+// processStopped reports whether every thread of process pid is stopped
+// (state T in /proc/pid/task/*/stat): a process-wide stop reaches its
+// threads one by one, and one still running may still take a lock.
 func processStopped(t testing.TB, pid int) bool {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	must(t, err)
-	// The state follows the command name, which is in parentheses.
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	return len(fields) > 0 && (fields[0] == "T" || fields[0] == "t")
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // a thread that just ended
+		}
+		// The state follows the command name, which is in parentheses.
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(fields) == 0 || (fields[0] != "T" && fields[0] != "t") {
+			return false
+		}
+	}
+	return len(tasks) > 0
 }
 
 // childDSN returns a DSN that reaches tdb's database (its database or

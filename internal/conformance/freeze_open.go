@@ -3,16 +3,12 @@
 package conformance
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/dddbus/eventbus"
@@ -27,24 +23,6 @@ import (
 	"gorm.io/gorm/logger"
 )
 
-// A freezer stops its own process (SIGSTOP) right after it has sent a
-// statement of the sequencer, when the parent test asked for it by creating
-// the flag file: the process is then frozen at the worst moment for a
-// sequencer that holds its lock across round trips. Sequencer statements
-// are those that name a sequencer table or routine ("sequence").
-type freezer struct{ flag string }
-
-func (f *freezer) after(stmt []byte) {
-	if !bytes.Contains(stmt, []byte("sequence")) {
-		return
-	}
-	if os.Remove(f.flag) != nil {
-		return // no freeze asked, or another connection took it
-	}
-	fmt.Fprintf(os.Stderr, "freezing after: %.300s\n", stmt) // shown if the test fails
-	_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
-}
-
 // freezeNetConn is a connection to a server whose writes go through a freezer.
 type freezeNetConn struct {
 	net.Conn
@@ -53,7 +31,7 @@ type freezeNetConn struct {
 
 func (c *freezeNetConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
-	c.f.after(b)
+	c.f.after(b, nil)
 	return n, err
 }
 
@@ -78,7 +56,7 @@ type freezeSQLiteConn struct {
 
 func (c *freezeSQLiteConn) after(q string) {
 	if c.SQLiteConn.AutoCommit() {
-		c.f.after([]byte(q))
+		c.f.after([]byte(q), func() string { return sqliteConnState(c.SQLiteConn) })
 	}
 }
 
