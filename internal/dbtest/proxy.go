@@ -99,7 +99,8 @@ func (p *Proxy) dropLocked() {
 }
 
 // LoseReplyTo arms a one-shot fault: the next client packet whose text
-// contains marker (case-insensitive, e.g. "commit") is forwarded to the
+// contains marker as a word (case-insensitive, e.g. "commit", which
+// "READ COMMITTED" does not match) is forwarded to the
 // server, and the server's reply is thrown away. The proxy then ends its
 // side of that connection to the server (after the packet, so the server
 // reads the packet first), waits until the server has answered and closed
@@ -110,7 +111,7 @@ func (p *Proxy) dropLocked() {
 func (p *Proxy) LoseReplyTo(marker string) <-chan struct{} { return p.arm(marker, true) }
 
 // DropPacket arms a one-shot fault: the next client packet whose text
-// contains marker (case-insensitive) is not forwarded, and that connection
+// contains marker as a word (case-insensitive) is not forwarded, and that connection
 // is closed at once on both sides. The server sees its client go away in
 // the middle of whatever it was doing (a transaction rolls back). The
 // returned channel is closed when the fault fires.
@@ -129,11 +130,32 @@ func (p *Proxy) takeFault(chunk []byte) *fault {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.fault
-	if f == nil || !bytes.Contains(bytes.ToLower(chunk), f.marker) {
+	if f == nil || !containsWord(bytes.ToLower(chunk), f.marker) {
 		return nil
 	}
 	p.fault = nil
 	return f
+}
+
+// containsWord reports whether word occurs in b with no letter, digit or
+// underscore on either side: a fault armed for "commit" must not fire on a
+// "BEGIN ISOLATION LEVEL READ COMMITTED" another goroutine sends meanwhile.
+func containsWord(b, word []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], word)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(word)
+		if (start == 0 || !wordByte(b[start-1])) && (end == len(b) || !wordByte(b[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+func wordByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 // Restore listens again on the same address after Cut.

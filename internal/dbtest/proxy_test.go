@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -257,5 +258,18 @@ func TestProxyDropPacket(t *testing.T) {
 	}
 	if s := <-got; s != "next" {
 		t.Fatalf("server received %q after the dropped packet, want next", s)
+	}
+}
+
+// TestProxyMarkerIsAWord: a fault armed for "commit" fires on COMMIT, not
+// on a statement that merely contains the letters (READ COMMITTED).
+func TestProxyMarkerIsAWord(t *testing.T) {
+	for chunk, want := range map[string]bool{
+		"commit": true, "COMMIT": true, "Q\x00\x00\x00\x0bcommit\x00": true, "\x03COMMIT": true,
+		"begin isolation level read committed": false, "SELECT committed_at": false, "recommit": false, "commit_ts": false,
+	} {
+		if got := containsWord([]byte(strings.ToLower(chunk)), []byte("commit")); got != want {
+			t.Errorf("containsWord(%q, commit) = %v, want %v", chunk, got, want)
+		}
 	}
 }
