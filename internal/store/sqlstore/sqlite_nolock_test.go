@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/dddbus/eventbus"
 	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/internal/dbtest"
 	"github.com/dddbus/eventbus/internal/store"
-	"github.com/dddbus/eventbus/internal/store/sqlstore"
 )
 
 // TestSQLiteCallsLeaveNoWriteLock: once the sequencer's step, an insert or
@@ -22,21 +20,7 @@ import (
 func TestSQLiteCallsLeaveNoWriteLock(t *testing.T) {
 	ctx := context.Background()
 	tdb := dbtest.SQLite(t)
-	db := tdb.Open(t)
-	if err := eventbus.Migrate(ctx, db, "ddd_"); err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, err := db.DB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlstore.New(ctx, sqlDB, tdb.Dialect, "ddd_")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Init(ctx, 1<<20); err != nil {
-		t.Fatal(err)
-	}
+	st, _ := openStore(t, tdb)
 	otherDB, err := tdb.Open(t).DB()
 	if err != nil {
 		t.Fatal(err)

@@ -19,25 +19,31 @@ func TestStoreContract(t *testing.T) {
 	for _, target := range dbtest.Targets {
 		t.Run(target.Name, func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T) (store.Store, *sql.DB) {
-				tdb := target.New(t)
-				db := tdb.Open(t)
-				ctx := context.Background()
-				if err := eventbus.Migrate(ctx, db, "ddd_"); err != nil {
-					t.Fatal(err)
-				}
-				sqlDB, err := db.DB()
-				if err != nil {
-					t.Fatal(err)
-				}
-				st, err := sqlstore.New(ctx, sqlDB, tdb.Dialect, "ddd_")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := st.Init(ctx, 1<<20); err != nil {
-					t.Fatal(err)
-				}
-				return st, sqlDB
+				return openStore(t, target.New(t))
 			})
 		})
 	}
+}
+
+// openStore migrates tdb's database and returns an initialised store on it
+// with its pool.
+func openStore(t *testing.T, tdb *dbtest.Database) (*sqlstore.Store, *sql.DB) {
+	t.Helper()
+	ctx := context.Background()
+	db := tdb.Open(t)
+	if err := eventbus.Migrate(ctx, db, "ddd_"); err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlstore.New(ctx, sqlDB, tdb.Dialect, "ddd_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Init(ctx, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	return st, sqlDB
 }
