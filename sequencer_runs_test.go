@@ -2,6 +2,7 @@ package eventbus_test
 
 import (
 	"context"
+	"database/sql"
 	"sort"
 	"testing"
 	"time"
@@ -203,15 +204,7 @@ func probeReads(t *testing.T, db *gorm.DB, statement string) float64 {
 	if statement == "" {
 		t.Fatal("no sequencer probe statement")
 	}
-	sqlDB, err := db.DB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := sqlDB.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := oneConn(t, db)
 	reads := func() float64 {
 		rows, err := conn.QueryContext(context.Background(), "SHOW SESSION STATUS LIKE 'Handler_read%'")
 		if err != nil {
@@ -250,10 +243,9 @@ func probeReads(t *testing.T, db *gorm.DB, statement string) float64 {
 	return fewest
 }
 
-// probeBuffers returns the shared buffers statement touches (PostgreSQL),
-// the fewest of three runs on one connection: the first run of a
-// PL/pgSQL function in a session also reads the catalog to plan it.
-func probeBuffers(t *testing.T, db *gorm.DB, statement string) float64 {
+// oneConn returns a connection of db's pool, closed when t ends: session
+// counters and plans are per connection.
+func oneConn(t *testing.T, db *gorm.DB) *sql.Conn {
 	t.Helper()
 	sqlDB, err := db.DB()
 	if err != nil {
@@ -263,7 +255,16 @@ func probeBuffers(t *testing.T, db *gorm.DB, statement string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// probeBuffers returns the shared buffers statement touches (PostgreSQL),
+// the fewest of three runs on one connection: the first run of a
+// PL/pgSQL function in a session also reads the catalog to plan it.
+func probeBuffers(t *testing.T, db *gorm.DB, statement string) float64 {
+	t.Helper()
+	conn := oneConn(t, db)
 	fewest := -1.0
 	for range 3 {
 		var raw string
