@@ -69,78 +69,86 @@ type attrKey struct {
 	service, typ, outcome, err string
 }
 
-func (i *Instrumentation) set(k attrKey, build func() []attribute.KeyValue) metric.MeasurementOption {
+// measureOpts is one attribute set as the option lists Record and Add take:
+// kept as slices, since a variadic argument passed to an interface method
+// is otherwise an allocation per call.
+type measureOpts struct {
+	rec []metric.RecordOption
+	add []metric.AddOption
+}
+
+func (i *Instrumentation) set(k attrKey, build func() []attribute.KeyValue) *measureOpts {
 	if o, ok := i.sets.Load(k); ok {
-		return o.(metric.MeasurementOption)
+		return o.(*measureOpts)
 	}
-	o, _ := i.sets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(build()...)))
-	return o.(metric.MeasurementOption)
+	opt := metric.WithAttributeSet(attribute.NewSet(build()...))
+	o, _ := i.sets.LoadOrStore(k, &measureOpts{rec: []metric.RecordOption{opt}, add: []metric.AddOption{opt}})
+	return o.(*measureOpts)
+}
+
+// withErr adds error.type to attrs when errType is set.
+func withErr(attrs []attribute.KeyValue, errType string) []attribute.KeyValue {
+	if errType != "" {
+		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
+	}
+	return attrs
+}
+
+func errTypeOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	return errorType(err)
 }
 
 func (i *Instrumentation) recordDispatch(ctx context.Context, e eventbus.DispatchEnd) {
-	op, opType := operation(e.Transactional)
-	errType := ""
-	if e.Err != nil {
-		errType = errorType(e.Err)
+	errType := errTypeOf(e.Err)
+	k := attrKey{kind: 1, service: e.Service, err: errType}
+	if e.Transactional {
+		k.kind = 2
 	}
-	withErr := func(attrs []attribute.KeyValue) []attribute.KeyValue {
-		if errType != "" {
-			attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
-		}
-		return attrs
-	}
-	i.m.dispatchTime.Record(ctx, e.Duration.Seconds(), i.set(attrKey{kind: 1, service: e.Service, typ: op, err: errType}, func() []attribute.KeyValue {
-		return withErr([]attribute.KeyValue{systemAttr, semconv.MessagingOperationName(op), opType, ServiceKey.String(e.Service)})
-	}))
+	i.m.dispatchTime.Record(ctx, e.Duration.Seconds(), i.set(k, func() []attribute.KeyValue {
+		op, opType := operation(e.Transactional)
+		return withErr([]attribute.KeyValue{systemAttr, semconv.MessagingOperationName(op), opType, ServiceKey.String(e.Service)}, errType)
+	}).rec...)
 	// Counted by type: runs of one type are one Add.
+	k.kind += 2
 	for j := 0; j < len(e.Events); {
 		typ, n := e.Events[j].Type, 1
 		for j+n < len(e.Events) && e.Events[j+n].Type == typ {
 			n++
 		}
 		j += n
-		i.m.sent.Add(ctx, int64(n), i.set(attrKey{kind: 2, service: e.Service, typ: typ, outcome: op, err: errType}, func() []attribute.KeyValue {
-			return withErr([]attribute.KeyValue{systemAttr, semconv.MessagingOperationName(op), semconv.MessagingDestinationName(typ), ServiceKey.String(e.Service)})
-		}))
+		k.typ = typ
+		i.m.sent.Add(ctx, int64(n), i.set(k, func() []attribute.KeyValue {
+			op, _ := operation(e.Transactional)
+			return withErr([]attribute.KeyValue{systemAttr, semconv.MessagingOperationName(op), semconv.MessagingDestinationName(typ), ServiceKey.String(e.Service)}, errType)
+		}).add...)
 	}
 }
 
 func (i *Instrumentation) recordHandler(ctx context.Context, e eventbus.HandlerEnd) {
-	errType := ""
-	if e.Err != nil {
-		errType = errorType(e.Err)
-	}
+	errType := errTypeOf(e.Err)
 	typ, outcome := e.Event.Type, e.Outcome.String()
 	// One histogram: its count by outcome is the count of calls.
-	i.m.processTime.Record(ctx, e.Duration.Seconds(), i.set(attrKey{kind: 3, service: e.Service, typ: typ, outcome: outcome, err: errType}, func() []attribute.KeyValue {
-		a := []attribute.KeyValue{systemAttr, semconv.MessagingOperationName("process"), semconv.MessagingDestinationName(typ),
-			semconv.MessagingConsumerGroupName(e.Service), OutcomeKey.String(outcome)}
-		if errType != "" {
-			a = append(a, semconv.ErrorTypeKey.String(errType))
-		}
-		return a
-	}))
+	i.m.processTime.Record(ctx, e.Duration.Seconds(), i.set(attrKey{kind: 5, service: e.Service, typ: typ, outcome: outcome, err: errType}, func() []attribute.KeyValue {
+		return withErr([]attribute.KeyValue{systemAttr, semconv.MessagingOperationName("process"), semconv.MessagingDestinationName(typ),
+			semconv.MessagingConsumerGroupName(e.Service), OutcomeKey.String(outcome)}, errType)
+	}).rec...)
 }
 
 func (i *Instrumentation) recordSequencer(ctx context.Context, e eventbus.SequencerBatch) {
-	errType := ""
-	if e.Err != nil {
-		errType = errorType(e.Err)
-	}
-	set := i.set(attrKey{kind: 5, err: errType}, func() []attribute.KeyValue {
-		a := []attribute.KeyValue{systemAttr}
-		if errType != "" {
-			a = append(a, semconv.ErrorTypeKey.String(errType))
-		}
-		return a
+	errType := errTypeOf(e.Err)
+	set := i.set(attrKey{kind: 6, err: errType}, func() []attribute.KeyValue {
+		return withErr([]attribute.KeyValue{systemAttr}, errType)
 	})
-	i.m.seqSize.Record(ctx, int64(e.Events), set)
-	i.m.seqTime.Record(ctx, e.Duration.Seconds(), set)
+	i.m.seqSize.Record(ctx, int64(e.Events), set.rec...)
+	i.m.seqTime.Record(ctx, e.Duration.Seconds(), set.rec...)
 }
 
 func (i *Instrumentation) recordLease(ctx context.Context, e eventbus.LeaseChange) {
 	kind := e.Kind.String()
-	i.m.leases.Add(ctx, 1, i.set(attrKey{kind: 6, service: e.Service, outcome: kind}, func() []attribute.KeyValue {
+	i.m.leases.Add(ctx, 1, i.set(attrKey{kind: 7, service: e.Service, outcome: kind}, func() []attribute.KeyValue {
 		return []attribute.KeyValue{systemAttr, semconv.MessagingConsumerGroupName(e.Service), LeaseChangeKey.String(kind)}
-	}))
+	}).add...)
 }

@@ -92,7 +92,7 @@ type Instrumentation struct {
 	linkOnly bool
 	meter    metric.Meter
 	m        instruments
-	sets     sync.Map // attrKey -> metric.MeasurementOption, the metrics' attribute sets
+	sets     sync.Map // attrKey -> *measureOpts, the metrics' attribute sets
 	fields   []string // the propagator's metadata keys
 	starts   sync.Map // startKey -> *spanStart
 }

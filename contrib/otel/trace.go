@@ -50,7 +50,7 @@ func (i *Instrumentation) DispatchStart(ctx context.Context, e eventbus.Dispatch
 		return ctx
 	}
 	start := i.producerStart(e.Service, destination(e), e.Transactional)
-	ctx, span := i.tracer.Start(ctx, start.name, producerKind, start.attrs)
+	ctx, span := i.tracer.Start(ctx, start.name, start.opts...)
 	if span.IsRecording() {
 		if len(e.Events) == 1 {
 			span.SetAttributes(semconv.MessagingMessageID(e.Events[0].ID), SenderKey.String(e.Events[0].Sender))
@@ -107,16 +107,15 @@ func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerSt
 	}
 	evt := e.Event
 	start := i.consumerStart(e.Service, evt.Type)
-	var buf [4]trace.SpanStartOption
-	opts := append(buf[:0], consumerKind, start.attrs)
+	opts := start.opts // a child of the producer's span
 	producer := i.producerOf(evt.Metadata)
 	switch {
 	case !producer.IsValid():
 		// No producer context: a root span, not a child of whatever the
 		// bus's own context carries.
-		opts = append(opts, newRoot)
+		opts = start.rootOpts
 	case i.linkOnly:
-		opts = append(opts, newRoot, trace.WithLinks(trace.Link{SpanContext: producer}))
+		opts = append(start.rootOpts[:len(start.rootOpts):len(start.rootOpts)], trace.WithLinks(trace.Link{SpanContext: producer}))
 	default:
 		ctx = trace.ContextWithRemoteSpanContext(ctx, producer)
 	}
@@ -181,12 +180,14 @@ func (i *Instrumentation) LeaseChange(ctx context.Context, e eventbus.LeaseChang
 	i.recordLease(ctx, e)
 }
 
-// spanStart is a span's name and its start attributes, built once per
-// (kind, service, type) and kept: each option is otherwise an allocation
-// per span.
+// spanStart is a span's name and its start options (kind and the
+// attributes a sampler may look at), built once per (kind, service, type)
+// and kept: each option, and the list that passes them, is otherwise an
+// allocation per span.
 type spanStart struct {
-	name  string
-	attrs trace.SpanStartOption
+	name     string
+	opts     []trace.SpanStartOption // a producer's span, or a consumer's child of the producer's
+	rootOpts []trace.SpanStartOption // a consumer's span in a new trace
 }
 
 type startKey struct {
@@ -196,8 +197,10 @@ type startKey struct {
 
 func (i *Instrumentation) consumerStart(service, typ string) *spanStart {
 	return i.spanStart(startKey{0, service, typ}, func() *spanStart {
-		return &spanStart{"process " + typ, trace.WithAttributes(systemAttr, semconv.MessagingOperationName("process"),
-			semconv.MessagingOperationTypeProcess, semconv.MessagingDestinationName(typ), semconv.MessagingConsumerGroupName(service))}
+		attrs := trace.WithAttributes(systemAttr, semconv.MessagingOperationName("process"),
+			semconv.MessagingOperationTypeProcess, semconv.MessagingDestinationName(typ), semconv.MessagingConsumerGroupName(service))
+		return &spanStart{name: "process " + typ, opts: []trace.SpanStartOption{consumerKind, attrs},
+			rootOpts: []trace.SpanStartOption{consumerKind, attrs, newRoot}}
 	})
 }
 
@@ -214,7 +217,7 @@ func (i *Instrumentation) producerStart(service, dest string, transactional bool
 			name += " " + dest
 			attrs = append(attrs, semconv.MessagingDestinationName(dest))
 		}
-		return &spanStart{name, trace.WithAttributes(attrs...)}
+		return &spanStart{name: name, opts: []trace.SpanStartOption{producerKind, trace.WithAttributes(attrs...)}}
 	})
 }
 
