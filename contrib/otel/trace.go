@@ -99,8 +99,9 @@ func (i *Instrumentation) DispatchEnd(ctx context.Context, e eventbus.DispatchEn
 // call: a child of the producer's span (or, with WithLinkOnly, a new trace
 // linked to it), carried by the handler's context. As for the producer,
 // the attributes a sampler may look at are given at the start (built once
-// per service and type) and the call's own only to a span that records, so
-// an unsampled call costs little more than the span's context.
+// per service and type); the call's own (message id, sender, sequence,
+// attempt) are set with its outcome when it ends, and only on a span that
+// records, so an unsampled call costs little more than the span's context.
 func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerStart) context.Context {
 	if i.noTrace {
 		return ctx
@@ -119,11 +120,7 @@ func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerSt
 	default:
 		ctx = trace.ContextWithRemoteSpanContext(ctx, producer)
 	}
-	ctx, span := i.tracer.Start(ctx, start.name, opts...)
-	if span.IsRecording() {
-		span.SetAttributes(semconv.MessagingMessageID(evt.ID), SenderKey.String(evt.Sender),
-			SeqKey.Int64(e.Seq), AttemptKey.Int(e.Attempt))
-	}
+	ctx, _ = i.tracer.Start(ctx, start.name, opts...)
 	return ctx
 }
 
@@ -138,9 +135,9 @@ func (i *Instrumentation) producerOf(md map[string]string) trace.SpanContext {
 	return trace.SpanContext{}
 }
 
-// HandlerEnd records the outcome on the consumer span and ends it: a
-// failure as an error (with an event "dead_letter" when the event became
-// one), and counts it.
+// HandlerEnd sets the call's attributes and outcome on the consumer span
+// and ends it: a failure as an error (with an event "dead_letter" when the
+// event became one), and counts it.
 func (i *Instrumentation) HandlerEnd(ctx context.Context, e eventbus.HandlerEnd) {
 	if i.noTrace {
 		i.recordHandler(ctx, e)
@@ -152,15 +149,22 @@ func (i *Instrumentation) HandlerEnd(ctx context.Context, e eventbus.HandlerEnd)
 		i.recordHandler(ctx, e)
 		return
 	}
-	span.SetAttributes(OutcomeKey.String(e.Outcome.String()))
+	// The call's own attributes, set once: each SetAttributes call on a
+	// recording span grows its attribute list again.
+	evt := e.Event
+	attrs := make([]attribute.KeyValue, 0, 5) // 7 with an error and a retry delay
+	attrs = append(attrs, semconv.MessagingMessageID(evt.ID), SenderKey.String(evt.Sender),
+		SeqKey.Int64(e.Seq), AttemptKey.Int(e.Attempt), OutcomeKey.String(e.Outcome.String()))
 	if e.Err != nil {
 		span.RecordError(e.Err)
 		span.SetStatus(codes.Error, firstLine(e.Err))
-		span.SetAttributes(semconv.ErrorTypeKey.String(errorType(e.Err)))
+		attrs = append(attrs, semconv.ErrorTypeKey.String(errorType(e.Err)))
 	}
+	if e.Outcome == eventbus.OutcomeRetry {
+		attrs = append(attrs, RetryInKey.Float64(e.RetryIn.Seconds()))
+	}
+	span.SetAttributes(attrs...)
 	switch e.Outcome {
-	case eventbus.OutcomeRetry:
-		span.SetAttributes(RetryInKey.Float64(e.RetryIn.Seconds()))
 	case eventbus.OutcomeDeadLetter:
 		span.AddEvent("dead_letter", trace.WithAttributes(AttemptKey.Int(e.Attempt)))
 	case eventbus.OutcomeAbandoned:
