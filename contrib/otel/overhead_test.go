@@ -36,10 +36,14 @@ type discard struct{}
 func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (discard) Shutdown(context.Context) error                             { return nil }
 
-// configuration is one side of the comparison: nil obs is "off".
+// configuration is one side of the comparison: nil obs is "off". Its
+// drains read tables of their own (prefix), filled by a producer with the
+// same observer, so the events carry the trace context (or none) that
+// this configuration's producers would write.
 type configuration struct {
-	name string
-	obs  eventbus.Observer
+	name   string
+	obs    eventbus.Observer
+	prefix string
 }
 
 // configurations returns off and the instrumentation as a production
@@ -65,9 +69,13 @@ func configurations(b *testing.B) []configuration {
 		}
 		inst, err := eventbusotel.New(eventbusotel.WithTracerProvider(c.tp), eventbusotel.WithMeterProvider(mp))
 		must(b, err)
-		out = append(out, configuration{c.name, inst})
+		out = append(out, configuration{name: c.name, obs: inst})
 	}
-	return append(out, configuration{"hooks", eventbus.BaseObserver{}})
+	out = append(out, configuration{name: "hooks", obs: eventbus.BaseObserver{}})
+	for j := range out {
+		out[j].prefix = fmt.Sprintf("ov%d_", j)
+	}
+	return out
 }
 
 func quietOptions(extra ...eventbus.Option) []eventbus.Option {
@@ -84,10 +92,11 @@ func quietOptions(extra ...eventbus.Option) []eventbus.Option {
 //	cd contrib/otel && go test -run '^$' -bench Overhead -benchtime 1x .
 //
 // dispatch: 8 producers store -overhead.events events (at most 10,000),
-// one per Dispatch call (its own transaction). drain: a new service consumes a sequenced
-// backlog of -overhead.events events from 256 senders with a handler that
-// does nothing (the worst case: the bus's own work is all there is);
-// drain-1ms: the same with a handler that waits 1ms, as one that calls
+// one per Dispatch call (its own transaction). drain: a new service
+// consumes a sequenced backlog of -overhead.events events from 256 senders
+// (dispatched by a producer with the same instrumentation, so they carry
+// its trace context) with a handler that does nothing (the worst case:
+// the bus's own work is all there is); drain-1ms: the same with a handler that waits 1ms, as one that calls
 // another service would; drain-write: a handler that inserts one row in
 // its own transaction, as a projection does. MySQL and PostgreSQL run when
 // EVENTBUS_MYSQL_DSN / EVENTBUS_POSTGRES_DSN are set.
@@ -99,7 +108,9 @@ func BenchmarkOverhead(b *testing.B) {
 			b.Run("dispatch", func(b *testing.B) {
 				sides(b, configs, func(c configuration, round int) sample { return dispatchRate(b, db, c.obs, round) })
 			})
-			backlog(b, db, *overheadEvents)
+			for _, c := range configs {
+				backlog(b, db, c, *overheadEvents)
+			}
 			must(b, db.Exec("CREATE TABLE overhead_projection (event_id VARCHAR(64) NOT NULL, service VARCHAR(64) NOT NULL)").Error)
 			for _, w := range []handlerWork{
 				{"drain", *overheadEvents, func(context.Context, *ddd.DomainEvent) error { return nil }},
@@ -243,15 +254,12 @@ func dispatchRate(b *testing.B, db *gorm.DB, obs eventbus.Observer, round int) s
 	})
 }
 
-// backlog stores n events, sequenced, for the drain rounds, after the
-// dispatch rounds' events (which the drain services skip).
-func backlog(b *testing.B, db *gorm.DB, n int) {
+// backlog stores n events, sequenced, in c's tables, dispatched ten at a
+// time by a producer with c's observer.
+func backlog(b *testing.B, db *gorm.DB, c configuration, n int) {
 	ctx := context.Background()
-	bus, err := eventbus.NewEventBus("backlog", db, quietOptions()...)
-	must(b, err)
-	// Every drain service starts after the dispatch rounds' events.
-	must(b, db.Exec("DELETE FROM ddd_events").Error)
-	batch := make([]*ddd.DomainEvent, 0, 100)
+	bus := busFor(b, db, "backlog", c.obs, eventbus.WithTablePrefix(c.prefix))
+	batch := make([]*ddd.DomainEvent, 0, 10)
 	for i := range n {
 		evt, err := ddd.NewDomainEvent(fmt.Sprintf("sender-%03d", i%256), Placed{N: i})
 		must(b, err)
@@ -266,7 +274,7 @@ func backlog(b *testing.B, db *gorm.DB, n int) {
 	wg.Go(func() { _ = bus.Start(runCtx) }) // a producer: it only sequences
 	waitFor(b, "the backlog sequenced", func() bool {
 		var left int64
-		must(b, db.Raw("SELECT COUNT(*) FROM ddd_events WHERE seq IS NULL").Scan(&left).Error)
+		must(b, db.Raw("SELECT COUNT(*) FROM "+c.prefix+"events WHERE seq IS NULL").Scan(&left).Error)
 		return left == 0
 	})
 	cancel()
@@ -278,7 +286,7 @@ func backlog(b *testing.B, db *gorm.DB, n int) {
 // from the first handler call.
 func drainRate(b *testing.B, db *gorm.DB, c configuration, round int, w handlerWork) sample {
 	service := fmt.Sprintf("%s-%d-%s", w.name, round, strings.TrimSuffix(c.name, "%"))
-	bus := busFor(b, db, service, c.obs)
+	bus := busFor(b, db, service, c.obs, eventbus.WithTablePrefix(c.prefix))
 	n := w.events
 	return measured(b, n, func(started, stopped func()) {
 		var handled atomic.Int64
