@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -15,11 +14,11 @@ import (
 func (s *base) EncodeEvent(evt *ddd.DomainEvent) (store.EncodedEvent, error) {
 	var meta any // NULL when there is none
 	if len(evt.Metadata) > 0 {
-		b, err := json.Marshal(evt.Metadata)
+		m, err := encodeMetadata(evt.Metadata)
 		if err != nil {
 			return store.EncodedEvent{}, fmt.Errorf("%w: metadata of %s: %v", ddd.ErrInvalidEvent, evt.ID, err)
 		}
-		meta = string(b)
+		meta = m
 	}
 	vals := []any{evt.ID, evt.Type, evt.Sender, int16(evt.SendType), []byte(evt.Payload), meta, evt.CreatedAt.UnixMicro()}
 	size := valueBytes(vals)
@@ -48,9 +47,11 @@ func scanEvent(rows *sql.Rows, prefix ...any) (*ddd.DomainEvent, error) {
 	evt.Payload = payload
 	evt.CreatedAt = time.UnixMicro(occurred).UTC()
 	if meta.Valid && meta.String != "" {
-		if err := json.Unmarshal([]byte(meta.String), &evt.Metadata); err != nil {
+		m, err := decodeMetadata(meta.String)
+		if err != nil {
 			return nil, fmt.Errorf("event %s: metadata: %w", evt.ID, err)
 		}
+		evt.Metadata = m
 	}
 	return &evt, nil
 }
