@@ -65,9 +65,22 @@ func (m *instruments) init(meter metric.Meter) error {
 // attrKey names one attribute set of the per-event metrics; the sets are
 // built once and kept, so recording allocates nothing.
 type attrKey struct {
-	kind                       int8
+	kind                       setKind
 	service, typ, outcome, err string
 }
+
+// setKind is the metric (and, for Dispatch, the operation) a set is for.
+type setKind int8
+
+const (
+	setSendTime setKind = iota + 1
+	setCreateTime
+	setSent
+	setCreated
+	setProcess
+	setSequencer
+	setLease
+)
 
 // measureOpts is one attribute set as the option lists Record and Add take:
 // kept as slices, since a variadic argument passed to an interface method
@@ -103,16 +116,16 @@ func errTypeOf(err error) string {
 
 func (i *Instrumentation) recordDispatch(ctx context.Context, e eventbus.DispatchEnd) {
 	errType := errTypeOf(e.Err)
-	k := attrKey{kind: 1, service: e.Service, err: errType}
+	k, countKind := attrKey{kind: setSendTime, service: e.Service, err: errType}, setSent
 	if e.Transactional {
-		k.kind = 2
+		k.kind, countKind = setCreateTime, setCreated
 	}
 	i.m.dispatchTime.Record(ctx, e.Duration.Seconds(), i.set(k, func() []attribute.KeyValue {
 		op, opType := operation(e.Transactional)
 		return withErr([]attribute.KeyValue{systemAttr, semconv.MessagingOperationName(op), opType, ServiceKey.String(e.Service)}, errType)
 	}).rec...)
 	// Counted by type: runs of one type are one Add.
-	k.kind += 2
+	k.kind = countKind
 	for j := 0; j < len(e.Events); {
 		typ, n := e.Events[j].Type, 1
 		for j+n < len(e.Events) && e.Events[j+n].Type == typ {
@@ -131,7 +144,7 @@ func (i *Instrumentation) recordHandler(ctx context.Context, e eventbus.HandlerE
 	errType := errTypeOf(e.Err)
 	typ, outcome := e.Event.Type, e.Outcome.String()
 	// One histogram: its count by outcome is the count of calls.
-	i.m.processTime.Record(ctx, e.Duration.Seconds(), i.set(attrKey{kind: 5, service: e.Service, typ: typ, outcome: outcome, err: errType}, func() []attribute.KeyValue {
+	i.m.processTime.Record(ctx, e.Duration.Seconds(), i.set(attrKey{kind: setProcess, service: e.Service, typ: typ, outcome: outcome, err: errType}, func() []attribute.KeyValue {
 		return withErr([]attribute.KeyValue{systemAttr, semconv.MessagingOperationName("process"), semconv.MessagingDestinationName(typ),
 			semconv.MessagingConsumerGroupName(e.Service), OutcomeKey.String(outcome)}, errType)
 	}).rec...)
@@ -139,7 +152,7 @@ func (i *Instrumentation) recordHandler(ctx context.Context, e eventbus.HandlerE
 
 func (i *Instrumentation) recordSequencer(ctx context.Context, e eventbus.SequencerBatch) {
 	errType := errTypeOf(e.Err)
-	set := i.set(attrKey{kind: 6, err: errType}, func() []attribute.KeyValue {
+	set := i.set(attrKey{kind: setSequencer, err: errType}, func() []attribute.KeyValue {
 		return withErr([]attribute.KeyValue{systemAttr}, errType)
 	})
 	i.m.seqSize.Record(ctx, int64(e.Events), set.rec...)
@@ -148,7 +161,7 @@ func (i *Instrumentation) recordSequencer(ctx context.Context, e eventbus.Sequen
 
 func (i *Instrumentation) recordLease(ctx context.Context, e eventbus.LeaseChange) {
 	kind := e.Kind.String()
-	i.m.leases.Add(ctx, 1, i.set(attrKey{kind: 7, service: e.Service, outcome: kind}, func() []attribute.KeyValue {
+	i.m.leases.Add(ctx, 1, i.set(attrKey{kind: setLease, service: e.Service, outcome: kind}, func() []attribute.KeyValue {
 		return []attribute.KeyValue{systemAttr, semconv.MessagingConsumerGroupName(e.Service), LeaseChangeKey.String(kind)}
 	}).add...)
 }
