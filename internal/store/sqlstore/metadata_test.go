@@ -138,37 +138,22 @@ func BenchmarkMetadata(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("decode/fast", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := decodeMetadata(traceparent); err != nil {
-				b.Fatal(err)
+	for _, c := range []struct {
+		name string
+		run  func() error
+	}{
+		{"decode/fast", func() error { _, err := decodeMetadata(traceparent); return err }},
+		{"decode/json", func() error { var m map[string]string; return json.Unmarshal([]byte(traceparent), &m) }},
+		{"encode/fast", func() error { _, err := encodeMetadata(m); return err }},
+		{"encode/json", func() error { _, err := json.Marshal(m); return err }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.run(); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
-	b.Run("decode/json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var m map[string]string
-			if err := json.Unmarshal([]byte(traceparent), &m); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("encode/fast", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := encodeMetadata(m); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("encode/json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := json.Marshal(m); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+		})
+	}
 }
