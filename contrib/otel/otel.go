@@ -74,7 +74,10 @@ func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) 
 
 // WithPropagator sets how trace context is written into and read from
 // event metadata. Default propagation.TraceContext{} (W3C traceparent and
-// tracestate), whatever the global propagator is.
+// tracestate), whatever the global propagator is. Whatever else it carries
+// reaches the handler's context too: with
+// propagation.NewCompositeTextMapPropagator(propagation.TraceContext{},
+// propagation.Baggage{}) the producer's baggage does.
 func WithPropagator(p propagation.TextMapPropagator) Option { return func(c *config) { c.prop = p } }
 
 // WithLinkOnly starts each consumer span in a new trace, linked to the

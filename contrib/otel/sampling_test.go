@@ -9,6 +9,8 @@ import (
 	eventbusotel "github.com/dddbus/eventbus/contrib/otel"
 	"github.com/dddbus/eventbus/ddd"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -94,5 +96,46 @@ func TestUnsampledCallsAreCountedAndPropagated(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Errorf("%s counted %d handled calls, want 1", eventbusotel.MetricProcessTime, calls)
+	}
+}
+
+// TestBaggageCrossesWithItsPropagator: with a propagator that carries
+// baggage, the producer's baggage reaches the handler's context, beside the
+// producer's span as parent; with the default one it does not.
+func TestBaggageCrossesWithItsPropagator(t *testing.T) {
+	member, err := baggage.NewMember("tenant", "acme")
+	must(t, err)
+	bag, err := baggage.New(member)
+	must(t, err)
+	for _, c := range []struct {
+		name string
+		prop propagation.TextMapPropagator
+		want string
+	}{
+		{"composite", propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}), "acme"},
+		{"default", nil, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewInMemoryExporter()))
+			opts := []eventbusotel.Option{eventbusotel.WithTracerProvider(tp)}
+			if c.prop != nil {
+				opts = append(opts, eventbusotel.WithPropagator(c.prop))
+			}
+			inst, err := eventbusotel.New(opts...)
+			must(t, err)
+			evt, err := ddd.NewDomainEvent("s", Placed{1})
+			must(t, err)
+			pctx := inst.DispatchStart(baggage.ContextWithBaggage(context.Background(), bag), eventbus.DispatchStart{Service: "orders", Events: []*ddd.DomainEvent{evt}})
+			inst.DispatchEnd(pctx, eventbus.DispatchEnd{Service: "orders", Events: []*ddd.DomainEvent{evt}})
+			hctx := inst.HandlerStart(context.Background(), eventbus.HandlerStart{Service: "billing", Event: evt, Seq: 1, Attempt: 1})
+			defer inst.HandlerEnd(hctx, eventbus.HandlerEnd{Service: "billing", Event: evt, Seq: 1, Attempt: 1, Outcome: eventbus.OutcomeHandled})
+			if got := baggage.FromContext(hctx).Member("tenant").Value(); got != c.want {
+				t.Errorf("handler's baggage tenant=%q, want %q (metadata %v)", got, c.want, evt.Metadata)
+			}
+			parent := trace.SpanContextFromContext(pctx)
+			if sc := trace.SpanContextFromContext(hctx); sc.TraceID() != parent.TraceID() || sc.SpanID() == parent.SpanID() {
+				t.Errorf("consumer span %v/%v, want a child in the producer's trace %v", sc.TraceID(), sc.SpanID(), parent.TraceID())
+			}
+		})
 	}
 }

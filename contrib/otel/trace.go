@@ -109,30 +109,30 @@ func (i *Instrumentation) HandlerStart(ctx context.Context, e eventbus.HandlerSt
 	evt := e.Event
 	start := i.consumerStart(e.Service, evt.Type)
 	opts := start.opts // a child of the producer's span
-	producer := i.producerOf(evt.Metadata)
-	switch {
-	case !producer.IsValid():
+	ctx = i.extract(ctx, evt.Metadata)
+	switch producer := trace.SpanContextFromContext(ctx); {
+	case !producer.IsValid() || !producer.IsRemote():
 		// No producer context: a root span, not a child of whatever the
 		// bus's own context carries.
 		opts = start.rootOpts
 	case i.linkOnly:
 		opts = append(start.rootOpts[:len(start.rootOpts):len(start.rootOpts)], trace.WithLinks(trace.Link{SpanContext: producer}))
-	default:
-		ctx = trace.ContextWithRemoteSpanContext(ctx, producer)
 	}
 	ctx, _ = i.tracer.Start(ctx, start.name, opts...)
 	return ctx
 }
 
-// producerOf reads the producer's span context from an event's metadata;
-// without any of the propagator's fields there is nothing to parse.
-func (i *Instrumentation) producerOf(md map[string]string) trace.SpanContext {
+// extract adds what the producer's metadata carries to ctx: its span
+// context as the remote parent, and whatever else the propagator reads
+// (baggage, with a propagator that carries it). Without any of the
+// propagator's fields there is nothing to parse.
+func (i *Instrumentation) extract(ctx context.Context, md map[string]string) context.Context {
 	for _, f := range i.fields {
 		if _, ok := md[f]; ok {
-			return trace.SpanContextFromContext(i.prop.Extract(context.Background(), propagation.MapCarrier(md)))
+			return i.prop.Extract(ctx, propagation.MapCarrier(md))
 		}
 	}
-	return trace.SpanContext{}
+	return ctx
 }
 
 // HandlerEnd sets the call's attributes and outcome on the consumer span
