@@ -107,15 +107,8 @@ func withErr(attrs []attribute.KeyValue, errType string) []attribute.KeyValue {
 	return attrs
 }
 
-func errTypeOf(err error) string {
-	if err == nil {
-		return ""
-	}
-	return errorType(err)
-}
-
 func (i *Instrumentation) recordDispatch(ctx context.Context, e eventbus.DispatchEnd) {
-	errType := errTypeOf(e.Err)
+	errType := errorType(e.Err)
 	k, countKind := attrKey{kind: setSendTime, service: e.Service, err: errType}, setSent
 	if e.Transactional {
 		k.kind, countKind = setCreateTime, setCreated
@@ -141,7 +134,7 @@ func (i *Instrumentation) recordDispatch(ctx context.Context, e eventbus.Dispatc
 }
 
 func (i *Instrumentation) recordHandler(ctx context.Context, e eventbus.HandlerEnd) {
-	errType := errTypeOf(e.Err)
+	errType := errorType(e.Err)
 	typ, outcome := e.Event.Type, e.Outcome.String()
 	// One histogram: its count by outcome is the count of calls.
 	i.m.processTime.Record(ctx, e.Duration.Seconds(), i.set(attrKey{kind: setProcess, service: e.Service, typ: typ, outcome: outcome, err: errType}, func() []attribute.KeyValue {
@@ -151,7 +144,7 @@ func (i *Instrumentation) recordHandler(ctx context.Context, e eventbus.HandlerE
 }
 
 func (i *Instrumentation) recordSequencer(ctx context.Context, e eventbus.SequencerBatch) {
-	errType := errTypeOf(e.Err)
+	errType := errorType(e.Err)
 	set := i.set(attrKey{kind: setSequencer, err: errType}, func() []attribute.KeyValue {
 		return withErr([]attribute.KeyValue{systemAttr}, errType)
 	})

@@ -15,13 +15,9 @@ import (
 	"time"
 
 	"github.com/dddbus/eventbus"
-	eventbusotel "github.com/dddbus/eventbus/contrib/otel"
 	"github.com/dddbus/eventbus/ddd"
 	"github.com/dddbus/eventbus/internal/dbtest"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	"gorm.io/gorm"
 )
 
@@ -53,23 +49,12 @@ type configuration struct {
 // alone, with a no-op tracer provider ("metrics"); and an observer that
 // does nothing ("hooks": what the bus's calls of an Observer cost).
 func configurations(b *testing.B) []configuration {
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	mp := meterProvider(b)
 	out := []configuration{{name: "off"}}
-	for _, c := range []struct {
-		name string
-		tp   trace.TracerProvider
-	}{
-		{"on", sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}), sdktrace.WithSampler(sdktrace.AlwaysSample()))},
-		{"on-10%", sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))))},
-		{"metrics", noop.NewTracerProvider()},
-	} {
-		if sdk, ok := c.tp.(*sdktrace.TracerProvider); ok {
-			b.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
+	for _, c := range tracerProviders {
+		if c.name != "never" { // the per-call benchmarks' extra side
+			out = append(out, configuration{name: c.name, obs: instrumentation(b, c.tp(), mp)})
 		}
-		inst, err := eventbusotel.New(eventbusotel.WithTracerProvider(c.tp), eventbusotel.WithMeterProvider(mp))
-		must(b, err)
-		out = append(out, configuration{name: c.name, obs: inst})
 	}
 	out = append(out, configuration{name: "hooks", obs: eventbus.BaseObserver{}})
 	for j := range out {

@@ -244,7 +244,11 @@ func firstLine(err error) string {
 }
 
 // errorType is the low-cardinality error.type: the Go type of the error
-// (its innermost wrapped one would often be *errors.errorString).
+// (its innermost wrapped one would often be *errors.errorString); "" for
+// none.
 func errorType(err error) string {
+	if err == nil {
+		return ""
+	}
 	return fmt.Sprintf("%T", err)
 }

@@ -62,6 +62,22 @@ func TestDecodeMetadata(t *testing.T) {
 	}
 }
 
+// TestMetadataFastPathTaken: a trace context takes the fast paths (their
+// allocations, not encoding/json's 10 and 4), which the comparisons above
+// cannot tell from the fallback.
+func TestMetadataFastPathTaken(t *testing.T) {
+	m, err := decodeMetadata(traceparent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = decodeMetadata(traceparent) }); n > 2 {
+		t.Errorf("decodeMetadata: %.0f allocations, want at most 2 (the map)", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = encodeMetadata(m) }); n > 1 {
+		t.Errorf("encodeMetadata: %.0f allocations, want 1 (the result)", n)
+	}
+}
+
 func checkDecode(t *testing.T, s string) {
 	t.Helper()
 	got, err := decodeMetadata(s)
